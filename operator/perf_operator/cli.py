@@ -1,0 +1,76 @@
+"""The ``perf-operator`` command: run the operator, generate the CRDs, bring up the local stack."""
+from __future__ import annotations
+
+import argparse
+import logging
+import pathlib
+import sys
+
+
+def _run(args: argparse.Namespace) -> int:
+    import kopf
+
+    from . import entry  # noqa: F401  (registers every handler)
+
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    kopf.run(
+        clusterwide=not args.namespace,
+        namespaces=args.namespace or (),
+        standalone=args.standalone,
+        priority=args.priority,
+        peering_name=args.peering,
+        liveness_endpoint=args.liveness,
+    )
+    return 0
+
+
+def _crds(args: argparse.Namespace) -> int:
+    from .api.crdgen import main_crds
+
+    return main_crds(pathlib.Path(args.output_dir), check=args.check)
+
+
+def _dev(args: argparse.Namespace) -> int:
+    from .devstack.demo import run_demo
+
+    return run_demo(examples=pathlib.Path(args.examples), keep_running=not args.once)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="perf-operator", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the operator against the current kubeconfig")
+    run.add_argument("-n", "--namespace", action="append", default=[],
+                     help="watch only this namespace (repeatable); default: all namespaces")
+    run.add_argument("--standalone", action="store_true",
+                     help="no peering with other instances (single replica only)")
+    run.add_argument("--priority", type=int, default=0, help="kopf peering priority")
+    run.add_argument("--peering", default=None, help="kopf peering object name")
+    run.add_argument("--liveness", default=None,
+                     help="health endpoint, e.g. http://0.0.0.0:8081/healthz")
+    run.add_argument("--verbose", action="store_true")
+    run.set_defaults(func=_run)
+
+    crds = sub.add_parser("crds", help="generate crds/*.yaml from the models")
+    crds.add_argument("--output-dir", default="crds")
+    crds.add_argument("--check", action="store_true",
+                      help="fail if the files differ from what the models generate")
+    crds.set_defaults(func=_crds)
+
+    dev = sub.add_parser("dev", help="bring up the local stack and run the operator on examples/")
+    dev.add_argument("--examples", default="examples")
+    dev.add_argument("--once", action="store_true",
+                     help="stop after the examples are Ready instead of running until Ctrl-C")
+    dev.set_defaults(func=_dev)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

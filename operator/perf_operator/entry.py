@@ -1,0 +1,6 @@
+"""The operator's entry module: importing it registers every kopf handler.
+
+It stays thin on purpose; each resource kind has its own handler module and each target
+system its own package.
+"""
+from .handlers import profiles, startup, tenants  # noqa: F401

@@ -1,0 +1,1 @@
+"""kopf handler registration, one module per resource kind; the work happens elsewhere."""

@@ -1,0 +1,94 @@
+"""PerformanceProfile handlers: registration and delegation only."""
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+import pydantic
+
+from ..api import PerformanceProfileSpec
+from ..api.validation import semantic_errors
+from ..config import CONFIG
+from ..reconcile import EventRecorder, Outcome, ProfileContext
+from .reconciliation import Part, run_parts, write_status
+from .resources import PROFILES, TENANTS
+
+#: The target systems a profile configures, each with the condition type it reports.
+PROFILE_PARTS: tuple[tuple[str, Part], ...] = ()
+
+
+@kopf.index(*TENANTS)
+def tenants_by_profile(namespace: str, name: str, spec: kopf.Spec, **_) -> dict:
+    """Which tenants reference which profile, with their WebSocket limits (for overcommit)."""
+    profile = (spec.get("profileRef") or {}).get("name")
+    websocket = (spec.get("websocket") or {}).get("maxConnections")
+    return {(namespace, profile): (name, websocket)}
+
+
+@kopf.on.resume(*PROFILES)
+@kopf.on.create(*PROFILES)
+@kopf.on.update(*PROFILES, field="spec")
+async def profile_changed(**kwargs: Any) -> None:
+    await reconcile(**kwargs)
+
+
+@kopf.timer(*PROFILES, interval=CONFIG.resync_seconds, initial_delay=CONFIG.resync_seconds)
+async def profile_resync(**kwargs: Any) -> None:
+    await reconcile(**kwargs)
+
+
+async def reconcile(*, body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta,
+                    name: str, namespace: str, patch: kopf.Patch, logger,
+                    tenants_by_profile: kopf.Index, **_) -> None:
+    generation = meta.get("generation", 0)
+    current = dict(status)
+    tenants = _tenant_summary(tenants_by_profile, namespace, name)
+    try:
+        model = PerformanceProfileSpec.model_validate(dict(spec))
+    except pydantic.ValidationError as err:
+        write_status(patch=patch, current=current, generation=generation, results=[],
+                     extra={"tenants": tenants}, ready_override=("Rejected", _describe(err)))
+        return
+    problems = semantic_errors(model)
+    if problems:
+        write_status(patch=patch, current=current, generation=generation, results=[],
+                     extra={"tenants": tenants}, ready_override=("Rejected", "; ".join(problems)))
+        return
+    if model.paused:
+        write_status(patch=patch, current=current, generation=generation, results=[],
+                     extra={"tenants": tenants},
+                     ready_override=("Paused", "spec.paused is true: nothing is changed"))
+        return
+    ctx = ProfileContext(name=name, namespace=namespace, uid=meta["uid"], generation=generation,
+                         spec=model, status=current, events=EventRecorder(body, logger),
+                         logger=logger)
+    results = await run_parts(PROFILE_PARTS, ctx)
+    results.append(("Overcommitted", _overcommit(model, tenants)))
+    write_status(patch=patch, current=current, generation=generation, results=results,
+                 extra={"tenants": tenants})
+
+
+def _tenant_summary(index: kopf.Index, namespace: str, profile: str) -> dict[str, int]:
+    members = list(index.get((namespace, profile), ()))
+    return {"count": len(members),
+            "websocketCommitted": sum(limit for _, limit in members if limit)}
+
+
+def _overcommit(model: PerformanceProfileSpec, tenants: dict[str, int]) -> Outcome | None:
+    """``Overcommitted`` is True when the tenants' WebSocket limits add up to more than the
+    profile's maximum; that also makes the profile not Ready."""
+    maximum = model.websocket.max_connections
+    committed = tenants["websocketCommitted"]
+    if committed <= maximum:
+        return Outcome(condition="Overcommitted", ready=True, abnormal_true=True,
+                       reason="WithinCapacity",
+                       message=f"tenants commit {committed} of {maximum} WebSocket connections")
+    return Outcome(condition="Overcommitted", ready=False, abnormal_true=True,
+                   reason="WebSocketOvercommitted",
+                   message=f"tenants commit {committed} WebSocket connections, more than the "
+                           f"profile's maximum of {maximum}")
+
+
+def _describe(err: pydantic.ValidationError) -> str:
+    return "; ".join(f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                     for e in err.errors(include_url=False))

@@ -1,0 +1,74 @@
+"""Running a set of target-system reconcilers for one object and writing one status patch."""
+from __future__ import annotations
+
+import asyncio
+import datetime
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import kopf
+
+from ..api.conditions import set_condition
+from ..reconcile import Outcome
+from ..scrub import scrub
+from ..status import apply_to_kopf_patch
+
+Part = Callable[[Any], Awaitable[Outcome | None]]
+
+
+async def run_parts(parts: Sequence[tuple[str, Part]], ctx: Any
+                    ) -> list[tuple[str, Outcome | None]]:
+    """Run every part concurrently, pairing each condition type with its outcome (None: the
+    spec has no section for it). A part that raises reports its condition as failed instead of
+    hiding the other parts' results."""
+
+    async def guarded(condition: str, part: Part) -> Outcome | None:
+        try:
+            return await part(ctx)
+        except Exception as err:  # noqa: BLE001 - reported in status, logged with traceback
+            ctx.logger.exception("%s failed", condition)
+            return Outcome(condition=condition, ready=False, reason="ReconcileError",
+                           message=scrub(err))
+
+    results = await asyncio.gather(*(guarded(cond, part) for cond, part in parts))
+    return [(cond, result) for (cond, _), result in zip(parts, results)]
+
+
+def write_status(*, patch: kopf.Patch, current: dict[str, Any], generation: int,
+                 results: Sequence[tuple[str, Outcome | None]], extra: dict[str, Any] | None = None,
+                 ready_override: tuple[str, str] | None = None) -> bool:
+    """Merge the outcomes into conditions (plus ``Ready``) and their status fragments, and put
+    only what differs from ``current`` into kopf's patch. Returns True when something changed.
+    The condition of a part whose section left the spec is removed.
+
+    ``ready_override`` (reason, message) forces Ready=False, e.g. for a paused or rejected spec.
+    """
+    now = datetime.datetime.now(datetime.timezone.utc)
+    absent = {cond for cond, outcome in results if outcome is None}
+    outcomes = [outcome for _, outcome in results if outcome is not None]
+    conditions = [c for c in current.get("conditions") or [] if c.get("type") not in absent]
+    desired: dict[str, Any] = {"observedGeneration": generation}
+    for outcome in outcomes:
+        conditions = set_condition(conditions, outcome.condition, outcome.condition_status,
+                                   outcome.reason,
+                                   scrub(outcome.message), generation, now)
+        desired.update(outcome.status)
+    if ready_override:
+        reason, message = ready_override
+        ready, ready_message = False, message
+    else:
+        failing = [o for o in outcomes if not o.ready]
+        ready = not failing
+        reason = failing[0].reason if failing else "Reconciled"
+        ready_message = "; ".join(f"{o.condition}: {scrub(o.message)}" for o in failing) or (
+            "all targets match the spec")
+    conditions = set_condition(conditions, "Ready", "True" if ready else "False", reason,
+                               ready_message, generation, now)
+    desired["conditions"] = conditions
+    desired.update(extra or {})
+    return apply_to_kopf_patch(patch, current, desired)
+
+
+def next_requeue(results: Sequence[tuple[str, Outcome | None]]) -> float | None:
+    delays = [o.requeue_after for _, o in results if o is not None and o.requeue_after is not None]
+    return min(delays) if delays else None

@@ -1,0 +1,105 @@
+"""TenantQuota handlers: registration and delegation only."""
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import kopf
+import pydantic
+
+from ..api import PerformanceProfileSpec, TenantQuotaSpec, effective_limits
+from ..config import CONFIG
+from ..reconcile import EventRecorder, Outcome, TenantContext
+from ..scrub import scrub
+from .reconciliation import Part, run_parts, write_status
+from .resources import PROFILES, TENANTS
+
+#: The target systems a tenant configures, each with the condition type it reports.
+TENANT_PARTS: tuple[tuple[str, Part], ...] = ()
+
+#: What deleting a tenant removes (its tables), each ``async fn(ctx) -> None``.
+TENANT_CLEANUPS: tuple[Callable[[TenantContext], Awaitable[None]], ...] = ()
+
+
+@kopf.index(*PROFILES)
+def profile_specs(namespace: str, name: str, spec: kopf.Spec, **_) -> dict:
+    """The profiles' specs, so a tenant resolves its defaults without an API call."""
+    return {(namespace, name): dict(spec)}
+
+
+@kopf.on.resume(*TENANTS)
+@kopf.on.create(*TENANTS)
+@kopf.on.update(*TENANTS, field="spec")
+async def tenant_changed(**kwargs: Any) -> None:
+    await reconcile(**kwargs)
+
+
+@kopf.timer(*TENANTS, interval=CONFIG.resync_seconds, initial_delay=CONFIG.resync_seconds)
+async def tenant_resync(**kwargs: Any) -> None:
+    await reconcile(**kwargs)
+
+
+@kopf.on.delete(*TENANTS)
+async def tenant_deleted(*, retry: int, **kwargs: Any) -> None:
+    """Remove the tenant's tables. When a target stays unreachable, give up after a bounded
+    number of retries and release the object (with a warning Event), so that deleting a
+    namespace never hangs on a Redis that is gone for good."""
+    ctx = _context(**kwargs)
+    if ctx is None:
+        return
+    try:
+        for cleanup in TENANT_CLEANUPS:
+            await cleanup(ctx)
+    except Exception as err:  # noqa: BLE001 - retried, then released
+        if retry + 1 < CONFIG.finalizer_retries:
+            raise kopf.TemporaryError(scrub(err), delay=CONFIG.retry_backoff_seconds) from None
+        ctx.events.warning("CleanupAbandoned",
+                           f"tables not removed after {retry + 1} attempts, releasing: "
+                           f"{scrub(err)}")
+
+
+async def reconcile(*, patch: kopf.Patch, status: kopf.Status, meta: kopf.Meta, **kwargs: Any
+                    ) -> None:
+    generation = meta.get("generation", 0)
+    current = dict(status)
+    try:
+        ctx = _context(meta=meta, status=status, **kwargs)
+    except pydantic.ValidationError as err:
+        write_status(patch=patch, current=current, generation=generation, results=[],
+                     ready_override=("Rejected", scrub(err)))
+        return
+    if ctx is None:
+        profile = (kwargs["spec"].get("profileRef") or {}).get("name")
+        missing = Outcome(condition="ProfileResolved", ready=False, reason="ProfileNotFound",
+                          message=f"PerformanceProfile {profile!r} does not exist in namespace "
+                                  f"{kwargs['namespace']}")
+        write_status(patch=patch, current=current, generation=generation,
+                     results=[("ProfileResolved", missing)])
+        return
+    resolved = Outcome(condition="ProfileResolved", ready=True, reason="ProfileFound",
+                       message=f"limits merged with PerformanceProfile {ctx.profile_name}")
+    if ctx.profile.paused:
+        write_status(patch=patch, current=current, generation=generation,
+                     results=[("ProfileResolved", resolved)],
+                     ready_override=("Paused", f"profile {ctx.profile_name} is paused"))
+        return
+    results = await run_parts(TENANT_PARTS, ctx)
+    results.append(("ProfileResolved", resolved))
+    write_status(patch=patch, current=current, generation=generation, results=results)
+
+
+def _context(*, body: kopf.Body, spec: kopf.Spec, meta: kopf.Meta, status: kopf.Status,
+             name: str, namespace: str, logger, profile_specs: kopf.Index, **_
+             ) -> TenantContext | None:
+    """The tenant with its profile's defaults merged in; None when the profile is missing."""
+    tenant = TenantQuotaSpec.model_validate(dict(spec))
+    profile_name = tenant.profile_ref.name
+    stored = list(profile_specs.get((namespace, profile_name), ()))
+    if not stored:
+        return None
+    profile = PerformanceProfileSpec.model_validate(stored[0])
+    return TenantContext(
+        name=name, namespace=namespace, uid=meta["uid"], generation=meta.get("generation", 0),
+        spec=tenant, profile_name=profile_name, profile=profile,
+        limits=effective_limits(profile, tenant), status=dict(status),
+        events=EventRecorder(body, logger), logger=logger)

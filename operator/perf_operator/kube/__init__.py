@@ -1,0 +1,2 @@
+"""Kubernetes objects the operator owns: HPAs, alert rules, the application config; and the
+shared API client."""

@@ -1,0 +1,34 @@
+"""One shared asynchronous Kubernetes API client for the whole operator.
+
+kubernetes_asyncio keeps every call on the event loop (the synchronous client would need a
+thread per call), and one client means one connection pool.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+
+from kubernetes_asyncio import client, config
+
+_client: client.ApiClient | None = None
+_lock = asyncio.Lock()
+
+
+async def api_client() -> client.ApiClient:
+    global _client
+    async with _lock:
+        if _client is None:
+            configuration = client.Configuration()
+            if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
+                config.load_incluster_config(client_configuration=configuration)
+            else:
+                await config.load_kube_config(client_configuration=configuration)
+            _client = client.ApiClient(configuration)
+        return _client
+
+
+async def close() -> None:
+    global _client
+    if _client is not None:
+        await _client.close()
+        _client = None

@@ -1,0 +1,87 @@
+"""What every target-system reconciler receives and returns.
+
+A reconciler observes its system, plans (a pure function), executes the plan, and reports an
+:class:`Outcome`. The handler merges the outcomes into one status write and one set of
+conditions, so no reconciler writes status itself.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+
+from .scrub import scrub
+
+
+@dataclass
+class Outcome:
+    """One target system's result: its condition and its part of the status."""
+
+    condition: str
+    ready: bool
+    reason: str
+    message: str = ""
+    status: dict[str, Any] = field(default_factory=dict)
+    #: Ask for the next reconcile sooner than the resync interval (a build in progress).
+    requeue_after: float | None = None
+    #: For conditions named after a problem (``Overcommitted``, ``MetricsStale``): the
+    #: condition is True when the outcome is *not* ready.
+    abnormal_true: bool = False
+
+    @property
+    def condition_status(self) -> str:
+        return "True" if self.ready != self.abnormal_true else "False"
+
+
+class EventRecorder:
+    """Kubernetes Events about one object, scrubbed of credentials."""
+
+    def __init__(self, body: kopf.Body, logger: logging.Logger | logging.LoggerAdapter) -> None:
+        self.body = body
+        self.logger = logger
+
+    def normal(self, reason: str, message: str) -> None:
+        kopf.info(self.body, reason=reason, message=scrub(message))
+
+    def warning(self, reason: str, message: str) -> None:
+        kopf.warn(self.body, reason=reason, message=scrub(message))
+
+
+@dataclass
+class ProfileContext:
+    """Everything a reconciler needs to make one PerformanceProfile true."""
+
+    name: str
+    namespace: str
+    uid: str
+    generation: int
+    spec: Any  # api.PerformanceProfileSpec, parsed and validated
+    status: dict[str, Any]  # the status as last written, for what a part remembers between runs
+    events: EventRecorder
+    logger: logging.Logger | logging.LoggerAdapter
+
+    def owner_reference(self) -> dict[str, Any]:
+        from . import API_GROUP, API_VERSION
+
+        return {"apiVersion": f"{API_GROUP}/{API_VERSION}", "kind": "PerformanceProfile",
+                "name": self.name, "uid": self.uid, "controller": True,
+                "blockOwnerDeletion": True}
+
+
+@dataclass
+class TenantContext:
+    """Everything a reconciler needs to make one TenantQuota true."""
+
+    name: str
+    namespace: str
+    uid: str
+    generation: int
+    spec: Any  # api.TenantQuotaSpec
+    profile_name: str
+    profile: Any  # api.PerformanceProfileSpec of the referenced profile
+    limits: Any  # api.EffectiveTenantLimits: the tenant merged with its profile's defaults
+    status: dict[str, Any]
+    events: EventRecorder
+    logger: logging.Logger | logging.LoggerAdapter

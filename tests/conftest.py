@@ -1,0 +1,96 @@
+"""Fixtures: one real local stack per test session, and per-test isolation inside it
+(a fresh namespace, PostgreSQL database and Redis key prefix for every test)."""
+from __future__ import annotations
+
+import os
+import pathlib
+import secrets
+import subprocess
+
+import pytest
+
+from tests.support.kube import Kubectl
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "/e2e/" in str(item.fspath):
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def stack():
+    from perf_operator.devstack.stack import LocalStack
+
+    local = LocalStack().start()
+    os.environ["KUBECONFIG"] = str(local.control_plane.kubeconfig)
+    try:
+        yield local
+    finally:
+        local.stop()
+
+
+@pytest.fixture(scope="session")
+def kubectl(stack) -> Kubectl:
+    return Kubectl(stack.control_plane.kubectl, str(stack.control_plane.kubeconfig))
+
+
+@pytest.fixture(scope="session")
+def crds(kubectl) -> Kubectl:
+    """The project's CRDs, installed once and established."""
+    kubectl.run("apply", "--server-side", "--field-manager=perf-operator-tests",
+                "-f", str(REPO / "crds"))
+    kubectl.run("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+    return kubectl
+
+
+@pytest.fixture
+def namespace(kubectl, request) -> str:
+    name = f"t-{secrets.token_hex(4)}"
+    kubectl.run("create", "namespace", name)
+    yield name
+    kubectl.run("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def pg_database(stack) -> dict:
+    """A fresh database; the dict carries its name and the server's address (not credentials)."""
+    name = f"t_{secrets.token_hex(4)}"
+    _psql(stack, "postgres", f"CREATE DATABASE {name}")
+    yield {"host": "127.0.0.1", "port": stack.postgres.port, "database": name}
+    _psql(stack, "postgres", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    return f"t{secrets.token_hex(4)}:"
+
+
+@pytest.fixture
+def credentials(kubectl, stack, namespace) -> dict[str, str]:
+    """Secrets holding the PostgreSQL and Redis credentials in the test's namespace."""
+    kubectl.run("create", "secret", "generic", "pg-credentials",
+                "--from-literal=username=" + stack.postgres.superuser,
+                "--from-literal=password=" + stack.postgres.password, namespace=namespace)
+    kubectl.run("create", "secret", "generic", "redis-credentials",
+                "--from-literal=password=" + stack.redis.password, namespace=namespace)
+    return {"postgres": "pg-credentials", "redis": "redis-credentials"}
+
+
+def _psql(stack, database: str, sql: str) -> str:
+    env = {**os.environ, "PGPASSWORD": stack.postgres.password}
+    result = subprocess.run(
+        ["psql", "-h", "127.0.0.1", "-p", str(stack.postgres.port), "-U",
+         stack.postgres.superuser, "-d", database, "-v", "ON_ERROR_STOP=1", "-Atc", sql],
+        capture_output=True, text=True, env=env)
+    if result.returncode != 0:
+        raise AssertionError(f"psql failed: {result.stderr}")
+    return result.stdout
+
+
+@pytest.fixture(scope="session")
+def psql(stack):
+    """psql(database, sql) -> stdout, as the superuser of the test PostgreSQL."""
+    return lambda database, sql: _psql(stack, database, sql)

@@ -1,0 +1,23 @@
+"""Run the real operator as a subprocess, the way it runs in a cluster."""
+from __future__ import annotations
+
+import os
+import pathlib
+import sys
+import time
+
+from perf_operator.devstack.processes import ManagedProcess
+
+
+def start_operator(kubeconfig: str, log_dir: pathlib.Path, *, name: str = "operator",
+                   extra_args: tuple[str, ...] = (), env: dict[str, str] | None = None
+                   ) -> ManagedProcess:
+    """Start ``perf-operator run`` in test mode (short intervals) against the given kubeconfig."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    full_env = {**os.environ, "KUBECONFIG": kubeconfig, "PERF_OPERATOR_TEST_MODE": "1",
+                **(env or {})}
+    proc = ManagedProcess(name, [sys.executable, "-m", "perf_operator.cli", "run", "--verbose",
+                                 *extra_args], log_dir, env=full_env)
+    time.sleep(0.5)
+    proc.check_alive()
+    return proc
