@@ -45,7 +45,7 @@ def test_server_reports_the_pinned_version(kubectl):
 def test_server_side_apply_records_the_field_manager_and_detects_conflicts(kubectl, namespace):
     manifest = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ssa}\ndata: {key: one}\n"
     kubectl.apply(manifest, namespace, "--server-side", "--field-manager=alice")
-    obj = kubectl.get("configmap", "ssa", namespace)
+    obj = kubectl.get("configmap", "ssa", namespace, managed_fields=True)
     assert [m["manager"] for m in obj["metadata"]["managedFields"]] == ["alice"]
 
     conflicting = manifest.replace("one", "two")

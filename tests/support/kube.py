@@ -30,8 +30,11 @@ class Kubectl:
         return self.run("apply", "-f", "-", *extra, input=manifest, namespace=namespace,
                         check=check)
 
-    def get(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
-        result = self.run("get", kind, name, "-o", "json", namespace=namespace, check=False)
+    def get(self, kind: str, name: str, namespace: str | None = None, *,
+            managed_fields: bool = False) -> dict[str, Any] | None:
+        extra = ("--show-managed-fields",) if managed_fields else ()
+        result = self.run("get", kind, name, "-o", "json", *extra, namespace=namespace,
+                          check=False)
         if result.returncode != 0:
             if "NotFound" in result.stderr or "not found" in result.stderr:
                 return None
