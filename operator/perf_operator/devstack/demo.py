@@ -1,0 +1,96 @@
+"""``perf-operator dev``: the local stack, the CRDs, the examples, and the operator on them."""
+from __future__ import annotations
+
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import yaml
+
+from .controlplane import repository_root
+from .processes import ManagedProcess
+from .stack import LocalStack
+
+DEMO_NAMESPACE = "perf-demo"
+DEMO_DATABASE = "idp"
+
+
+def point_at_stack(document: dict, stack: LocalStack) -> dict:
+    """Examples name the usual ports; in the demo they point at the stack's own."""
+    spec = document.get("spec") or {}
+    if document.get("kind") == "PerformanceProfile":
+        if "database" in spec:
+            spec["database"]["connection"].update(host="127.0.0.1", port=stack.postgres.port,
+                                                  database=DEMO_DATABASE)
+        if "redis" in spec:
+            spec["redis"]["connection"].update(host="127.0.0.1", port=stack.redis.port)
+        if "prometheus" in spec:
+            spec["prometheus"]["url"] = stack.prometheus.url
+    return document
+
+
+def run_demo(examples: pathlib.Path, keep_running: bool) -> int:
+    stack = LocalStack().start()
+    operator: ManagedProcess | None = None
+    try:
+        cp = stack.control_plane
+        kubectl = [cp.kubectl, f"--kubeconfig={cp.kubeconfig}"]
+        root = repository_root() or pathlib.Path.cwd()
+        subprocess.run(kubectl + ["apply", "--server-side", "-f", str(root / "crds")], check=True)
+        subprocess.run(kubectl + ["wait", "--for=condition=Established", "crd", "--all"],
+                       check=True)
+        subprocess.run(kubectl + ["create", "namespace", DEMO_NAMESPACE], check=True)
+        subprocess.run(["psql", stack.postgres.dsn(), "-qc", f"CREATE DATABASE {DEMO_DATABASE}"],
+                       check=True)
+        _create_secret(kubectl, "pg-credentials", username=stack.postgres.superuser,
+                       password=stack.postgres.password)
+        _create_secret(kubectl, "redis-credentials", password=stack.redis.password)
+        operator = ManagedProcess("operator", [
+            sys.executable, "-m", "perf_operator.cli", "run", "--standalone"],
+            stack.root, env=_env(cp.kubeconfig))
+        documents = [point_at_stack(doc, stack) for path in sorted(examples.glob("*.yaml"))
+                     for doc in yaml.safe_load_all(path.read_text()) if doc]
+        # Profiles first, so tenants find theirs.
+        documents.sort(key=lambda d: d.get("kind") != "PerformanceProfile")
+        subprocess.run(kubectl + ["apply", "-n", DEMO_NAMESPACE, "-f", "-"],
+                       input=yaml.safe_dump_all(documents), text=True, check=True)
+        subprocess.run(kubectl + ["wait", "-n", DEMO_NAMESPACE, "--for=condition=Ready",
+                                  "--timeout=180s", "pp,tq", "--all"])
+        subprocess.run(kubectl + ["get", "-n", DEMO_NAMESPACE, "pp,tq", "-o", "wide"])
+        print(f"""
+The local stack is up and the operator runs on the examples in namespace {DEMO_NAMESPACE}.
+Point kubectl at it:
+    export KUBECONFIG={cp.kubeconfig}
+    alias kubectl={cp.kubectl}
+    kubectl get perf -n {DEMO_NAMESPACE} -o wide
+Operator log: {operator.log_path}
+Prometheus: {stack.prometheus.url}
+""", flush=True)
+        if keep_running:
+            print("Ctrl-C stops everything and removes its temporary files.", flush=True)
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+            while operator.alive():
+                time.sleep(1)
+            print(operator.log_tail(), file=sys.stderr)
+            return 1
+        return 0
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if operator:
+            operator.stop()
+        stack.stop()
+
+
+def _env(kubeconfig: pathlib.Path) -> dict[str, str]:
+    import os
+
+    return {**os.environ, "KUBECONFIG": str(kubeconfig)}
+
+
+def _create_secret(kubectl: list[str], name: str, **values: str) -> None:
+    literals = [f"--from-literal={key}={value}" for key, value in values.items()]
+    subprocess.run(kubectl + ["create", "secret", "generic", name, "-n", DEMO_NAMESPACE,
+                              *literals], check=True, capture_output=True)
