@@ -94,3 +94,14 @@ def _psql(stack, database: str, sql: str) -> str:
 def psql(stack):
     """psql(database, sql) -> stdout, as the superuser of the test PostgreSQL."""
     return lambda database, sql: _psql(stack, database, sql)
+
+
+@pytest.fixture(scope="session")
+def operator(stack, crds):
+    """The real operator, one process for the whole session, watching every namespace."""
+    from tests.support.operator import start_operator
+
+    proc = start_operator(str(stack.control_plane.kubeconfig), stack.root / "operator",
+                          extra_args=("--standalone",))
+    yield proc
+    proc.stop()

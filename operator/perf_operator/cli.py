@@ -11,9 +11,18 @@ def _run(args: argparse.Namespace) -> int:
     import kopf
 
     from . import entry  # noqa: F401  (registers every handler)
+    from .handlers import startup
+    from .scrub import install_log_scrubbing
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install_log_scrubbing()
+    if args.webhook_listen:
+        addr, _, port = args.webhook_listen.rpartition(":")
+        startup.webhook = startup.WebhookServing(
+            addr=addr, port=int(port), host=args.webhook_host or addr,
+            certfile=args.webhook_cert, pkeyfile=args.webhook_key, cafile=args.webhook_ca)
+        entry.enable_admission_webhooks()
     kopf.run(
         clusterwide=not args.namespace,
         namespaces=args.namespace or (),
@@ -50,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--peering", default=None, help="kopf peering object name")
     run.add_argument("--liveness", default=None,
                      help="health endpoint, e.g. http://0.0.0.0:8081/healthz")
+    run.add_argument("--webhook-listen", metavar="ADDR:PORT",
+                     help="serve the validating admission webhook here")
+    run.add_argument("--webhook-host", help="host name the API server calls the webhook by")
+    run.add_argument("--webhook-cert", help="TLS certificate (PEM) of the webhook")
+    run.add_argument("--webhook-key", help="TLS private key (PEM) of the webhook")
+    run.add_argument("--webhook-ca", help="CA bundle (PEM) the API server verifies it with")
     run.add_argument("--verbose", action="store_true")
     run.set_defaults(func=_run)
 

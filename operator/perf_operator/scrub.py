@@ -5,6 +5,7 @@ message that leaves a reconciler goes through :func:`scrub` once, here.
 """
 from __future__ import annotations
 
+import logging
 import re
 import threading
 
@@ -34,3 +35,21 @@ def scrub(message: object) -> str:
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
     return text
+
+
+def install_log_scrubbing() -> None:
+    """Scrub every log record when it is made, so neither a log line nor an Event that kopf
+    posts from a handler's log message can carry a credential."""
+    make_record = logging.getLogRecordFactory()
+
+    def scrubbed_record(*args, **kwargs) -> logging.LogRecord:
+        record = make_record(*args, **kwargs)
+        if record.args:
+            record.msg, record.args = record.getMessage(), ()
+        record.msg = scrub(record.msg)
+        if record.exc_info:  # tracebacks quote driver errors: format and scrub them here
+            record.exc_text = scrub(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        return record
+
+    logging.setLogRecordFactory(scrubbed_record)

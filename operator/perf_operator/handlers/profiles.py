@@ -7,14 +7,17 @@ import kopf
 import pydantic
 
 from ..api import PerformanceProfileSpec
-from ..api.validation import semantic_errors
 from ..config import CONFIG
 from ..reconcile import EventRecorder, Outcome, ProfileContext
+from ..redis import reconcile_profile as redis_settings
+from ..validation import describe_validation_error, semantic_errors
 from .reconciliation import Part, run_parts, write_status
 from .resources import PROFILES, TENANTS
 
 #: The target systems a profile configures, each with the condition type it reports.
-PROFILE_PARTS: tuple[tuple[str, Part], ...] = ()
+PROFILE_PARTS: tuple[tuple[str, Part], ...] = (
+    ("RedisReady", redis_settings),
+)
 
 
 @kopf.index(*TENANTS)
@@ -47,7 +50,7 @@ async def reconcile(*, body: kopf.Body, spec: kopf.Spec, status: kopf.Status, me
         model = PerformanceProfileSpec.model_validate(dict(spec))
     except pydantic.ValidationError as err:
         write_status(patch=patch, current=current, generation=generation, results=[],
-                     extra={"tenants": tenants}, ready_override=("Rejected", _describe(err)))
+                     extra={"tenants": tenants}, ready_override=("Rejected", describe_validation_error(err)))
         return
     problems = semantic_errors(model)
     if problems:
@@ -88,7 +91,3 @@ def _overcommit(model: PerformanceProfileSpec, tenants: dict[str, int]) -> Outco
                    message=f"tenants commit {committed} WebSocket connections, more than the "
                            f"profile's maximum of {maximum}")
 
-
-def _describe(err: pydantic.ValidationError) -> str:
-    return "; ".join(f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-                     for e in err.errors(include_url=False))

@@ -8,7 +8,7 @@ from typing import Any
 
 import kopf
 
-from ..api.conditions import set_condition
+from ..api import Condition, set_condition
 from ..reconcile import Outcome
 from ..scrub import scrub
 from ..status import apply_to_kopf_patch
@@ -46,7 +46,8 @@ def write_status(*, patch: kopf.Patch, current: dict[str, Any], generation: int,
     now = datetime.datetime.now(datetime.timezone.utc)
     absent = {cond for cond, outcome in results if outcome is None}
     outcomes = [outcome for _, outcome in results if outcome is not None]
-    conditions = [c for c in current.get("conditions") or [] if c.get("type") not in absent]
+    conditions = [Condition.model_validate(c) for c in current.get("conditions") or []
+                  if c.get("type") not in absent]
     desired: dict[str, Any] = {"observedGeneration": generation}
     for outcome in outcomes:
         conditions = set_condition(conditions, outcome.condition, outcome.condition_status,
@@ -64,7 +65,8 @@ def write_status(*, patch: kopf.Patch, current: dict[str, Any], generation: int,
             "all targets match the spec")
     conditions = set_condition(conditions, "Ready", "True" if ready else "False", reason,
                                ready_message, generation, now)
-    desired["conditions"] = conditions
+    desired["conditions"] = [c.model_dump(mode="json", by_alias=True, exclude_none=True)
+                             for c in conditions]
     desired.update(extra or {})
     return apply_to_kopf_patch(patch, current, desired)
 

@@ -2,10 +2,30 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import kopf
 
 from ..config import CONFIG
+
+
+@dataclass(frozen=True)
+class WebhookServing:
+    """Where the admission webhook listens and the TLS material it serves with."""
+
+    addr: str
+    port: int
+    host: str
+    certfile: str
+    pkeyfile: str
+    cafile: str
+
+
+#: Set by ``perf-operator run --webhook-listen ...`` before the operator starts.
+webhook: WebhookServing | None = None
+
+#: Name of the ValidatingWebhookConfiguration kopf maintains.
+WEBHOOK_CONFIGURATION = "perf-operator.perf.idp.io"
 
 
 @kopf.on.startup()
@@ -24,3 +44,8 @@ def configure(settings: kopf.OperatorSettings, **_) -> None:
     settings.execution.max_workers = 8
     if CONFIG.test_mode:
         settings.watching.reconnect_backoff = 0.5
+    if webhook is not None:
+        settings.admission.server = kopf.WebhookServer(
+            addr=webhook.addr, port=webhook.port, host=webhook.host,
+            certfile=webhook.certfile, pkeyfile=webhook.pkeyfile, cafile=webhook.cafile)
+        settings.admission.managed = WEBHOOK_CONFIGURATION

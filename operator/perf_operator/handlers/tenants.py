@@ -10,15 +10,22 @@ import pydantic
 from ..api import PerformanceProfileSpec, TenantQuotaSpec, effective_limits
 from ..config import CONFIG
 from ..reconcile import EventRecorder, Outcome, TenantContext
+from ..redis import reconcile_tenant as redis_tables
+from ..redis import remove_tenant as remove_redis_tables
 from ..scrub import scrub
+from ..validation import describe_validation_error
 from .reconciliation import Part, run_parts, write_status
 from .resources import PROFILES, TENANTS
 
 #: The target systems a tenant configures, each with the condition type it reports.
-TENANT_PARTS: tuple[tuple[str, Part], ...] = ()
+TENANT_PARTS: tuple[tuple[str, Part], ...] = (
+    ("TablesReady", redis_tables),
+)
 
 #: What deleting a tenant removes (its tables), each ``async fn(ctx) -> None``.
-TENANT_CLEANUPS: tuple[Callable[[TenantContext], Awaitable[None]], ...] = ()
+TENANT_CLEANUPS: tuple[Callable[[TenantContext], Awaitable[None]], ...] = (
+    remove_redis_tables,
+)
 
 
 @kopf.index(*PROFILES)
@@ -66,7 +73,7 @@ async def reconcile(*, patch: kopf.Patch, status: kopf.Status, meta: kopf.Meta, 
         ctx = _context(meta=meta, status=status, **kwargs)
     except pydantic.ValidationError as err:
         write_status(patch=patch, current=current, generation=generation, results=[],
-                     ready_override=("Rejected", scrub(err)))
+                     ready_override=("Rejected", describe_validation_error(err)))
         return
     if ctx is None:
         profile = (kwargs["spec"].get("profileRef") or {}).get("name")
