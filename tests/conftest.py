@@ -98,10 +98,16 @@ def psql(stack):
 
 @pytest.fixture(scope="session")
 def operator(stack, crds):
-    """The real operator, one process for the whole session, watching every namespace."""
+    """The real operator, one process for the whole session, watching every namespace and
+    serving its validating admission webhook."""
+    from perf_operator.devstack.processes import free_port
     from tests.support.operator import start_operator
 
-    proc = start_operator(str(stack.control_plane.kubeconfig), stack.root / "operator",
-                          extra_args=("--standalone",))
+    cp = stack.control_plane
+    webhook = cp.serving_certificate("webhook", "perf-operator-webhook")
+    proc = start_operator(str(cp.kubeconfig), stack.root / "operator", extra_args=(
+        "--standalone", f"--webhook-listen=127.0.0.1:{free_port()}",
+        f"--webhook-cert={webhook.cert}", f"--webhook-key={webhook.key}",
+        f"--webhook-ca={cp.ca.pair.cert}"))
     yield proc
     proc.stop()

@@ -162,6 +162,11 @@ class ControlPlane:
         ctx.load_cert_chain(str(self.admin.cert), str(self.admin.key))
         return ctx
 
+    def serving_certificate(self, stem: str, common_name: str) -> CertPair:
+        """A TLS serving certificate for 127.0.0.1 signed by the stack's CA (for webhooks the
+        API server calls); the CA is ``self.ca.pair.cert``."""
+        return self.ca.issue(stem, common_name, server=True)
+
     def get(self, path: str) -> tuple[int, bytes]:
         try:
             with urllib.request.urlopen(self.server + path, context=self._ssl_context(),
