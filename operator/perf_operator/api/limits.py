@@ -1,0 +1,105 @@
+"""The limits a tenant is held to. A PerformanceProfile gives the defaults, a TenantQuota may
+override them, and both speak through these shapes so the two can be merged field by field
+(see ``tenant.effective_limits``)."""
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, StringConstraints
+
+from .schema import ListSet, Rule, SpecModel
+
+HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "*"]
+
+#: A URL path pattern: ``*`` matches one path segment, ``**`` any number of them.
+PathPattern = Annotated[str, StringConstraints(pattern=r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$",
+                                               max_length=128)]
+
+Methods = Annotated[
+    list[HttpMethod],
+    Field(min_length=1, max_length=6),
+    ListSet(),
+    Rule("!('*' in self) || size(self) == 1", "'*' already covers every method: list it alone"),
+]
+
+
+class Limit(SpecModel):
+    """A fixed-window request budget, counted in Redis so that every replica shares it."""
+
+    requests: int = Field(ge=1, le=1_000_000_000,
+                          description="Requests allowed per window.")
+    window_seconds: int = Field(60, ge=1, le=86_400,
+                                description="Length of the counting window, in seconds.")
+    burst: int = Field(0, ge=0, le=1_000_000_000,
+                       description="Extra requests tolerated above `requests` within one window "
+                                   "before requests are refused (absorbs short spikes).")
+
+
+class EndpointRateLimit(Limit):
+    """A per-endpoint budget. Endpoint rules are counted per tenant; the first rule whose pattern
+    and method match a request applies, and tenant rules are tried before the profile's."""
+
+    pattern: PathPattern = Field(
+        description="URL path the rule applies to, starting with '/'. `*` matches one path "
+                    "segment and `**` any number of segments, e.g. `/api/plugins/**`.")
+    methods: Methods = Field(
+        default_factory=lambda: ["*"],
+        description="HTTP methods the rule applies to; `*` means every method.")
+    critical: bool = Field(
+        False, description="Critical endpoints (health checks, authentication) are never shed "
+                           "by the optimizer's load shedding, even under pressure.")
+
+
+#: No two rules may match the same request: same pattern and a method in common ('*' overlaps
+#: every method). Otherwise which budget applies would depend on list order.
+EndpointRules = Annotated[
+    list[EndpointRateLimit],
+    Field(max_length=32),
+    Rule("self.all(a, size(self.filter(b, b.pattern == a.pattern && ('*' in a.methods || "
+         "'*' in b.methods || a.methods.exists(m, m in b.methods)))) == 1)",
+         "two rules have the same pattern and a method in common"),
+]
+
+TtlSeconds = Annotated[int, Field(ge=1, le=604_800)]
+
+
+class CacheTTLs(SpecModel):
+    """How long each kind of cached data lives. The defaults sit inside the ranges the seed
+    guide gives for each kind of data."""
+
+    sessions: TtlSeconds = Field(3600, description="User sessions, in seconds (seed range "
+                                                   "5 min - 1 h).")
+    permissions: TtlSeconds = Field(900, description="Resolved user permissions, in seconds "
+                                                     "(seed range 5 min - 1 h).")
+    plugin_metadata: TtlSeconds = Field(1800, description="Plugin metadata, in seconds (seed "
+                                                          "range 5 min - 1 h).")
+    catalogs: TtlSeconds = Field(600, description="Catalog entities, in seconds (seed range "
+                                                  "5 min - 1 h).")
+    api_responses: TtlSeconds = Field(300, description="Cached API responses, in seconds (seed "
+                                                       "range 3 - 5 min).")
+    search_results: TtlSeconds = Field(180, description="Search results, in seconds (seed "
+                                                        "range 3 - 5 min).")
+    health_checks: TtlSeconds = Field(30, description="Health check results, in seconds (seed "
+                                                      "range 30 s - 5 min).")
+    metrics: TtlSeconds = Field(60, description="Metric snapshots, in seconds (seed range "
+                                                "30 s - 5 min).")
+
+
+class WebsocketQuota(SpecModel):
+    """What one tenant may hold of the shared WebSocket capacity."""
+
+    max_connections: int = Field(ge=0, le=1_000_000,
+                                 description="Concurrent WebSocket connections of the tenant.")
+    message_rate_per_minute: int = Field(ge=1, le=100_000_000,
+                                         description="Messages per minute across all of the "
+                                                     "tenant's connections.")
+
+
+class CacheQuota(SpecModel):
+    """What one tenant may hold of the shared Redis cache."""
+
+    quota_bytes: int = Field(ge=0, le=1 << 40,
+                             description="Memory the tenant's cache keys may use, in bytes.")
+    max_keys: int = Field(ge=0, le=1_000_000_000,
+                          description="Number of cache keys the tenant may hold.")
+    ttl_seconds: CacheTTLs = Field(description="TTL of each kind of cached data, in seconds.")

@@ -1,0 +1,221 @@
+"""Status of both resources: what the operator observed and did, for users (``kubectl get``,
+printer columns) and for the next reconcile. Only the operator writes it."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import Field, StringConstraints
+
+from .schema import ListMap, StatusModel
+
+Message = Annotated[str, StringConstraints(max_length=32_768)]
+#: A CamelCase reason, the metav1.Condition convention.
+Reason = Annotated[str, StringConstraints(
+    pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$", min_length=1, max_length=1024)]
+Name = Annotated[str, StringConstraints(max_length=253)]
+#: A condition type, optionally prefixed by a DNS subdomain (``example.com/Synced``).
+ConditionType = Annotated[str, StringConstraints(
+    pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+            r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$", max_length=316)]
+
+
+class Condition(StatusModel):
+    """A condition in the exact shape of metav1.Condition, so generic tools (kubectl wait,
+    Argo CD health checks) understand it."""
+
+    type: ConditionType = Field(description="Type of condition in CamelCase, e.g. Ready.")
+    status: Literal["True", "False", "Unknown"] = Field(description="Status of the condition.")
+    observed_generation: int | None = Field(None, ge=0,
+                                            description="metadata.generation the condition was "
+                                                        "set for.")
+    last_transition_time: datetime = Field(description="Last time the status changed.")
+    reason: Reason = Field(description="Programmatic identifier of the last transition's "
+                                       "cause, in CamelCase.")
+    message: Message = Field(description="Human-readable details of the transition.")
+
+
+Conditions = Annotated[list[Condition], Field(max_length=32), ListMap(("type",))]
+
+
+class ObjectStatus(StatusModel):
+    """What both resources report."""
+
+    observed_generation: int | None = Field(None, ge=0, description="metadata.generation last "
+                                                                    "reconciled.")
+    conditions: Conditions = Field(default_factory=list, description="Current state; Ready "
+                                                                     "sums it up.")
+
+
+# ------------------------------------------------------------------- PerformanceProfile status
+
+class IndexStatus(StatusModel):
+    """One declared index as found in the database."""
+
+    name: Name = Field(description="Index name.")
+    phase: Literal["Pending", "Building", "Ready", "Invalid", "Failed", "Conflict"] = Field(
+        description="Pending: not built yet. Building: CREATE INDEX CONCURRENTLY is running. "
+                    "Ready: valid and used as declared. Invalid: a build left an invalid index "
+                    "(it is rebuilt). Failed: the build failed (see lastError). Conflict: an "
+                    "index of this name exists that the operator does not own (see adopt).")
+    size_bytes: int | None = Field(None, ge=0, description="Size on disk.")
+    scans: int | None = Field(None, ge=0, description="Index scans since statistics were reset.")
+    last_error: Message | None = Field(None, description="Last error building the index.")
+    definition_hash: Name | None = Field(None, description="Hash of the definition the index "
+                                                           "was built from.")
+
+
+class SettingStatus(StatusModel):
+    """One managed setting, desired against actual."""
+
+    name: Name = Field(description="Parameter name.")
+    desired: Message = Field(description="Value in the spec.")
+    actual: Message | None = Field(None, description="Value the server reports.")
+    state: Literal["Applied", "PendingRestart", "Drifted", "Rejected"] = Field(
+        description="Applied: in effect. PendingRestart: set, effective after a server "
+                    "restart. Drifted: changed outside the operator since it was applied (it is "
+                    "re-applied). Rejected: the server refused the value (see message).")
+    message: Message | None = Field(None, description="Details, e.g. the server's error.")
+
+
+Settings = Annotated[list[SettingStatus], Field(max_length=128), ListMap(("name",))]
+
+
+class DatabaseStatus(StatusModel):
+    """PostgreSQL state."""
+
+    indexes: Annotated[list[IndexStatus], ListMap(("name",))] = Field(
+        default_factory=list, max_length=256, description="Declared indexes.")
+    settings: Settings = Field(default_factory=list, description="Managed parameters.")
+    ready_indexes: int = Field(0, ge=0, description="Indexes in phase Ready.")
+
+
+class RedisStatus(StatusModel):
+    """Redis state."""
+
+    settings: Settings = Field(default_factory=list, description="Managed CONFIG parameters.")
+
+
+class TenantsStatus(StatusModel):
+    """The TenantQuotas that reference the profile."""
+
+    count: int = Field(0, ge=0, description="TenantQuotas referencing this profile.")
+    websocket_committed: int = Field(0, ge=0,
+                                     description="Sum of their WebSocket connection limits; "
+                                                 "above websocket.maxConnections the pool is "
+                                                 "overcommitted.")
+
+
+class ScalingRuleStatus(StatusModel):
+    """One autoscaling rule's HPA."""
+
+    name: Name = Field(description="Rule name.")
+    state: Literal["Applied", "Conflict", "Failed"] = Field(
+        description="Applied: the HPA matches the rule. Conflict: an HPA of that name exists "
+                    "that the operator does not own (see takeOver). Failed: see message.")
+    message: Message | None = Field(None, description="Details.")
+
+
+class ScalingStatus(StatusModel):
+    """Autoscaling state."""
+
+    rules: Annotated[list[ScalingRuleStatus], ListMap(("name",))] = Field(
+        default_factory=list, max_length=64, description="Per rule.")
+
+
+class AlertsStatus(StatusModel):
+    """Where the generated alerting rules are."""
+
+    kind: Literal["PrometheusRule", "ConfigMap"] = Field(
+        description="PrometheusRule when the Prometheus Operator's CRD is installed, else a "
+                    "ConfigMap holding a Prometheus rule file.")
+    name: Name = Field(description="Name of that object, in this namespace.")
+
+
+class AppConfigStatus(StatusModel):
+    """The application ConfigMap as last written."""
+
+    name: Name = Field(description="ConfigMap name.")
+    hash: Name = Field(description="Hash of its data, stamped on the Deployments' pod template.")
+
+
+class Signal(StatusModel):
+    """The last reading of one signal."""
+
+    value: float = Field(description="Value, in the unit of the threshold of the same name.")
+    observed_at: datetime = Field(description="When it was read.")
+
+
+class OptimizationAction(StatusModel):
+    """A change the optimizer made."""
+
+    at: datetime = Field(description="When.")
+    knob: Name = Field(description="What changed, as a field path of the spec, e.g. "
+                                   "database.pool.max.")
+    from_: Message = Field(alias="from", description="Value before.")
+    to: Message = Field(description="Value after.")
+    reason: Message = Field(description="The signals that led to it.")
+
+
+class Recommendation(StatusModel):
+    """A change the optimizer suggests (Recommend mode), or could not make (budget, bounds)."""
+
+    kind: Reason = Field(description="Kind of change, e.g. Index, PoolSize, CacheTtl, "
+                                     "LoadShedding, Replicas.")
+    summary: Message = Field(description="The change, in one line.")
+    detail: Message | None = Field(None, description="Why, with the evidence (e.g. the query "
+                                                     "and the estimated gain).")
+    since: datetime | None = Field(None, description="First time it was made.")
+
+
+class OptimizationStatus(StatusModel):
+    """What the optimizer sees and did."""
+
+    signals: dict[Annotated[str, StringConstraints(pattern=r"^[a-zA-Z][a-zA-Z0-9]*$",
+                                                   max_length=63)], Signal] = Field(
+        default_factory=dict, max_length=32, description="Last reading per signal.")
+    history: list[OptimizationAction] = Field(default_factory=list, max_length=50,
+                                              description="Recent changes, newest last; the "
+                                                          "oldest are dropped.")
+    recommendations: list[Recommendation] = Field(default_factory=list, max_length=50,
+                                                  description="Open recommendations.")
+
+
+class ProfileStatus(ObjectStatus):
+    """Observed state of a PerformanceProfile."""
+
+    database: DatabaseStatus | None = Field(None, description="PostgreSQL.")
+    redis: RedisStatus | None = Field(None, description="Redis.")
+    tenants: TenantsStatus | None = Field(None, description="Tenants using the profile.")
+    scaling: ScalingStatus | None = Field(None, description="Autoscaling.")
+    alerts: AlertsStatus | None = Field(None, description="Alerting rules.")
+    app_config: AppConfigStatus | None = Field(None, description="Application ConfigMap.")
+    optimization: OptimizationStatus | None = Field(None, description="Optimizer.")
+
+
+# -------------------------------------------------------------------------- TenantQuota status
+
+class TableStatus(StatusModel):
+    """The tenant's limits table in Redis, as last written."""
+
+    version: int = Field(ge=0, description="Version counter, raised on every write; the "
+                                           "application reloads when it changes.")
+    written_at: datetime = Field(description="When it was written.")
+    hash: Name = Field(description="Hash of its content.")
+
+
+class TenantCacheStatus(StatusModel):
+    """The tenant's use of the cache."""
+
+    keys: int = Field(ge=0, description="Keys under the tenant's prefix.")
+    memory_bytes: int = Field(ge=0, description="Memory they use, in bytes.")
+    sampled: bool = Field(description="Whether memoryBytes is extrapolated from a sample "
+                                      "(large tenants) rather than summed over every key.")
+    quota_bytes: int | None = Field(None, ge=0, description="Effective quota, in bytes.")
+
+
+class TenantStatus(ObjectStatus):
+    """Observed state of a TenantQuota."""
+
+    table: TableStatus | None = Field(None, description="Limits table in Redis.")
+    cache: TenantCacheStatus | None = Field(None, description="Cache use.")

@@ -1,0 +1,108 @@
+"""TenantQuota: what one tenant of the platform may use. Everything it leaves out comes from the
+PerformanceProfile it names, so a tenant only states how it differs; ``effective_limits`` is the
+one place where the two are merged."""
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import ConfigDict, Field, StringConstraints
+
+from .limits import CacheQuota, EndpointRateLimit, EndpointRules, Limit, WebsocketQuota
+from .profile import PerformanceProfileSpec
+from .schema import CamelModel, ObjectName, Rule, SpecModel, overlay, partial
+
+Tier = Literal["Free", "Standard", "Premium", "Enterprise"]
+
+#: The tenant's identifier as the platform knows it; it names the tenant's keys in Redis.
+TenantId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$",
+                                            max_length=63)]
+
+WebsocketOverride = partial(WebsocketQuota)
+CacheOverride = partial(CacheQuota)
+
+
+class ProfileRef(SpecModel):
+    """The PerformanceProfile, in the same namespace, whose defaults the tenant inherits."""
+
+    name: ObjectName = Field(description="Name of a PerformanceProfile in this namespace.")
+
+
+class PluginQuota(SpecModel):
+    """Plugin limits. The profile has no plugin defaults, so this one has its own."""
+
+    max_plugins: int = Field(10_000, ge=0, le=1_000_000,
+                             description="Plugins the tenant may install (seed: 10,000+ per "
+                                         "tenant).")
+
+
+class TenantQuotaSpec(SpecModel):
+    """The limits of one tenant."""
+
+    tenant_id: Annotated[TenantId, Rule("self == oldSelf", "tenantId is immutable")] = Field(
+        description="Tenant identifier (lower-case DNS label). Immutable: it names the tenant's "
+                    "keys in Redis.")
+    profile_ref: ProfileRef = Field(description="Profile whose defaults apply.")
+    tier: Tier = Field("Standard", description="Commercial tier, recorded with the tenant's "
+                                               "limits for dashboards and alert routing; it "
+                                               "does not change a limit by itself.")
+    rate_limits: EndpointRules | None = Field(
+        None, description="Per-endpoint budgets of this tenant. A rule replaces the profile's "
+                          "rules that have its pattern and a method in common; the profile's "
+                          "other rules still apply. Use pattern `/**` to change the budget of "
+                          "everything else.")
+    websocket: WebsocketOverride | None = Field(
+        None, description="WebSocket limits; omitted fields come from the profile's "
+                          "websocket.perTenantDefault and messageRatePerMinute.")
+    cache: CacheOverride | None = Field(
+        None, description="Cache quota; omitted fields come from the profile's "
+                          "cache.defaultQuotaBytes, defaultMaxKeys and ttlSeconds.")
+    plugins: PluginQuota = Field(default_factory=PluginQuota, description="Plugin limits.")
+
+
+class EffectiveTenantLimits(CamelModel):
+    """The limits a tenant is actually held to, after inheriting from its profile: what the
+    operator writes to the tenant's Redis table and enforces."""
+
+    model_config = ConfigDict(frozen=True)
+
+    tenant_id: str
+    tier: Tier
+    rate_limits_enabled: bool
+    #: Tenant rules first: the first rule that matches a request applies.
+    endpoints: list[EndpointRateLimit]
+    default_limit: Limit
+    per_ip: Limit
+    websocket: WebsocketQuota
+    cache: CacheQuota
+    plugins: PluginQuota
+
+
+def _overlaps(a: EndpointRateLimit, b: EndpointRateLimit) -> bool:
+    """Whether one request could match both rules (the CEL rule on EndpointRules, in Python)."""
+    return a.pattern == b.pattern and ("*" in a.methods or "*" in b.methods
+                                       or bool(set(a.methods) & set(b.methods)))
+
+
+def effective_limits(profile: PerformanceProfileSpec,
+                     tenant: TenantQuotaSpec) -> EffectiveTenantLimits:
+    """Merge a tenant's quota over its profile's defaults.
+
+    A tenant's WebSocket connections are capped at the profile's pool size: no tenant can hold
+    more than the whole pool, whatever its quota says.
+    """
+    rate = profile.api.rate_limits
+    tenant_rules = tenant.rate_limits or []
+    inherited = [rule for rule in rate.endpoints
+                 if not any(_overlaps(rule, own) for own in tenant_rules)]
+    websocket = overlay(WebsocketQuota(max_connections=profile.websocket.per_tenant_default,
+                                       message_rate_per_minute=profile.websocket
+                                       .message_rate_per_minute), tenant.websocket)
+    websocket = websocket.model_copy(update={"max_connections": min(
+        websocket.max_connections, profile.websocket.max_connections)})
+    cache = overlay(CacheQuota(quota_bytes=profile.cache.default_quota_bytes,
+                               max_keys=profile.cache.default_max_keys,
+                               ttl_seconds=profile.cache.ttl_seconds), tenant.cache)
+    return EffectiveTenantLimits(
+        tenant_id=tenant.tenant_id, tier=tenant.tier, rate_limits_enabled=rate.enabled,
+        endpoints=[*tenant_rules, *inherited], default_limit=rate.default, per_ip=rate.per_ip,
+        websocket=websocket, cache=cache, plugins=tenant.plugins)
