@@ -56,8 +56,9 @@ def run_demo(examples: pathlib.Path, keep_running: bool) -> int:
         documents.sort(key=lambda d: d.get("kind") != "PerformanceProfile")
         subprocess.run(kubectl + ["apply", "-n", DEMO_NAMESPACE, "-f", "-"],
                        input=yaml.safe_dump_all(documents), text=True, check=True)
-        subprocess.run(kubectl + ["wait", "-n", DEMO_NAMESPACE, "--for=condition=Ready",
-                                  "--timeout=180s", "pp,tq", "--all"])
+        waited = subprocess.run(kubectl + ["wait", "-n", DEMO_NAMESPACE,
+                                           "--for=condition=Ready", "--timeout=180s", "pp,tq",
+                                           "--all"])
         subprocess.run(kubectl + ["get", "-n", DEMO_NAMESPACE, "pp,tq", "-o", "wide"])
         print(f"""
 The local stack is up and the operator runs on the examples in namespace {DEMO_NAMESPACE}.
@@ -75,7 +76,7 @@ Prometheus: {stack.prometheus.url}
                 time.sleep(1)
             print(operator.log_tail(), file=sys.stderr)
             return 1
-        return 0
+        return waited.returncode
     except KeyboardInterrupt:
         return 0
     finally:
