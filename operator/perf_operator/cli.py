@@ -1,4 +1,5 @@
-"""The ``perf-operator`` command: run the operator, generate the CRDs, bring up the local stack."""
+"""The ``perf-operator`` command: run the operator, generate the CRDs and the field reference,
+bring up the local stack."""
 from __future__ import annotations
 
 import argparse
@@ -40,6 +41,12 @@ def _crds(args: argparse.Namespace) -> int:
     return main_crds(pathlib.Path(args.output_dir), check=args.check)
 
 
+def _docs(args: argparse.Namespace) -> int:
+    from .api.reference import main_docs
+
+    return main_docs(pathlib.Path(args.output), check=args.check)
+
+
 def _dev(args: argparse.Namespace) -> int:
     from .devstack.demo import run_demo
 
@@ -73,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     crds.add_argument("--check", action="store_true",
                       help="fail if the files differ from what the models generate")
     crds.set_defaults(func=_crds)
+
+    docs = sub.add_parser("docs", help="generate docs/reference.md (every field) from the models")
+    docs.add_argument("--output", default="docs/reference.md")
+    docs.add_argument("--check", action="store_true",
+                      help="fail if the file differs from what the models generate")
+    docs.set_defaults(func=_docs)
 
     dev = sub.add_parser("dev", help="bring up the local stack and run the operator on examples/")
     dev.add_argument("--examples", default="examples")
