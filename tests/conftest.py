@@ -46,9 +46,16 @@ def crds(kubectl) -> Kubectl:
     return kubectl
 
 
+#: Namespaces the session operator leaves alone: for tests that run operators of their own
+#: (HA, as-deployed) and must know which process acted.
+ISOLATED_PREFIX = "iso-"
+
+
 @pytest.fixture
 def namespace(kubectl, request) -> str:
-    name = f"t-{secrets.token_hex(4)}"
+    """A fresh namespace; tests marked ``isolated`` get one the session operator ignores."""
+    prefix = ISOLATED_PREFIX if request.node.get_closest_marker("isolated") else "t-"
+    name = f"{prefix}{secrets.token_hex(4)}"
     kubectl.run("create", "namespace", name)
     yield name
     kubectl.run("delete", "namespace", name, "--wait=false", check=False)
@@ -98,15 +105,23 @@ def psql(stack):
 
 @pytest.fixture(scope="session")
 def operator(stack, crds):
-    """The real operator, one process for the whole session, watching every namespace and
-    serving its validating admission webhook."""
+    """The real operator, one process for the whole session, watching every namespace (but the
+    isolated ones) and
+    serving its validating admission webhook. It runs with its ServiceAccount's token and the
+    RBAC from manifests/ (cluster-wide overlay plus the admission-webhook component), not as
+    cluster admin, so a missing permission fails a test."""
     from perf_operator.devstack.processes import free_port
     from tests.support.operator import start_operator
+    from tests.support.rbac import OPERATOR_NAMESPACE, operator_kubeconfig
 
     cp = stack.control_plane
+    kubeconfig = operator_kubeconfig(stack, crds, stack.root / "operator.kubeconfig",
+                                     webhook=True)
     webhook = cp.serving_certificate("webhook", "perf-operator-webhook")
-    proc = start_operator(str(cp.kubeconfig), stack.root / "operator", extra_args=(
-        "--standalone", f"--webhook-listen=127.0.0.1:{free_port()}",
+    proc = start_operator(kubeconfig, stack.root / "operator", env={
+        "PERF_OPERATOR_NAMESPACE": OPERATOR_NAMESPACE,
+        "PERF_OPERATOR_METRICS_PORT": str(free_port())}, extra_args=(
+        "--standalone", f"--namespace=!{ISOLATED_PREFIX}*", f"--webhook-listen=127.0.0.1:{free_port()}",
         f"--webhook-cert={webhook.cert}", f"--webhook-key={webhook.key}",
         f"--webhook-ca={cp.ca.pair.cert}"))
     yield proc

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Install everything the local stack and the tests need, idempotently: Debian packages
-# (PostgreSQL 15 with hypopg, Redis 7, Prometheus, Lua, shellcheck), the Python package with its
-# test extra, and the control-plane binaries built from the Go module proxy (cached per version).
+# (PostgreSQL 15 with hypopg, Redis 7, Prometheus, Lua 5.1 (Argo CD's) and 5.4, shellcheck),
+# the Python package with its test extra, and the control-plane binaries built from the Go
+# module proxy (cached per version).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 
 packages=(postgresql-15 postgresql-contrib postgresql-15-hypopg redis-server redis-tools
-          prometheus lua5.4 shellcheck)
+          prometheus lua5.1 lua5.4 shellcheck)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

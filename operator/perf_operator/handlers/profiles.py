@@ -8,6 +8,8 @@ import pydantic
 
 from ..api import PerformanceProfileSpec
 from ..config import CONFIG
+from ..kube import reconcile_alerts, reconcile_app_config, reconcile_scaling
+from ..postgres import reconcile_profile as postgres_database
 from ..reconcile import EventRecorder, Outcome, ProfileContext
 from ..redis import reconcile_profile as redis_settings
 from ..validation import describe_validation_error, semantic_errors
@@ -16,7 +18,10 @@ from .resources import PROFILES, TENANTS
 
 #: The target systems a profile configures, each with the condition type it reports.
 PROFILE_PARTS: tuple[tuple[str, Part], ...] = (
+    ("DatabaseReady", postgres_database),
     ("RedisReady", redis_settings),
+    ("ScalingReady", reconcile_scaling), ("AlertsReady", reconcile_alerts),
+    ("AppConfigReady", reconcile_app_config),
 )
 
 
@@ -65,7 +70,7 @@ async def reconcile(*, body: kopf.Body, spec: kopf.Spec, status: kopf.Status, me
     ctx = ProfileContext(name=name, namespace=namespace, uid=meta["uid"], generation=generation,
                          spec=model, status=current, events=EventRecorder(body, logger),
                          logger=logger)
-    results = await run_parts(PROFILE_PARTS, ctx)
+    results = await run_parts("PerformanceProfile", PROFILE_PARTS, ctx)
     results.append(("Overcommitted", _overcommit(model, tenants)))
     write_status(patch=patch, current=current, generation=generation, results=results,
                  extra={"tenants": tenants})

@@ -8,6 +8,7 @@ from typing import Any
 
 import kopf
 
+from .. import metrics
 from ..api import Condition, set_condition
 from ..reconcile import Outcome
 from ..scrub import scrub
@@ -16,7 +17,7 @@ from ..status import apply_to_kopf_patch
 Part = Callable[[Any], Awaitable[Outcome | None]]
 
 
-async def run_parts(parts: Sequence[tuple[str, Part]], ctx: Any
+async def run_parts(kind: str, parts: Sequence[tuple[str, Part]], ctx: Any
                     ) -> list[tuple[str, Outcome | None]]:
     """Run every part concurrently, pairing each condition type with its outcome (None: the
     spec has no section for it). A part that raises reports its condition as failed instead of
@@ -24,7 +25,9 @@ async def run_parts(parts: Sequence[tuple[str, Part]], ctx: Any
 
     async def guarded(condition: str, part: Part) -> Outcome | None:
         try:
-            return await part(ctx)
+            with metrics.reconciliation(kind, condition) as observed:
+                observed.outcome = await part(ctx)
+            return observed.outcome
         except Exception as err:  # noqa: BLE001 - reported in status, logged with traceback
             ctx.logger.exception("%s failed", condition)
             return Outcome(condition=condition, ready=False, reason="ReconcileError",

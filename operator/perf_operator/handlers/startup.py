@@ -1,12 +1,16 @@
 """Operator-wide kopf settings."""
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
 import kopf
 
+from .. import metrics
 from ..config import CONFIG
+from ..kube import client as kube_client
+from ..leadership import LeaderGate
 
 
 @dataclass(frozen=True)
@@ -49,3 +53,24 @@ def configure(settings: kopf.OperatorSettings, **_) -> None:
             addr=webhook.addr, port=webhook.port, host=webhook.host,
             certfile=webhook.certfile, pkeyfile=webhook.pkeyfile, cafile=webhook.cafile)
         settings.admission.managed = WEBHOOK_CONFIGURATION
+
+
+@kopf.on.startup()
+async def elect_leader(memo: kopf.Memo, logger, **_) -> None:
+    """Serve metrics and probes, then hold kopf's start until this replica leads: kopf starts
+    no watcher before every startup handler has returned, so a standby never acts (DDL must
+    never run twice; kopf's own peering only pauses peers of equal priority)."""
+    gate = await LeaderGate.from_environment()
+    memo.metrics_server = await metrics.start_metrics_server(CONFIG.metrics_port,
+                                                             ready=gate.in_contact)
+    memo.leader_gate = gate
+    memo.leader_task = asyncio.create_task(gate.run())
+    logger.info("waiting to lead: Lease %s/%s as %s", gate.namespace, gate.name, gate.identity)
+    await gate.elected.wait()
+
+
+@kopf.on.cleanup()
+async def step_down(memo: kopf.Memo, **_) -> None:
+    await memo.leader_gate.release()
+    await memo.metrics_server.cleanup()
+    await kube_client.close()

@@ -90,7 +90,7 @@ async def reconcile(*, patch: kopf.Patch, status: kopf.Status, meta: kopf.Meta, 
                      results=[("ProfileResolved", resolved)],
                      ready_override=("Paused", f"profile {ctx.profile_name} is paused"))
         return
-    results = await run_parts(TENANT_PARTS, ctx)
+    results = await run_parts("TenantQuota", TENANT_PARTS, ctx)
     results.append(("ProfileResolved", resolved))
     write_status(patch=patch, current=current, generation=generation, results=results)
 

@@ -22,7 +22,8 @@ async def api_client() -> client.ApiClient:
             if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
                 config.load_incluster_config(client_configuration=configuration)
             else:
-                await config.load_kube_config(client_configuration=configuration)
+                await config.load_kube_config(config_file=os.environ.get("KUBECONFIG"),
+                                               client_configuration=configuration)
             _client = client.ApiClient(configuration)
         return _client
 

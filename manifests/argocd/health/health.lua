@@ -1,0 +1,121 @@
+-- Argo CD health of perf.idp.io PerformanceProfile and TenantQuota (one script for both).
+--
+--   Suspended    spec.paused is true, or Ready=False with reason Paused (a tenant whose
+--                profile is paused)
+--   Progressing  no Ready condition yet, status.observedGeneration behind metadata.generation,
+--                Ready=Unknown, or Ready=False for less than DEGRADED_AFTER_SECONDS
+--   Healthy      Ready=True for the current generation
+--   Degraded     Ready=False with a reason that retrying cannot fix (PERSISTENT_REASONS), or
+--                Ready=False for DEGRADED_AFTER_SECONDS or longer (measured from the Ready
+--                condition's lastTransitionTime, which moves only when its status changes)
+--
+-- Written for Argo CD's Lua (gopher-lua, Lua 5.1). The time rule needs the string and math
+-- libraries: enable them with resource.customizations.useOpenLibs.<group>_<kind>: "true"
+-- (manifests/argocd/health/kustomization.yaml does). Without them only the reason rule applies
+-- and a failing object stays Progressing.
+
+local DEGRADED_AFTER_SECONDS = 600
+
+local PERSISTENT_REASONS = {
+  Rejected = true,                -- the spec is invalid: only a new spec helps
+  ProfileNotFound = true,         -- the tenant names a profile that does not exist
+  ResourceConflict = true,        -- another field manager owns what the operator must set
+  WebSocketOvercommitted = true,  -- the tenants commit more connections than the profile has
+}
+
+local function find_condition(conditions, wanted)
+  if type(conditions) ~= "table" then
+    return nil
+  end
+  for _, condition in ipairs(conditions) do
+    if condition.type == wanted then
+      return condition
+    end
+  end
+  return nil
+end
+
+-- Seconds since 1970 of an RFC 3339 UTC time ("2025-01-31T12:00:00Z", as the API server writes
+-- metav1.Time), or nil when it cannot be read. Computed by hand (days from the civil date)
+-- instead of os.time{...}, which would interpret the fields in the controller's local zone.
+local function epoch_seconds(timestamp)
+  if type(timestamp) ~= "string" or string == nil or math == nil then
+    return nil
+  end
+  local y, mo, d, h, mi, s = string.match(timestamp, "^(%d+)-(%d+)-(%d+)T(%d+):(%d+):(%d+)")
+  if y == nil then
+    return nil
+  end
+  y, mo, d = tonumber(y), tonumber(mo), tonumber(d)
+  if mo <= 2 then
+    y = y - 1
+  end
+  local era = math.floor(y / 400)
+  local year_of_era = y - era * 400
+  local day_of_year = math.floor((153 * ((mo + 9) % 12) + 2) / 5) + d - 1
+  local day_of_era = year_of_era * 365 + math.floor(year_of_era / 4)
+    - math.floor(year_of_era / 100) + day_of_year
+  local days = era * 146097 + day_of_era - 719468
+  return days * 86400 + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(s)
+end
+
+local function describe(condition)
+  local reason = condition.reason or "Unknown"
+  if condition.message ~= nil and condition.message ~= "" then
+    return reason .. ": " .. condition.message
+  end
+  return reason
+end
+
+local hs = {}
+local spec = obj.spec or {}
+local status = obj.status or {}
+local metadata = obj.metadata or {}
+local ready = find_condition(status.conditions, "Ready")
+
+if spec.paused == true or (ready ~= nil and ready.status == "False" and ready.reason == "Paused") then
+  hs.status = "Suspended"
+  hs.message = ready ~= nil and describe(ready) or "spec.paused is true"
+  return hs
+end
+
+if ready == nil then
+  hs.status = "Progressing"
+  hs.message = "Waiting for the operator to reconcile"
+  return hs
+end
+
+if status.observedGeneration == nil or status.observedGeneration ~= metadata.generation then
+  hs.status = "Progressing"
+  hs.message = "Reconciling generation " .. tostring(metadata.generation)
+    .. " (last reconciled: " .. tostring(status.observedGeneration) .. ")"
+  return hs
+end
+
+if ready.status == "True" then
+  hs.status = "Healthy"
+  hs.message = ready.message or "Reconciled"
+  return hs
+end
+
+if ready.status == "False" then
+  if PERSISTENT_REASONS[ready.reason] then
+    hs.status = "Degraded"
+    hs.message = describe(ready)
+    return hs
+  end
+  local since = epoch_seconds(ready.lastTransitionTime)
+  if since ~= nil and os.time() - since >= DEGRADED_AFTER_SECONDS then
+    hs.status = "Degraded"
+    hs.message = describe(ready) .. " (failing for " .. tostring(math.floor((os.time() - since) / 60))
+      .. " minutes)"
+    return hs
+  end
+  hs.status = "Progressing"
+  hs.message = describe(ready) .. " (retrying)"
+  return hs
+end
+
+hs.status = "Progressing"
+hs.message = describe(ready)
+return hs

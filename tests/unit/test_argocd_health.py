@@ -1,0 +1,136 @@
+"""health.lua, run by real Lua interpreters (lua5.1 like Argo CD's gopher-lua, and lua5.4)
+against statuses in the shape the operator writes them."""
+from __future__ import annotations
+
+import calendar
+import pathlib
+
+import pytest
+
+from tests.support.lua import argocd_health, interpreters
+
+SCRIPT = pathlib.Path(__file__).resolve().parents[2] / "manifests/argocd/health/health.lua"
+NOW = calendar.timegm((2024, 3, 1, 0, 5, 0))  # just after a leap day: exercises the date maths
+INTERPRETERS = interpreters()
+
+
+def stamp(seconds_ago: int) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(NOW - seconds_ago))
+
+
+def profile(*, generation=2, observed=2, ready=None, paused=None, kind="PerformanceProfile"):
+    obj = {"apiVersion": "perf.idp.io/v1alpha1", "kind": kind,
+           "metadata": {"name": "p", "namespace": "team-a", "generation": generation},
+           "spec": {"websocket": {"maxConnections": 1000}}}
+    if paused is not None:
+        obj["spec"]["paused"] = paused
+    if ready is not None:
+        status, reason, message, age = ready
+        obj["status"] = {
+            "observedGeneration": observed,
+            "conditions": [
+                {"type": "DatabaseReady", "status": status, "reason": reason, "message": message,
+                 "observedGeneration": observed, "lastTransitionTime": stamp(age)},
+                {"type": "Ready", "status": status, "reason": reason, "message": message,
+                 "observedGeneration": observed, "lastTransitionTime": stamp(age)},
+            ],
+            "kopf": {"progress": {}},
+        }
+    return obj
+
+
+@pytest.fixture(params=INTERPRETERS)
+def health(request):
+    return lambda obj, **kw: argocd_health(SCRIPT, obj, now=NOW, interpreter=request.param, **kw)
+
+
+def test_debian_lua_is_installed():
+    assert "lua5.4" in INTERPRETERS, "apt-get install lua5.4 (tools/setup.sh)"
+
+
+def test_new_object_without_status_is_progressing(health):
+    assert health(profile()) == ("Progressing", "Waiting for the operator to reconcile")
+
+
+def test_ready_for_the_current_generation_is_healthy(health):
+    obj = profile(ready=("True", "Reconciled", "all targets match the spec", 30))
+    assert health(obj) == ("Healthy", "all targets match the spec")
+
+
+def test_spec_change_not_yet_observed_is_progressing_even_if_ready(health):
+    obj = profile(generation=3, observed=2, ready=("True", "Reconciled", "ok", 30))
+    status, message = health(obj)
+    assert status == "Progressing"
+    assert "generation 3" in message and "2" in message
+
+
+def test_first_failure_is_progressing(health):
+    obj = profile(ready=("False", "ConnectionFailed", "PostgreSQL refused the connection", 60))
+    assert health(obj) == ("Progressing",
+                           "ConnectionFailed: PostgreSQL refused the connection (retrying)")
+
+
+def test_failure_lasting_ten_minutes_is_degraded(health):
+    obj = profile(ready=("False", "ConnectionFailed", "PostgreSQL refused the connection", 601))
+    status, message = health(obj)
+    assert status == "Degraded"
+    assert message.startswith("ConnectionFailed: PostgreSQL refused") and "10 minutes" in message
+
+
+def test_failure_just_under_the_threshold_is_still_progressing(health):
+    obj = profile(ready=("False", "ConnectionFailed", "refused", 599))
+    assert health(obj)[0] == "Progressing"
+
+
+def test_failure_across_the_leap_day_is_measured_right(health):
+    # 2024-02-29T23:55:00Z is 600 s before NOW: exactly the threshold.
+    obj = profile(ready=("False", "ConnectionFailed", "refused", 0))
+    obj["status"]["conditions"][1]["lastTransitionTime"] = "2024-02-29T23:55:00Z"
+    assert health(obj)[0] == "Degraded"
+    obj["status"]["conditions"][1]["lastTransitionTime"] = "2024-02-29T23:55:01Z"
+    assert health(obj)[0] == "Progressing"
+
+
+@pytest.mark.parametrize("reason", ["Rejected", "ProfileNotFound", "ResourceConflict",
+                                    "WebSocketOvercommitted"])
+def test_failures_that_retrying_cannot_fix_are_degraded_at_once(health, reason):
+    obj = profile(ready=("False", reason, "needs a new spec", 5), kind="TenantQuota")
+    assert health(obj) == ("Degraded", f"{reason}: needs a new spec")
+
+
+def test_paused_profile_is_suspended(health):
+    obj = profile(paused=True, ready=("False", "Paused", "spec.paused is true: nothing is changed",
+                                      5))
+    assert health(obj) == ("Suspended", "Paused: spec.paused is true: nothing is changed")
+
+
+def test_paused_before_the_operator_saw_it_is_suspended(health):
+    assert health(profile(paused=True, generation=4, observed=3,
+                          ready=("True", "Reconciled", "ok", 5)))[0] == "Suspended"
+
+
+def test_tenant_of_a_paused_profile_is_suspended(health):
+    obj = profile(kind="TenantQuota", ready=("False", "Paused", "profile p is paused", 5))
+    assert health(obj) == ("Suspended", "Paused: profile p is paused")
+
+
+def test_unknown_ready_is_progressing(health):
+    obj = profile(ready=("Unknown", "Reconciling", "checking", 5))
+    assert health(obj) == ("Progressing", "Reconciling: checking")
+
+
+def test_without_open_libs_only_the_reason_rule_applies(health):
+    """Argo CD without useOpenLibs has no string library: old failures stay Progressing."""
+    old = profile(ready=("False", "ConnectionFailed", "refused", 3600))
+    assert health(old, open_libs=False)[0] == "Progressing"
+    rejected = profile(ready=("False", "Rejected", "bad spec", 5))
+    assert health(rejected, open_libs=False)[0] == "Degraded"
+    healthy = profile(ready=("True", "Reconciled", "ok", 5))
+    assert health(healthy, open_libs=False)[0] == "Healthy"
+
+
+def test_non_ascii_messages_pass_through(health):
+    obj = profile(ready=("True", "Reconciled", "prêt — 準備完了", 5))
+    assert health(obj) == ("Healthy", "prêt — 準備完了")
