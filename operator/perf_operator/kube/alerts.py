@@ -1,0 +1,327 @@
+"""Prometheus alerting rules from a profile's ``alerts`` section.
+
+One rule group per profile. Each signal (API response time, error rate, ...) becomes a recording
+rule that evaluates the signal's PromQL once (``perf_operator:<signal>``, labelled with the
+profile), and two alerting rules on that series:
+
+* ``warning`` while the value is past the warning level but not past the critical one,
+* ``critical`` once it is past the critical level.
+
+Warning and critical share the alert name and differ by the ``severity`` label, and the warning
+covers only the band up to the critical level: the alert escalates instead of doubling, which is
+the seed's "automatic alert escalation". ``for`` is the seed's cooldown: the value must stay past
+the level that long before the alert fires. Annotations carry a summary, the measured value
+(rendered by Prometheus from ``$value``) and the seed's troubleshooting advice.
+
+The rules go into a ``monitoring.coreos.com/v1`` PrometheusRule when the Prometheus Operator's
+CRD is served, otherwise into a ConfigMap holding a rule file (key ``perf-operator.rules.yaml``)
+for a Prometheus that loads rule files. ``alerttests.py`` generates promtool unit tests proving
+that every threshold fires where it says.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from ..api import signal_queries
+from ..reconcile import Outcome, ProfileContext
+from . import apply as k8s
+
+#: Key of the rule file in the fallback ConfigMap.
+RULE_FILE_KEY = "perf-operator.rules.yaml"
+
+
+@dataclass(frozen=True)
+class SignalFormat:
+    """How a signal reads to a person; ``template`` (Go, rendered by Prometheus) and
+    :meth:`render` (Python) must produce the same text, the promtool tests compare them."""
+
+    kind: str  # "ms", "ratio", "mb", "count", "per-minute"
+
+    @property
+    def template(self) -> str:
+        return {"ms": '{{ printf "%.4g" $value }}ms',
+                "ratio": "{{ $value | humanizePercentage }}",
+                "mb": '{{ printf "%.4g" $value }}MB',
+                "count": "{{ $value | humanize }}",
+                "per-minute": "{{ $value | humanize }}/min"}[self.kind]
+
+    def render(self, value: float) -> str:
+        return {"ms": lambda v: f"{_go_g4(v)}ms",
+                "ratio": lambda v: f"{_go_g4(v * 100)}%",
+                "mb": lambda v: f"{_go_g4(v)}MB",
+                "count": humanize,
+                "per-minute": lambda v: f"{humanize(v)}/min"}[self.kind](value)
+
+
+@dataclass(frozen=True)
+class SignalInfo:
+    """What the operator knows about one signal besides its thresholds and query."""
+
+    alert: str
+    title: str
+    format: SignalFormat
+    recommendation: str
+
+
+_DB_ADVICE = ("Check slow queries (GET /api/monitoring/database) and analyze their plans with "
+              "EXPLAIN ANALYZE.")
+_MEMORY_ADVICE = ("Check memory metrics (GET /api/monitoring/memory) and force garbage "
+                  "collection (POST /api/monitoring/gc).")
+_WEBSOCKET_ADVICE = ("Check connection stats (GET /api/monitoring/websocket) and force "
+                     "connection cleanup (POST /api/websocket/cleanup).")
+
+#: Every signal of ``api.SIGNAL_NAMES``; recommendations are the seed's troubleshooting guide
+#: and auto-optimization triggers.
+SIGNALS: dict[str, SignalInfo] = {
+    "apiResponseTimeMs": SignalInfo(
+        "ApiResponseTimeHigh", "API average response time", SignalFormat("ms"),
+        "Response time degradation: warm the cache for slow endpoints (POST /api/cache/warm), "
+        "scale the connection pool and review query optimization recommendations "
+        "(GET /api/performance/report)."),
+    "errorRate": SignalInfo(
+        "ApiErrorRateHigh", "API server error rate", SignalFormat("ratio"),
+        "Error rate spike: activate the circuit breaker, serve cached fallback responses and "
+        "shed load for non-critical requests."),
+    "dbQueryTimeMs": SignalInfo(
+        "DatabaseQueryTimeHigh", "Database average query time", SignalFormat("ms"),
+        "Database performance: " + _DB_ADVICE),
+    "poolUtilization": SignalInfo(
+        "DatabasePoolUtilizationHigh", "Database connection pool utilization",
+        SignalFormat("ratio"),
+        "Connection pool pressure: " + _DB_ADVICE + " Then raise the pool maximum "
+        "(database.pool.max, seed DB_POOL_MAX) within PostgreSQL's max_connections."),
+    "memoryUsage": SignalInfo(
+        "MemoryUsageHigh", "Heap memory usage", SignalFormat("ratio"),
+        "High memory usage: " + _MEMORY_ADVICE),
+    "memoryGrowthMB": SignalInfo(
+        "MemoryGrowthHigh", "Heap growth over the last hour", SignalFormat("mb"),
+        "Possible memory leak: " + _MEMORY_ADVICE + " Remove stale WebSocket connections "
+        "(POST /api/websocket/cleanup)."),
+    "websocketConnections": SignalInfo(
+        "WebSocketConnectionsHigh", "Open WebSocket connection count", SignalFormat("count"),
+        "WebSocket issues: " + _WEBSOCKET_ADVICE),
+    "messageRatePerMinute": SignalInfo(
+        "WebSocketMessageRateHigh", "WebSocket message rate", SignalFormat("per-minute"),
+        "WebSocket issues: " + _WEBSOCKET_ADVICE + " Lower the tenants' message rate limits "
+        "if one tenant dominates."),
+    "cacheHitRate": SignalInfo(
+        "CacheHitRateLow", "Cache hit rate", SignalFormat("ratio"),
+        "Cache miss rate: check cache statistics (GET /api/monitoring/cache) and warm the cache "
+        "for the affected tenant (POST /api/cache/warm)."),
+}
+
+
+@dataclass(frozen=True)
+class AlertSignal:
+    """One signal as the profile configures it."""
+
+    name: str
+    info: SignalInfo
+    query: str
+    warning: float
+    critical: float
+    for_: str
+
+    @property
+    def falling(self) -> bool:
+        """Bad when low (cache hit rate): the API's threshold rules make warning > critical."""
+        return self.warning > self.critical
+
+    @property
+    def record(self) -> str:
+        return "perf_operator:" + re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", self.name).lower()
+
+
+@dataclass(frozen=True)
+class RuleTarget:
+    """Whose rules these are: the labels that tell one profile's alerts from another's."""
+
+    profile: str
+    namespace: str
+    extra_labels: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def of_profile(cls, name: str, namespace: str, spec: Any) -> RuleTarget:
+        return cls(name, namespace, tuple(sorted((spec.alerts.labels or {}).items())))
+
+    @property
+    def series_labels(self) -> dict[str, str]:
+        return {"profile": self.profile, "profile_namespace": self.namespace}
+
+
+def alert_signals(spec: Any) -> list[AlertSignal]:
+    """The profile's signals with their thresholds and PromQL (defaults, then alerts.metrics)."""
+    queries = signal_queries(spec)
+    thresholds = spec.alerts.thresholds
+    signals = []
+    for field_name, field in type(thresholds).model_fields.items():
+        name = field.alias or field_name
+        level = getattr(thresholds, field_name)
+        signals.append(AlertSignal(name=name, info=SIGNALS[name], query=queries[name],
+                                   warning=level.warning, critical=level.critical,
+                                   for_=level.for_))
+    return signals
+
+
+def rule_group(signals: list[AlertSignal], target: RuleTarget) -> dict[str, Any]:
+    """The rule group of one profile, in the shape both a rule file and a PrometheusRule use."""
+    rules: list[dict[str, Any]] = []
+    selector = ",".join(f'{k}="{v}"' for k, v in target.series_labels.items())
+    for signal in signals:
+        rules.append({"record": signal.record, "expr": signal.query,
+                      "labels": dict(target.series_labels)})
+        series = f"{signal.record}{{{selector}}}"
+        past, short_of = ("<", ">=") if signal.falling else (">", "<=")
+        bands = (("warning", f"{series} {past} {_num(signal.warning)} "
+                             f"{short_of} {_num(signal.critical)}", signal.warning),
+                 ("critical", f"{series} {past} {_num(signal.critical)}", signal.critical))
+        for severity, expr, level in bands:
+            rules.append({
+                "alert": signal.info.alert,
+                "expr": expr,
+                "for": signal.for_,
+                "labels": {**dict(target.extra_labels), "severity": severity},
+                "annotations": {
+                    "summary": summary(signal, target, severity, level),
+                    "value": signal.info.format.template,
+                    "recommendation": signal.info.recommendation,
+                },
+            })
+    return {"name": f"perf-operator.{target.namespace}.{target.profile}", "rules": rules}
+
+
+def summary(signal: AlertSignal, target: RuleTarget, severity: str, level: float) -> str:
+    direction = "below" if signal.falling else "above"
+    return (f"{signal.info.title} of profile {target.namespace}/{target.profile} is {direction} "
+            f"{signal.info.format.render(level)} ({severity})")
+
+
+#: libyaml's emitter when PyYAML has it: the same text, six times faster, and the rule file is
+#: rendered on every resync to be compared.
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+def rule_file(group: dict[str, Any]) -> str:
+    """A Prometheus rule file; byte-stable for the same group (no write when nothing changed)."""
+    return yaml.dump({"groups": [group]}, Dumper=_DUMPER, sort_keys=False, width=1 << 16)
+
+
+def alert_rule_count(group: dict[str, Any]) -> int:
+    return sum(1 for rule in group["rules"] if "alert" in rule)
+
+
+def desired_rules_object(kind: k8s.Kind, ctx: ProfileContext, group: dict[str, Any]
+                         ) -> dict[str, Any]:
+    body = k8s.owned_object(kind, rules_object_name(ctx.name), ctx.name, ctx.namespace,
+                            ctx.owner_reference(), component="alerts")
+    if kind == k8s.PROMETHEUS_RULE:
+        body["spec"] = {"groups": [group]}
+    else:
+        body["data"] = {RULE_FILE_KEY: rule_file(group)}
+    return body
+
+
+def rules_object_name(profile: str) -> str:
+    return k8s.object_name(profile, "alerts")
+
+
+# --- executor -------------------------------------------------------------------------------
+
+CONDITION = "AlertsReady"
+
+
+async def reconcile_alerts(ctx: ProfileContext) -> Outcome | None:
+    """Keep the profile's rule group in a PrometheusRule (or the fallback ConfigMap)."""
+    previous = ctx.status.get("alerts") or {}
+    if not ctx.spec.alerts.enabled:
+        if not previous:
+            return None
+        await _remove(_KINDS.get(previous.get("kind")), ctx)
+        return Outcome(condition=CONDITION, ready=True, reason="AlertsDisabled",
+                       message="alerts.enabled is false: the operator's rules were removed",
+                       status={"alerts": None})
+    kind = (k8s.PROMETHEUS_RULE if await k8s.served(k8s.PROMETHEUS_RULE.api_version,
+                                                    k8s.PROMETHEUS_RULE.plural)
+            else k8s.CONFIG_MAP)
+    if previous.get("kind") not in (None, kind.kind):
+        await _remove(_KINDS[previous["kind"]], ctx)
+    group = rule_group(alert_signals(ctx.spec),
+                       RuleTarget.of_profile(ctx.name, ctx.namespace, ctx.spec))
+    desired = desired_rules_object(kind, ctx, group)
+    name = desired["metadata"]["name"]
+    where = f"{kind.kind} {name}"
+    observed = await k8s.get_object(kind, ctx.namespace, name)
+    step = k8s.plan_owned(desired, observed, ctx.uid,
+                          top_level="data" if kind == k8s.CONFIG_MAP else "spec",
+                          previously_applied=previous.get("kind") == kind.kind)
+    if step.action == "conflict":
+        if k8s.condition_reason(ctx.status, CONDITION) != "ResourceConflict":
+            k8s.announce(ctx.events, step, where)
+        return Outcome(condition=CONDITION, ready=False, reason="ResourceConflict",
+                       message=f"{where} {step.detail}; delete it to let the operator write "
+                               f"its own")
+    if step.writes:
+        try:
+            await k8s.apply(step.body, force=step.force)
+        except ApiException as err:
+            return Outcome(condition=CONDITION, ready=False, reason="ApplyFailed",
+                           message=f"{where}: {k8s.api_error_message(err)}")
+        k8s.announce(ctx.events, step, where)
+    alerting = alert_rule_count(group)
+    return Outcome(condition=CONDITION, ready=True, reason="RulesApplied",
+                   message=f"{alerting} alerting rules for {len(group['rules']) - alerting} "
+                           f"signals in {where}",
+                   status={"alerts": {"kind": kind.kind, "name": name}})
+
+
+_KINDS = {k.kind: k for k in (k8s.PROMETHEUS_RULE, k8s.CONFIG_MAP)}
+
+
+async def _remove(kind: k8s.Kind | None, ctx: ProfileContext) -> None:
+    """Delete the rules object of this profile (never one it does not own)."""
+    if kind is None:
+        return
+    name = rules_object_name(ctx.name)
+    observed = await k8s.get_object(kind, ctx.namespace, name)
+    if observed and k8s.owned_by(observed, ctx.uid):
+        if await k8s.delete_owned(kind, ctx.namespace, name, observed["metadata"]["uid"]):
+            ctx.events.normal("Deleted", f"deleted {kind.kind} {name}")
+
+
+# --- Prometheus's number formatting, for values in annotations ------------------------------
+
+def _num(value: float) -> str:
+    """A threshold as PromQL reads it: 5000, not 5000.0."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _go_g4(value: float) -> str:
+    """Go's ``%.4g`` (Python's is the same for finite numbers: shortest form, no trailing
+    zeros, two-digit exponent)."""
+    return f"{value:.4g}"
+
+
+def humanize(value: float) -> str:
+    """Prometheus's ``humanize`` template function (SI prefixes, 4 significant digits)."""
+    if value == 0:
+        return _go_g4(value)
+    if abs(value) >= 1:
+        prefix = ""
+        for candidate in ("k", "M", "G", "T", "P", "E", "Z", "Y"):
+            if abs(value) < 1000:
+                break
+            prefix = candidate
+            value /= 1000
+        return f"{_go_g4(value)}{prefix}"
+    prefix = ""
+    for candidate in ("m", "u", "n", "p", "f", "a", "z", "y"):
+        if abs(value) >= 1:
+            break
+        prefix = candidate
+        value *= 1000
+    return f"{_go_g4(value)}{prefix}"

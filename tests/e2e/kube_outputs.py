@@ -1,0 +1,134 @@
+"""Helpers for the tests of the Kubernetes outputs (HPAs, alert rules, application config):
+a real PerformanceProfile to own the objects, a context to call the reconcilers with, and a
+count of the API server's writes read from its own metrics."""
+from __future__ import annotations
+
+import json
+import logging
+import pathlib
+import re
+from typing import Any
+
+import yaml
+
+from perf_operator.api import PerformanceProfileSpec
+from perf_operator.reconcile import EventRecorder, Outcome, ProfileContext
+from perf_operator.status import merge_patch
+
+FIXTURES = pathlib.Path(__file__).parent / "kube_fixtures"
+PROMETHEUS_RULE_CRD = FIXTURES / "monitoring.coreos.com_prometheusrules.yaml"
+
+
+class RecordedEvents(EventRecorder):
+    """The reconcilers' Events, kept in a list (kopf's event poster only runs inside the
+    operator; the end-to-end tests through the running operator read the real Events)."""
+
+    def __init__(self) -> None:
+        super().__init__(body=None, logger=logging.getLogger("test"))
+        self.events: list[tuple[str, str, str]] = []
+
+    def normal(self, reason: str, message: str) -> None:
+        self.events.append(("Normal", reason, message))
+
+    def warning(self, reason: str, message: str) -> None:
+        self.events.append(("Warning", reason, message))
+
+    def reasons(self) -> list[str]:
+        return [reason for _, reason, _ in self.events]
+
+    def take(self) -> list[str]:
+        """The reasons recorded since the last call."""
+        reasons = self.reasons()
+        self.events.clear()
+        return reasons
+
+
+def apply_profile(kubectl, namespace: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """Create or update a real PerformanceProfile (the API server validates it) and return it.
+
+    Tests that call the reconcilers themselves are marked ``isolated``: the session operator
+    ignores their namespace, so they see only their own reconciles."""
+    manifest = {"apiVersion": "perf.idp.io/v1alpha1", "kind": "PerformanceProfile",
+                "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+    kubectl.apply(yaml.safe_dump(manifest), namespace)
+    return kubectl.get("performanceprofile", name, namespace)
+
+
+def context(profile: dict[str, Any], events: RecordedEvents,
+            status: dict[str, Any] | None = None) -> ProfileContext:
+    meta = profile["metadata"]
+    return ProfileContext(
+        name=meta["name"], namespace=meta["namespace"], uid=meta["uid"],
+        generation=meta.get("generation", 1),
+        spec=PerformanceProfileSpec.model_validate(profile.get("spec") or {}),
+        status=status if status is not None else {}, events=events,
+        logger=logging.getLogger("test"))
+
+
+def respec(ctx: ProfileContext, kubectl, spec: dict[str, Any]) -> ProfileContext:
+    """The same profile with a new spec, keeping the status the handler would have kept."""
+    profile = apply_profile(kubectl, ctx.namespace, ctx.name, spec)
+    return context(profile, ctx.events, ctx.status)
+
+
+def remember(ctx: ProfileContext, outcome: Outcome | None) -> Outcome | None:
+    """Keep what the handler would write to status: the outcome's fragment (merge-patch
+    semantics, None removes) and its condition's reason."""
+    if outcome is None:
+        return None
+    _merge(ctx.status, merge_patch(ctx.status, outcome.status))
+    conditions = [c for c in ctx.status.get("conditions", []) if c["type"] != outcome.condition]
+    ctx.status["conditions"] = conditions + [{"type": outcome.condition,
+                                              "status": outcome.condition_status,
+                                              "reason": outcome.reason}]
+    return outcome
+
+
+def _merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
+    for key, value in patch.items():
+        if value is None:
+            target.pop(key, None)
+        elif isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge(target[key], value)
+        else:
+            target[key] = value
+
+
+#: Creating and changing verbs. Deletes are left out: the namespace controller empties the
+#: namespaces of earlier tests in the background, and the counter has no namespace label.
+WRITE_VERBS = ("APPLY", "PATCH", "POST", "PUT")
+_REQUEST = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$")
+
+
+def api_writes(stack, *resources: str) -> dict[str, int]:
+    """Successful write requests the API server has served so far, per ``resource:verb``, from
+    its own ``apiserver_request_total`` counter. It counts requests that changed nothing too (a
+    no-op apply is still a request), which is what "writes nothing" must rule out."""
+    status, body = stack.control_plane.get("/metrics")
+    assert status == 200, body[:200]
+    counts: dict[str, int] = {}
+    for line in body.decode().splitlines():
+        match = _REQUEST.match(line)
+        if not match:
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', match["labels"]))
+        if labels.get("resource") in resources and labels.get("verb") in WRITE_VERBS \
+                and labels.get("code", "").startswith("2"):
+            key = f"{labels['resource']}:{labels['verb']}"
+            counts[key] = counts.get(key, 0) + int(float(match["value"]))
+    return counts
+
+
+def writes_between(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {key: after[key] - before.get(key, 0) for key in after
+            if after[key] != before.get(key, 0)}
+
+
+def managers(kubectl, kind: str, name: str, namespace: str) -> dict[str, str]:
+    """manager -> operation from the object's managedFields (which ``kubectl get`` hides
+    unless asked), status subresource entries left out."""
+    result = kubectl.run("get", kind, name, "-o", "json", "--show-managed-fields",
+                         namespace=namespace)
+    return {entry["manager"]: entry["operation"]
+            for entry in json.loads(result.stdout)["metadata"].get("managedFields") or []
+            if not entry.get("subresource")}
