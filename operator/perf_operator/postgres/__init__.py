@@ -1,0 +1,129 @@
+"""PostgreSQL: makes a PerformanceProfile's ``database`` section true on a real server.
+
+``reconcile_profile`` opens (or reuses) the profile's pool, reconciles the declared indexes
+(``index_builds``: observe, plan in ``indexes``, launch background jobs) and the parameters
+(``settings``), and reports the ``DatabaseReady`` condition with ``status.database`` in the
+shape of ``api.status.DatabaseStatus``. Index builds outlive the reconcile that starts them;
+their phases show up in the following reconciles.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import psycopg
+
+from ..reconcile import Outcome, ProfileContext
+from ..scrub import scrub
+from ..secrets import SecretError
+from .connect import DatabaseUnavailable, forget_target, target_for_profile
+from .index_builds import BuildOptions, reconcile_indexes, wait_for_jobs
+from .indexes import IndexReport, Phase
+from .settings import SettingReport, State, reconcile_settings
+
+CONDITION = "DatabaseReady"
+#: How soon to look again while a job runs (the resync timer is the fallback).
+REQUEUE_WHILE_BUILDING_SECONDS = 1.0
+
+__all__ = ["CONDITION", "cleanup_profile", "reconcile_profile"]
+
+
+async def reconcile_profile(ctx: ProfileContext) -> Outcome | None:
+    database = ctx.spec.database
+    if database is None:
+        return None
+    try:
+        target = await target_for_profile(ctx.namespace, ctx.name, database.connection)
+    except SecretError as err:
+        return Outcome(CONDITION, False, err.reason, str(err))
+    except DatabaseUnavailable as err:
+        return Outcome(CONDITION, False, "DatabaseUnavailable", str(err))
+    previous = ctx.status.get("database") or {}
+    withdrawn = ({entry.get("name") for entry in previous.get("indexes") or []}
+                 - {index.name for index in database.indexes})
+    try:
+        indexes = await reconcile_indexes(target, database.indexes,
+                                          BuildOptions.from_spec(database), ctx.events,
+                                          withdrawn=withdrawn)
+        settings = await reconcile_settings(target, database.settings,
+                                            previous.get("settings") or [], ctx.events)
+    except psycopg.Error as err:
+        return Outcome(CONDITION, False, "DatabaseError", scrub(err).strip())
+    reports = indexes.plan.reports
+    _announce_conflicts(reports, previous.get("indexes") or [], ctx.events)
+    ready, reason, message = summarise(reports, settings, indexes.plan.released)
+    status = {"database": {
+        "indexes": [r.as_status() for r in reports],
+        "settings": [s.as_status() for s in settings],
+        "readyIndexes": sum(1 for r in reports if r.phase is Phase.READY),
+    }}
+    busy = indexes.running or indexes.plan.jobs
+    return Outcome(CONDITION, ready, reason, message, status=status,
+                   requeue_after=REQUEUE_WHILE_BUILDING_SECONDS if busy else None)
+
+
+async def cleanup_profile(ctx: ProfileContext) -> None:
+    """The profile is being deleted: its running jobs are cancelled, then indexPrunePolicy is
+    applied to every index it owns (Delete drops them concurrently, Retain removes the marker,
+    handing them to the user) and its leftovers are dropped. Parameters keep their values.
+    Raises when that could not be finished (database unreachable, a DDL step failed), so the
+    delete handler retries."""
+    database = ctx.spec.database
+    if database is None:
+        return
+    target = await target_for_profile(ctx.namespace, ctx.name, database.connection)
+    await wait_for_jobs(target, cancel=True)
+    names = [index.name for index in database.indexes]
+    options = BuildOptions.from_spec(database)
+    await reconcile_indexes(target, [], options, ctx.events, withdrawn=names)
+    await wait_for_jobs(target)
+    remaining = await reconcile_indexes(target, [], options, ctx.events, withdrawn=names)
+    if remaining.plan.jobs:
+        await wait_for_jobs(target)
+        raise RuntimeError("indexes of the profile are still being dropped or released: "
+                           + ", ".join(".".join(job.key) for job in remaining.plan.jobs))
+    await forget_target(target)
+
+
+def summarise(indexes: Sequence[IndexReport], settings: Sequence[SettingReport],
+              released: Sequence[str]) -> tuple[bool, str, str]:
+    """(ready, reason, message) of DatabaseReady. Ready means every index is Ready and every
+    parameter is recorded where the scope keeps it (PendingRestart counts: the operator did
+    all it may; the message lists what waits for a restart)."""
+    problems: list[tuple[str, str]] = []
+    by_phase: dict[Phase, list[IndexReport]] = {}
+    for report in indexes:
+        by_phase.setdefault(report.phase, []).append(report)
+    for phase, reason in ((Phase.CONFLICT, "IndexConflict"), (Phase.FAILED, "IndexFailed"),
+                          (Phase.INVALID, "IndexInvalid"), (Phase.BUILDING, "IndexBuilding"),
+                          (Phase.PENDING, "IndexPending")):
+        for report in by_phase.get(phase, ()):
+            detail = report.last_error if phase is Phase.FAILED and report.last_error \
+                else report.message
+            problems.append((reason, f"index {report.name} {phase.value}: {detail}"))
+    for setting in settings:
+        if setting.state is State.REJECTED:
+            problems.append(("SettingRejected", f"{setting.name}: {setting.message}"))
+        elif setting.overridden:
+            problems.append(("SettingOverridden", f"{setting.name}: {setting.message}"))
+    notes = [f"{len(by_phase.get(Phase.READY, ()))}/{len(indexes)} indexes ready",
+             f"{sum(1 for s in settings if s.state is not State.REJECTED)}/{len(settings)} "
+             f"parameters set"]
+    pending = [s.name for s in settings if s.state is State.PENDING_RESTART]
+    if pending:
+        notes.append("waiting for a PostgreSQL restart: " + ", ".join(pending))
+    if released:
+        notes.append("released (indexPrunePolicy Retain): " + ", ".join(released))
+    summary = "; ".join(notes)
+    if problems:
+        return False, problems[0][0], "; ".join([m for _, m in problems] + [summary])
+    return True, "DatabaseInSync", summary
+
+
+def _announce_conflicts(reports: Sequence[IndexReport],
+                        previous: Sequence[Mapping[str, Any]], events: Any) -> None:
+    """A Warning Event when an index enters Conflict (not on every resync while it stays)."""
+    before = {entry.get("name"): entry.get("phase") for entry in previous}
+    for report in reports:
+        if report.phase is Phase.CONFLICT and before.get(report.name) != Phase.CONFLICT.value:
+            events.warning("IndexConflict", f"index {report.name}: {report.message}")

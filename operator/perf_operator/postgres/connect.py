@@ -1,0 +1,178 @@
+"""Connections to the databases profiles point at.
+
+One small async pool per (namespace, profile, host, port, database, user), opened on first use
+and replaced when the Secret's password changes. Pooled connections serve the short catalog
+queries and settings changes; every DDL job (an index build can take hours) gets a dedicated
+connection of its own, so a long build never starves the reconcile of a pooled connection.
+
+Every connection runs with ``application_name=perf-operator`` (how a restarted operator
+recognises builds its previous process left running, see ``index_builds``) and a pinned
+``search_path`` of ``pg_catalog, public``: the operator's SQL qualifies tables with their
+schema, so the path only decides where unqualified functions and operator classes in index
+expressions are looked up, and pg_catalog first means a function created in ``public`` can
+never shadow a built-in.
+
+Passwords live only in the connection parameters; they are registered with the scrubber by
+``secrets.read_secret_keys`` and every driver error leaves this package through
+``scrub.scrub``.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from ..scrub import register_secret, scrub
+from ..secrets import read_secret_keys
+
+APPLICATION_NAME = "perf-operator"
+SEARCH_PATH = "pg_catalog, public"
+#: Bound on the operator's own catalog queries and settings statements (not on index builds).
+QUERY_TIMEOUT_MS = 30_000
+CONNECT_TIMEOUT_SECONDS = 10
+#: Pooled connections per target: the reconcile needs one at a time; a few cover the timer and
+#: an update of the same profile overlapping, plus a deadline cancelling a build.
+POOL_MAX_SIZE = 4
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot be reached or refuses the login; the message is scrubbed."""
+
+
+@dataclass(frozen=True)
+class TargetKey:
+    """Which pool a profile uses: one per profile and database login."""
+
+    namespace: str
+    profile: str
+    host: str
+    port: int
+    dbname: str
+    user: str
+
+    @property
+    def owner(self) -> str:
+        """The owner recorded in the ownership marker of every index this profile creates."""
+        return f"{self.namespace}/{self.profile}"
+
+    @property
+    def database(self) -> tuple[str, int, str]:
+        """The database itself, shared by every profile pointing at it (build slots)."""
+        return (self.host, self.port, self.dbname)
+
+
+@dataclass
+class DatabaseTarget:
+    """An open pool to one database plus what is needed for dedicated DDL connections."""
+
+    key: TargetKey
+    pool: AsyncConnectionPool
+    credential_fingerprint: str
+    connect_kwargs: dict[str, Any] = field(repr=False)
+
+    def connection(self) -> contextlib.AbstractAsyncContextManager[psycopg.AsyncConnection]:
+        """A pooled autocommit connection for a short query."""
+        return self.pool.connection()
+
+    @contextlib.asynccontextmanager
+    async def ddl_connection(self, *, lock_timeout_ms: int, statement_timeout_ms: int
+                             ) -> AsyncIterator[psycopg.AsyncConnection]:
+        """A dedicated autocommit connection for concurrent DDL (which refuses transactions).
+
+        ``client_connection_check_interval`` (PostgreSQL 14+) makes the server abandon the
+        statement within a second when this process dies, instead of finishing a build nobody
+        will mark; ``statement_timeout`` is the server-side backstop of the build deadline."""
+        conn = await _connect(self.connect_kwargs)
+        try:
+            await conn.execute("SELECT set_config('lock_timeout', %s, false), "
+                               "set_config('statement_timeout', %s, false)",
+                               (str(lock_timeout_ms), str(statement_timeout_ms)))
+            if conn.info.server_version >= 140000:
+                await conn.execute("SET client_connection_check_interval = 1000")
+            yield conn
+        finally:
+            await conn.close()
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+
+_targets: dict[TargetKey, DatabaseTarget] = {}
+_targets_lock = asyncio.Lock()
+
+
+async def target_for_profile(namespace: str, profile: str, connection: Any) -> DatabaseTarget:
+    """The pool for a profile's ``spec.database.connection`` (an api PostgresConnection), with
+    the login read from the Secret it references in the profile's own namespace."""
+    ref = connection.secret_ref
+    username, password = await read_secret_keys(namespace, ref.name, ref.username_key,
+                                                ref.password_key)
+    key = TargetKey(namespace=namespace, profile=profile, host=connection.host,
+                    port=connection.port, dbname=connection.database, user=username)
+    return await open_target(key, password, sslmode=connection.ssl_mode)
+
+
+async def open_target(key: TargetKey, password: str, *, sslmode: str = "prefer"
+                      ) -> DatabaseTarget:
+    """The pool for ``key``, opened on first use and reopened when the password changed."""
+    register_secret(password)
+    fingerprint = hashlib.sha256(f"{sslmode}\0{password}".encode()).hexdigest()
+    async with _targets_lock:
+        current = _targets.get(key)
+        if current is not None and current.credential_fingerprint == fingerprint:
+            return current
+        if current is not None:
+            del _targets[key]
+            await current.close()
+        kwargs = {
+            "host": key.host, "port": key.port, "dbname": key.dbname, "user": key.user,
+            "password": password, "sslmode": sslmode, "application_name": APPLICATION_NAME,
+            "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+            "options": f"-c search_path={SEARCH_PATH.replace(' ', '')} "
+                       f"-c statement_timeout={QUERY_TIMEOUT_MS}",
+        }
+        # One direct connection first: a pool reports only "couldn't get a connection", the
+        # driver says why (wrong password, no such database), which the status should show.
+        probe = await _connect(kwargs)
+        await probe.close()
+        pool = AsyncConnectionPool(kwargs={**kwargs, "autocommit": True}, min_size=1,
+                                   max_size=POOL_MAX_SIZE, open=False,
+                                   name=f"perf-operator:{key.owner}",
+                                   timeout=CONNECT_TIMEOUT_SECONDS)
+        await pool.open(wait=True, timeout=CONNECT_TIMEOUT_SECONDS)
+        target = DatabaseTarget(key=key, pool=pool, credential_fingerprint=fingerprint,
+                                connect_kwargs=kwargs)
+        _targets[key] = target
+        return target
+
+
+async def _connect(kwargs: dict[str, Any]) -> psycopg.AsyncConnection:
+    try:
+        return await psycopg.AsyncConnection.connect(**kwargs, autocommit=True)
+    except psycopg.Error as err:
+        raise DatabaseUnavailable(
+            f"cannot connect to PostgreSQL {kwargs['host']}:{kwargs['port']}/{kwargs['dbname']} "
+            f"as {kwargs['user']}: {scrub(err)}") from None
+
+
+async def forget_target(target: DatabaseTarget) -> None:
+    """Close a profile's pool for good (the profile is deleted)."""
+    async with _targets_lock:
+        if _targets.get(target.key) is target:
+            del _targets[target.key]
+    await target.close()
+
+
+async def close_all() -> None:
+    """Close every pool (operator shutdown, end of a test session)."""
+    async with _targets_lock:
+        targets = list(_targets.values())
+        _targets.clear()
+    for target in targets:
+        await target.close()

@@ -1,0 +1,156 @@
+"""The PostgreSQL reconciler inside the running operator, driven by ``kubectl apply``: index
+create, change, remove (Retain), prune (Delete), conflict and adoption reported in
+status.database and the DatabaseReady condition with Events; and SIGKILL of the operator
+process in the middle of a build, then a restart that converges."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from tests.support.kube import condition, eventually
+
+pytestmark = pytest.mark.e2e
+
+USERS = """
+CREATE TABLE users (id bigserial PRIMARY KEY, tenant_id bigint NOT NULL, email text NOT NULL,
+                    status text NOT NULL DEFAULT 'active', deleted_at timestamptz);
+INSERT INTO users (tenant_id, email)
+SELECT g % 50, 'user' || g || '@example.com' FROM generate_series(1, 20000) g;
+"""
+TENANT_EMAIL = {"name": "users_tenant_email_idx", "table": "users",
+                "columns": [{"column": "tenant_id"}, {"column": "email"}]}
+
+
+def profile(name: str, pg_database: dict, indexes: list[dict], **database) -> str:
+    return yaml.safe_dump({
+        "apiVersion": "perf.idp.io/v1alpha1", "kind": "PerformanceProfile",
+        "metadata": {"name": name},
+        "spec": {"database": {
+            "connection": {"host": pg_database["host"], "port": pg_database["port"],
+                           "database": pg_database["database"], "sslMode": "disable",
+                           "secretRef": {"name": "pg-credentials"}},
+            "settings": {"scope": "Database", "parameters": {}},
+            "indexes": indexes, **database}}})
+
+
+def database_state(kubectl, namespace: str, name: str) -> tuple[dict | None, dict]:
+    obj = kubectl.get("pp", name, namespace) or {}
+    return condition(obj, "DatabaseReady"), (obj.get("status") or {}).get("database") or {}
+
+
+def wait_database(kubectl, namespace: str, name: str, check, what: str, timeout: float = 90):
+    def probe():
+        cond, status = database_state(kubectl, namespace, name)
+        return (cond, status) if cond and check(cond, status) else None
+    return eventually(probe, timeout=timeout, interval=0.5, what=what)
+
+
+def phases(status: dict) -> dict[str, str]:
+    return {i["name"]: i["phase"] for i in status.get("indexes") or []}
+
+
+def index_comment(psql, db: str, name: str) -> str | None:
+    out = psql(db, f"SELECT coalesce(obj_description(to_regclass('{name}'), 'pg_class'), '') "
+                   f"WHERE to_regclass('{name}') IS NOT NULL")
+    return out.strip() if out else None
+
+
+def event_reasons(kubectl, namespace: str) -> list[str]:
+    events = json.loads(kubectl.run("get", "events", "-o", "json", namespace=namespace).stdout)
+    return [e["reason"] for e in events["items"]]
+
+
+def test_index_lifecycle_through_kubectl(operator, kubectl, namespace, pg_database, credentials,
+                                         psql):
+    db = pg_database["database"]
+    psql(db, USERS)
+    ready = lambda cond, _: cond["status"] == "True"  # noqa: E731
+
+    # create
+    kubectl.apply(profile("db", pg_database, [TENANT_EMAIL]), namespace)
+    cond, status = wait_database(kubectl, namespace, "db", ready, "the index to be built")
+    assert phases(status) == {"users_tenant_email_idx": "Ready"}
+    assert status["readyIndexes"] == 1 and status["indexes"][0]["sizeBytes"] > 0
+    assert index_comment(psql, db, "users_tenant_email_idx").startswith("perf-operator:")
+    eventually(lambda: {"BuildStarted", "BuildSucceeded"} <= set(event_reasons(kubectl,
+                                                                                namespace)),
+               timeout=30, what="build Events")
+    first_hash = status["indexes"][0]["definitionHash"]
+
+    # change: rebuilt aside and swapped in
+    changed = {**TENANT_EMAIL, "where": "deleted_at IS NULL"}
+    kubectl.apply(profile("db", pg_database, [changed]), namespace)
+    wait_database(kubectl, namespace, "db",
+                  lambda c, s: c["status"] == "True" and s["indexes"][0].get(
+                      "definitionHash") not in (None, first_hash), "the changed index")
+    assert "WHERE (deleted_at IS NULL)" in psql(
+        db, "SELECT pg_get_indexdef('users_tenant_email_idx'::regclass)")
+
+    # remove, prune policy Retain: kept, released
+    second = {"name": "users_status_idx", "table": "users", "columns": [{"column": "status"}]}
+    kubectl.apply(profile("db", pg_database, [second]), namespace)
+    wait_database(kubectl, namespace, "db",
+                  lambda c, s: c["status"] == "True" and phases(s) == {"users_status_idx":
+                                                                         "Ready"}, "removal")
+    eventually(lambda: index_comment(psql, db, "users_tenant_email_idx") == "", timeout=30,
+               what="the retained index to be released")
+
+    # remove, prune policy Delete: dropped
+    kubectl.apply(profile("db", pg_database, [], indexPrunePolicy="Delete"), namespace)
+    eventually(lambda: index_comment(psql, db, "users_status_idx") is None, timeout=60,
+               what="the pruned index to be dropped")
+    assert index_comment(psql, db, "users_tenant_email_idx") == ""  # released: not ours
+
+    # conflict, then adoption, of the index released above (same definition)
+    kubectl.apply(profile("db", pg_database, [changed]), namespace)
+    cond, status = wait_database(kubectl, namespace, "db",
+                                 lambda c, s: c["reason"] == "IndexConflict", "a conflict")
+    assert phases(status) == {"users_tenant_email_idx": "Conflict"} and "adopt" in cond["message"]
+    kubectl.apply(profile("db", pg_database, [{**changed, "adopt": True}]), namespace)
+    wait_database(kubectl, namespace, "db", ready, "adoption")
+    assert index_comment(psql, db, "users_tenant_email_idx").startswith("perf-operator:")
+    assert {"IndexConflict", "IndexAdopted", "IndexRetained", "IndexPruned"} <= set(
+        event_reasons(kubectl, namespace))
+
+
+@pytest.mark.isolated
+def test_operator_killed_during_a_build_converges_after_restart(stack, crds, kubectl, namespace,
+                                                                pg_database, credentials, psql,
+                                                                tmp_path):
+    """The operator process (its own, watching only this namespace) is SIGKILLed while
+    CREATE INDEX CONCURRENTLY runs on a 2 M row table, then started again."""
+    from tests.support.operator import start_operator
+
+    db = pg_database["database"]
+    psql(db, "CREATE TABLE events AS SELECT g AS id, (g % 1000)::int AS tenant_id, "
+             "now() - g * interval '1 second' AS created_at FROM generate_series(1, 2000000) g;"
+             "CREATE INDEX events_dba_idx ON events (id)")
+    dba_before = psql(db, "SELECT 'events_dba_idx'::regclass::oid")
+    index = {"name": "events_tenant_created_idx", "table": "events",
+             "columns": [{"column": "tenant_id"}, {"column": "created_at"}]}
+    arguments = ("--standalone", f"--namespace={namespace}")
+    kubeconfig = str(stack.control_plane.kubeconfig)
+    first = start_operator(kubeconfig, tmp_path / "first", extra_args=arguments)
+    try:
+        kubectl.apply(profile("crash", pg_database, [index]), namespace)
+        eventually(lambda: psql(db, "SELECT count(*) FROM pg_stat_progress_create_index "
+                                    "WHERE phase LIKE 'building index%'").strip() == "1",
+                   timeout=90, interval=0.05, what="the build to be scanning the table")
+    finally:
+        first.kill()
+    second = start_operator(kubeconfig, tmp_path / "second", extra_args=arguments)
+    try:
+        cond, status = wait_database(kubectl, namespace, "crash",
+                                     lambda c, _: c["status"] == "True", "convergence",
+                                     timeout=120)
+        assert phases(status) == {"events_tenant_created_idx": "Ready"}
+    finally:
+        second.stop()
+    rows = psql(db, "SELECT c.relname, x.indisvalid FROM pg_index x "
+                    "JOIN pg_class c ON c.oid = x.indexrelid "
+                    "WHERE x.indrelid = 'events'::regclass ORDER BY 1").split()
+    assert rows == ["events_dba_idx|t", "events_tenant_created_idx|t"]
+    assert psql(db, "SELECT 'events_dba_idx'::regclass::oid") == dba_before
+    assert psql(db, "SELECT count(*) FROM pg_stat_progress_create_index").strip() == "0"

@@ -1,0 +1,70 @@
+"""The SQL fragment checks the reconciler and the admission webhook share."""
+from __future__ import annotations
+
+import pytest
+
+from perf_operator.postgres.sqlcheck import (check_expression, check_identifier,
+                                             normalise_expression)
+
+ACCEPTED = {
+    "lower(email)": "lower(email)",
+    "status = 'active' and deleted_at is null": "status = 'active' AND deleted_at IS NULL",
+    "x = 1 -- trailing comment": "x = 1",
+    "x = 1 /* block comment */": "x = 1",
+    "(data->>'kind')::text": "CAST(data ->> 'kind' AS text)",
+    "coalesce(a, b) > 0": "COALESCE(a, b) > 0",
+    "kind IN ('a', 'b')": "kind IN ('a', 'b')",
+    "CASE WHEN a THEN 1 ELSE 2 END": "CASE WHEN a THEN 1 ELSE 2 END",
+    "name COLLATE \"C\"": "name COLLATE \"C\"",
+    "expires_at IS NOT NULL": "expires_at IS NOT NULL",
+}
+
+REFUSED = {
+    "1; DROP TABLE users": "several statements",
+    "deleted_at IS NULL); DROP TABLE users; --": "does not parse",
+    "(SELECT 1)": "subquery",
+    "id IN (SELECT id FROM users)": "subquery",
+    "EXISTS (SELECT 1)": "subquery",
+    "a UNION SELECT 1": "exactly one expression",
+    "1 FROM users": "FROM",
+    "1 ORDER BY 1": "ORDER BY",
+    "a, b": "exactly one expression",
+    "a AS b": "alias",
+    "*": "'*'",
+    "users.*": "'*'",
+    "$1": "ParamRef",
+    "count(*)": "aggregate",
+    "sum(x) OVER ()": "aggregate or window",
+    "": "empty",
+    "   ": "empty",
+    "x = 'a\x00'": "NUL",
+    "a) OR (1=1": "does not parse",
+    "x" * 5000: "longer than",
+}
+
+
+@pytest.mark.parametrize("text,expected", ACCEPTED.items())
+def test_accepted_expressions_are_normalised(text, expected):
+    assert check_expression(text) is None
+    assert normalise_expression(text) == expected
+
+
+@pytest.mark.parametrize("text,why", REFUSED.items())
+def test_injection_and_non_expressions_are_refused(text, why):
+    error = check_expression(text)
+    assert error is not None and why in error
+
+
+def test_parse_error_position_refers_to_the_users_text():
+    assert "at character 2" in check_expression("a) OR (1=1")
+
+
+@pytest.mark.parametrize("name", ["users", "idx_users_tenant", "_x", "a$b", "a" * 63])
+def test_plain_identifiers_are_accepted(name):
+    assert check_identifier(name) is None
+
+
+@pytest.mark.parametrize("name", ["", "Users", "1abc", "users; drop table x", 'a"b', "a b",
+                                  "a" * 64, "tenant-id", "public.users"])
+def test_other_identifiers_are_refused(name):
+    assert check_identifier(name) is not None
