@@ -9,11 +9,12 @@ import pydantic
 from ..api import PerformanceProfileSpec
 from ..config import CONFIG
 from ..kube import reconcile_alerts, reconcile_app_config, reconcile_scaling
+from ..postgres import cleanup_profile as postgres_cleanup
 from ..postgres import reconcile_profile as postgres_database
 from ..reconcile import EventRecorder, Outcome, ProfileContext
 from ..redis import reconcile_profile as redis_settings
 from ..validation import describe_validation_error, semantic_errors
-from .reconciliation import Part, run_parts, write_status
+from .reconciliation import Cleanup, Part, next_requeue, run_cleanups, run_parts, write_status
 from .resources import PROFILES, TENANTS
 
 #: The target systems a profile configures, each with the condition type it reports.
@@ -23,6 +24,10 @@ PROFILE_PARTS: tuple[tuple[str, Part], ...] = (
     ("ScalingReady", reconcile_scaling), ("AlertsReady", reconcile_alerts),
     ("AppConfigReady", reconcile_app_config),
 )
+
+#: What deleting a profile undoes outside Kubernetes (owned Kubernetes objects are garbage-
+#: collected through their ownerReferences): the database's indexes, by indexPrunePolicy.
+PROFILE_CLEANUPS: tuple[Cleanup, ...] = (postgres_cleanup,)
 
 
 @kopf.index(*TENANTS)
@@ -37,7 +42,11 @@ def tenants_by_profile(namespace: str, name: str, spec: kopf.Spec, **_) -> dict:
 @kopf.on.create(*PROFILES)
 @kopf.on.update(*PROFILES, field="spec")
 async def profile_changed(**kwargs: Any) -> None:
-    await reconcile(**kwargs)
+    requeue = await reconcile(**kwargs)
+    if requeue is not None:
+        # Work goes on in the background (an index build): look again soon rather than at the
+        # next resync. kopf keeps the status patch and retries this handler after the delay.
+        raise kopf.TemporaryError("waiting for background work", delay=requeue)
 
 
 @kopf.timer(*PROFILES, interval=CONFIG.resync_seconds, initial_delay=CONFIG.resync_seconds)
@@ -45,9 +54,25 @@ async def profile_resync(**kwargs: Any) -> None:
     await reconcile(**kwargs)
 
 
+@kopf.on.delete(*PROFILES)
+async def profile_deleted(*, body: kopf.Body, spec: kopf.Spec, status: kopf.Status,
+                          meta: kopf.Meta, name: str, namespace: str, logger, retry: int,
+                          **_) -> None:
+    try:
+        model = PerformanceProfileSpec.model_validate(dict(spec))
+    except pydantic.ValidationError:
+        return  # a spec that never validated configured nothing
+    ctx = ProfileContext(name=name, namespace=namespace, uid=meta["uid"],
+                         generation=meta.get("generation", 0), spec=model, status=dict(status),
+                         events=EventRecorder(body, logger), logger=logger)
+    await run_cleanups(PROFILE_CLEANUPS, ctx, retry)
+
+
 async def reconcile(*, body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta,
                     name: str, namespace: str, patch: kopf.Patch, logger,
-                    tenants_by_profile: kopf.Index, **_) -> None:
+                    tenants_by_profile: kopf.Index, **_) -> float | None:
+    """Make the profile true once; returns how soon to look again when work goes on in the
+    background (None: the resync timer is soon enough)."""
     generation = meta.get("generation", 0)
     current = dict(status)
     tenants = _tenant_summary(tenants_by_profile, namespace, name)
@@ -55,18 +80,19 @@ async def reconcile(*, body: kopf.Body, spec: kopf.Spec, status: kopf.Status, me
         model = PerformanceProfileSpec.model_validate(dict(spec))
     except pydantic.ValidationError as err:
         write_status(patch=patch, current=current, generation=generation, results=[],
-                     extra={"tenants": tenants}, ready_override=("Rejected", describe_validation_error(err)))
-        return
+                     extra={"tenants": tenants},
+                     ready_override=("Rejected", describe_validation_error(err)))
+        return None
     problems = semantic_errors(model)
     if problems:
         write_status(patch=patch, current=current, generation=generation, results=[],
                      extra={"tenants": tenants}, ready_override=("Rejected", "; ".join(problems)))
-        return
+        return None
     if model.paused:
         write_status(patch=patch, current=current, generation=generation, results=[],
                      extra={"tenants": tenants},
                      ready_override=("Paused", "spec.paused is true: nothing is changed"))
-        return
+        return None
     ctx = ProfileContext(name=name, namespace=namespace, uid=meta["uid"], generation=generation,
                          spec=model, status=current, events=EventRecorder(body, logger),
                          logger=logger)
@@ -74,6 +100,7 @@ async def reconcile(*, body: kopf.Body, spec: kopf.Spec, status: kopf.Status, me
     results.append(("Overcommitted", _overcommit(model, tenants)))
     write_status(patch=patch, current=current, generation=generation, results=results,
                  extra={"tenants": tenants})
+    return next_requeue(results)
 
 
 def _tenant_summary(index: kopf.Index, namespace: str, profile: str) -> dict[str, int]:

@@ -9,12 +9,29 @@ from typing import Any
 import kopf
 
 from .. import metrics
+from ..config import CONFIG
 from ..api import Condition, set_condition
 from ..reconcile import Outcome
 from ..scrub import scrub
 from ..status import apply_to_kopf_patch
 
 Part = Callable[[Any], Awaitable[Outcome | None]]
+Cleanup = Callable[[Any], Awaitable[None]]
+
+
+async def run_cleanups(cleanups: Sequence[Cleanup], ctx: Any, retry: int) -> None:
+    """Undo what an object configured, before its finalizer is removed. When a target stays
+    unreachable, give up after a bounded number of retries and release the object with a
+    warning Event, so that deleting a namespace never hangs on a system that is gone for good."""
+    try:
+        for cleanup in cleanups:
+            await cleanup(ctx)
+    except Exception as err:  # noqa: BLE001 - retried, then released
+        if retry + 1 < CONFIG.finalizer_retries:
+            raise kopf.TemporaryError(scrub(err), delay=CONFIG.retry_backoff_seconds) from None
+        ctx.events.warning("CleanupAbandoned",
+                           f"cleanup not finished after {retry + 1} attempts, releasing: "
+                           f"{scrub(err)}")
 
 
 async def run_parts(kind: str, parts: Sequence[tuple[str, Part]], ctx: Any

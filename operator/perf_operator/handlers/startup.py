@@ -11,6 +11,7 @@ from .. import metrics
 from ..config import CONFIG
 from ..kube import client as kube_client
 from ..leadership import LeaderGate
+from ..postgres import connect as postgres_connect
 
 
 @dataclass(frozen=True)
@@ -73,4 +74,5 @@ async def elect_leader(memo: kopf.Memo, logger, **_) -> None:
 async def step_down(memo: kopf.Memo, **_) -> None:
     await memo.leader_gate.release()
     await memo.metrics_server.cleanup()
+    await postgres_connect.close_all()
     await kube_client.close()

@@ -1,7 +1,6 @@
 """TenantQuota handlers: registration and delegation only."""
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import kopf
@@ -12,9 +11,8 @@ from ..config import CONFIG
 from ..reconcile import EventRecorder, Outcome, TenantContext
 from ..redis import reconcile_tenant as redis_tables
 from ..redis import remove_tenant as remove_redis_tables
-from ..scrub import scrub
 from ..validation import describe_validation_error
-from .reconciliation import Part, run_parts, write_status
+from .reconciliation import Cleanup, Part, run_cleanups, run_parts, write_status
 from .resources import PROFILES, TENANTS
 
 #: The target systems a tenant configures, each with the condition type it reports.
@@ -23,7 +21,7 @@ TENANT_PARTS: tuple[tuple[str, Part], ...] = (
 )
 
 #: What deleting a tenant removes (its tables), each ``async fn(ctx) -> None``.
-TENANT_CLEANUPS: tuple[Callable[[TenantContext], Awaitable[None]], ...] = (
+TENANT_CLEANUPS: tuple[Cleanup, ...] = (
     remove_redis_tables,
 )
 
@@ -48,21 +46,10 @@ async def tenant_resync(**kwargs: Any) -> None:
 
 @kopf.on.delete(*TENANTS)
 async def tenant_deleted(*, retry: int, **kwargs: Any) -> None:
-    """Remove the tenant's tables. When a target stays unreachable, give up after a bounded
-    number of retries and release the object (with a warning Event), so that deleting a
-    namespace never hangs on a Redis that is gone for good."""
+    """Remove the tenant's tables (bounded retries, then released: see run_cleanups)."""
     ctx = _context(**kwargs)
-    if ctx is None:
-        return
-    try:
-        for cleanup in TENANT_CLEANUPS:
-            await cleanup(ctx)
-    except Exception as err:  # noqa: BLE001 - retried, then released
-        if retry + 1 < CONFIG.finalizer_retries:
-            raise kopf.TemporaryError(scrub(err), delay=CONFIG.retry_backoff_seconds) from None
-        ctx.events.warning("CleanupAbandoned",
-                           f"tables not removed after {retry + 1} attempts, releasing: "
-                           f"{scrub(err)}")
+    if ctx is not None:
+        await run_cleanups(TENANT_CLEANUPS, ctx, retry)
 
 
 async def reconcile(*, patch: kopf.Patch, status: kopf.Status, meta: kopf.Meta, **kwargs: Any
