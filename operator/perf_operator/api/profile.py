@@ -180,7 +180,10 @@ class DatabaseSpec(SpecModel):
                                                   "build never queues behind a long transaction "
                                                   "while blocking others; it is retried later.")
     build_timeout_seconds: int = Field(3600, ge=60, le=86_400,
-                                       description="statement_timeout of one index build.")
+                                       description="Deadline of one index build, enforced by the "
+                                                   "operator (pg_cancel_backend); the build's "
+                                                   "left-over INVALID index is then dropped and "
+                                                   "the build retried with back-off.")
 
 
 # -------------------------------------------------------------------------------------- Redis
