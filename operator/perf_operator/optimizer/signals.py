@@ -1,0 +1,350 @@
+"""What the optimizer measures, and the one poller per Prometheus that measures it.
+
+Every default query is grouped ``by (namespace, profile)``: one query answers for every profile
+that reads the same Prometheus, so a cycle costs one query per signal (plus one per distinct
+override expression) whether one profile or a thousand use it. The application's series must
+carry those two labels: ``namespace`` (the profile's namespace) and ``profile`` (its name), for
+example relabelled from a pod label ``perf.idp.io/profile``.
+
+Missing data is never zero. A signal whose query failed, returned nothing for the profile or
+returned NaN is *stale*, with the reason, and the policy freezes what depends on it. Queries
+over a rate window would go on answering for the whole window after the application stopped
+reporting, so they are joined (``and on``) with the raw series, which Prometheus marks stale
+at the first failed scrape.
+
+``prometheus-api-client`` is synchronous; its calls run in ``asyncio.to_thread``.
+"""
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from prometheus_api_client import PrometheusConnect
+from urllib3.util.retry import Retry
+
+from ..scrub import scrub
+
+#: The labels every default query groups by, and by which a result is matched to a profile.
+GROUP_LABELS = ("namespace", "profile")
+_BY = ", ".join(GROUP_LABELS)
+
+#: Queries of one cycle running at the same time (each holds a worker thread).
+MAX_PARALLEL_QUERIES = 4
+#: A profile that has not asked for its readings for three of its intervals (and at least this
+#: long) is deleted or turned off: its expressions leave the cycle.
+MIN_REGISTRATION_SECONDS = 60.0
+
+
+def _by(expression: str) -> str:
+    return f"sum by ({_BY}) ({expression})"
+
+
+def _while_reported(expression: str, raw_series: str) -> str:
+    """``expression`` only for the profiles whose ``raw_series`` are currently scraped."""
+    return f"({expression}) and on ({_BY}) group by ({_BY}) ({raw_series})"
+
+
+def _ratio_or_zero(part: str, whole: str) -> str:
+    """part / whole, where a missing ``part`` (no error was ever counted) is 0, not missing."""
+    return f"({_by(part)} or {_by(whole)} * 0) / {_by(whole)}"
+
+
+@dataclass(frozen=True)
+class SignalDefinition:
+    name: str
+    #: Default PromQL, grouped by GROUP_LABELS, in the unit the name states.
+    query: str
+    #: Which direction is bad: most signals hurt when high, the cache hit rate when low.
+    worse: Literal["higher", "lower"]
+
+
+_REQUESTS = "http_request_duration_seconds"
+_QUERIES = "db_query_duration_seconds"
+
+#: The signals, named as in the profile's thresholds (``spec.alerts.thresholds``), plus the
+#: API's 95th percentile the targets name. Metric names follow prom-client's conventions.
+SIGNALS: tuple[SignalDefinition, ...] = (
+    SignalDefinition(
+        "apiResponseTimeP95Ms",
+        _while_reported(f"1000 * histogram_quantile(0.95, sum by ({_BY}, le) "
+                        f"(rate({_REQUESTS}_bucket[5m])))", f"{_REQUESTS}_count"),
+        "higher"),
+    SignalDefinition(
+        "apiResponseTimeMs",
+        _while_reported(f"1000 * {_by(f'rate({_REQUESTS}_sum[5m])')} / "
+                        f"{_by(f'rate({_REQUESTS}_count[5m])')}", f"{_REQUESTS}_count"),
+        "higher"),
+    SignalDefinition(
+        "errorRate",
+        _while_reported(_ratio_or_zero('rate(http_requests_total{status=~"5.."}[5m])',
+                                       "rate(http_requests_total[5m])"),
+                        "http_requests_total"),
+        "higher"),
+    SignalDefinition(
+        "dbQueryTimeMs",
+        _while_reported(f"1000 * {_by(f'rate({_QUERIES}_sum[5m])')} / "
+                        f"{_by(f'rate({_QUERIES}_count[5m])')}", f"{_QUERIES}_count"),
+        "higher"),
+    SignalDefinition(
+        "poolUtilization",
+        f"{_by('db_pool_connections_in_use')} / {_by('db_pool_connections_max')}",
+        "higher"),
+    SignalDefinition(
+        "memoryUsage",
+        f"{_by('nodejs_heap_size_used_bytes')} / {_by('nodejs_heap_size_total_bytes')}",
+        "higher"),
+    SignalDefinition(
+        "memoryGrowthMB",
+        _while_reported(f"{_by('delta(nodejs_heap_size_used_bytes[1h])')} / 1048576",
+                        "nodejs_heap_size_used_bytes"),
+        "higher"),
+    SignalDefinition(
+        "websocketConnections", _by("websocket_connections_active"), "higher"),
+    SignalDefinition(
+        "messageRatePerMinute",
+        _while_reported(f"60 * {_by('rate(websocket_messages_total[5m])')}",
+                        "websocket_messages_total"),
+        "higher"),
+    SignalDefinition(
+        "cacheHitRate",
+        _while_reported(f"{_by('rate(cache_hits_total[5m])')} / "
+                        f"({_by('rate(cache_hits_total[5m])')} + "
+                        f"({_by('rate(cache_misses_total[5m])')} or "
+                        f"{_by('rate(cache_hits_total[5m])')} * 0))",
+                        "cache_hits_total"),
+        "lower"),
+)
+SIGNAL_BY_NAME: Mapping[str, SignalDefinition] = {s.name: s for s in SIGNALS}
+
+
+def profile_queries(spec: Any) -> dict[str, str]:
+    """The PromQL of every signal for one profile: the grouped defaults, then the profile's
+    ``alerts.metrics``, then ``optimization.signals``. An override is the user's own
+    expression; it may be grouped by the same labels or yield a single number for this
+    profile."""
+    overrides = {**(spec.alerts.metrics or {}), **(spec.optimization.signals or {})}
+    return {s.name: overrides.get(s.name, s.query) for s in SIGNALS}
+
+
+@dataclass(frozen=True)
+class SignalReading:
+    """One signal of one profile. ``value`` is None exactly when ``stale``; never 0 for
+    "no data"."""
+
+    value: float | None
+    stale: bool
+    reason: str = ""
+
+    @classmethod
+    def fresh(cls, value: float) -> SignalReading:
+        return cls(value=value, stale=False)
+
+    @classmethod
+    def missing(cls, reason: str) -> SignalReading:
+        return cls(value=None, stale=True, reason=reason)
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """The series one query returned (labels, value), or the error that replaced them."""
+
+    series: tuple[tuple[Mapping[str, str], str], ...] = ()
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The results of one cycle, every query evaluated at the same instant ``at``."""
+
+    at: datetime
+    results: Mapping[str, QueryResult]
+    seconds: float = 0.0
+
+    def reading(self, query: str, namespace: str, profile: str) -> SignalReading:
+        result = self.results.get(query)
+        if result is None:
+            return SignalReading.missing("NotQueried")
+        if result.error is not None:
+            return SignalReading.missing(f"QueryFailed: {result.error}")
+        value = _match(result.series, namespace, profile)
+        if value is None:
+            return SignalReading.missing("NoData")
+        try:
+            number = float(value)
+        except ValueError:
+            return SignalReading.missing(f"NotANumber: {value[:40]}")
+        if not math.isfinite(number):
+            return SignalReading.missing(f"NotANumber: {value}")
+        return SignalReading.fresh(number)
+
+
+def _match(series: tuple[tuple[Mapping[str, str], str], ...], namespace: str,
+           profile: str) -> str | None:
+    """The value for this profile: the series labelled with it, or the only series of an
+    ungrouped override (which then belongs to whoever asked for that expression)."""
+    for labels, value in series:
+        if labels.get("namespace") == namespace and labels.get("profile") == profile:
+            return value
+    if len(series) == 1 and "profile" not in series[0][0]:
+        return series[0][1]
+    return None
+
+
+@dataclass(frozen=True)
+class PrometheusEndpoint:
+    """Which poller serves a profile: one per URL, login and timeout."""
+
+    url: str
+    timeout_seconds: int
+    #: ("bearer", token) or ("basic", "user\\0password"); compared, never shown.
+    credentials: tuple[str, str] | None = field(default=None, repr=False)
+
+
+@dataclass
+class _Registration:
+    queries: frozenset[str]
+    expires: float
+
+
+class PrometheusPoller:
+    """Reads every registered profile's signals with one query per distinct expression.
+
+    There is no timer: a profile asks for readings no older than its interval, and the first
+    caller that finds the last cycle too old (or missing one of its expressions) starts a new
+    cycle that every concurrent caller shares. So the cycle rate is set by the shortest
+    interval among the profiles, and the number of queries per cycle by the number of distinct
+    expressions, not of profiles. Profiles that stop asking are forgotten.
+    """
+
+    def __init__(self, endpoint: PrometheusEndpoint) -> None:
+        self.endpoint = endpoint
+        headers, auth = None, None
+        if endpoint.credentials and endpoint.credentials[0] == "bearer":
+            headers = {"Authorization": f"Bearer {endpoint.credentials[1]}"}
+        elif endpoint.credentials:
+            user, _, password = endpoint.credentials[1].partition("\0")
+            auth = (user, password)
+        # One quick retry for a dropped keep-alive connection; a Prometheus that is down must
+        # make the signals stale within one timeout, not after urllib3's default back-off.
+        self._client = PrometheusConnect(
+            url=endpoint.url, headers=headers, auth=auth, timeout=endpoint.timeout_seconds,
+            retry=Retry(total=1, backoff_factor=0.1, status_forcelist=(502, 503, 504)))
+        self._registrations: dict[tuple[str, str], _Registration] = {}
+        self._snapshot: Snapshot | None = None
+        self._cycle: asyncio.Task[Snapshot] | None = None
+        self._limit = asyncio.Semaphore(MAX_PARALLEL_QUERIES)
+        #: Queries sent in the last cycle and cycles run, for the benchmark and the logs.
+        self.last_query_count = 0
+        self.cycles = 0
+
+    async def readings(self, namespace: str, profile: str, queries: Mapping[str, str],
+                       max_age: float) -> tuple[Snapshot, dict[str, SignalReading]]:
+        """The profile's readings from a cycle at most ``max_age`` seconds old."""
+        needed = frozenset(queries.values())
+        self._registrations[(namespace, profile)] = _Registration(
+            needed, time.monotonic() + max(3 * max_age, MIN_REGISTRATION_SECONDS))
+        snapshot = self._snapshot
+        age = (_now() - snapshot.at).total_seconds() if snapshot else math.inf
+        if snapshot is None or age > max_age or not needed <= snapshot.results.keys():
+            snapshot = await self._refresh(needed)
+        return snapshot, {name: snapshot.reading(query, namespace, profile)
+                          for name, query in queries.items()}
+
+    def forget(self, namespace: str, profile: str) -> None:
+        self._registrations.pop((namespace, profile), None)
+
+    def expire(self) -> None:
+        """Forget the profiles that stopped asking (deleted, or moved to another endpoint)."""
+        now = time.monotonic()
+        self._registrations = {key: reg for key, reg in self._registrations.items()
+                               if reg.expires > now}
+
+    @property
+    def idle(self) -> bool:
+        """No profile is registered and no cycle is running."""
+        return not self._registrations and (self._cycle is None or self._cycle.done())
+
+    async def _refresh(self, needed: frozenset[str]) -> Snapshot:
+        # At most two rounds: a cycle already running may have started before this caller
+        # registered its expressions; the next one includes them.
+        for _ in range(2):
+            if self._cycle is None or self._cycle.done():
+                self._cycle = asyncio.ensure_future(self._run_cycle())
+            snapshot = await asyncio.shield(self._cycle)
+            if needed <= snapshot.results.keys():
+                return snapshot
+        return snapshot
+
+    async def _run_cycle(self) -> Snapshot:
+        self.expire()
+        queries = sorted(set().union(*(reg.queries for reg in self._registrations.values())))
+        at = _now().replace(microsecond=0)
+        started = time.perf_counter()
+        results = await asyncio.gather(*(self._query(query, at) for query in queries))
+        snapshot = Snapshot(at=at, results=dict(zip(queries, results, strict=True)),
+                            seconds=time.perf_counter() - started)
+        self.last_query_count = len(queries)
+        self.cycles += 1
+        self._snapshot = snapshot
+        return snapshot
+
+    async def _query(self, query: str, at: datetime) -> QueryResult:
+        async with self._limit:
+            try:
+                raw = await asyncio.to_thread(self._client.custom_query, query,
+                                              params={"time": at.timestamp()})
+            except Exception as err:  # noqa: BLE001 - any failure makes the signal stale
+                return QueryResult(error=_short_error(err))
+        return QueryResult(series=tuple((item.get("metric", {}), item["value"][1])
+                                        for item in raw if "value" in item))
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _short_error(err: Exception) -> str:
+    """The error for status: without the request URL (the whole query, which would hide the
+    cause behind it), scrubbed, bounded."""
+    text = scrub(_REQUEST_URL.sub("", f"{type(err).__name__}: {err}"))
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+_REQUEST_URL = re.compile(r" with url: \S+")
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+_pollers: dict[PrometheusEndpoint, PrometheusPoller] = {}
+
+
+def poller_for(endpoint: PrometheusEndpoint) -> PrometheusPoller:
+    """The operator-wide poller of one Prometheus endpoint (pollers no profile uses any more
+    are closed on the way)."""
+    _close_idle(keep=endpoint)
+    poller = _pollers.get(endpoint)
+    if poller is None:
+        poller = _pollers[endpoint] = PrometheusPoller(endpoint)
+    return poller
+
+
+def forget_profile(namespace: str, profile: str) -> None:
+    """Stop polling for a profile whose optimization is off."""
+    for poller in _pollers.values():
+        poller.forget(namespace, profile)
+    _close_idle()
+
+
+def _close_idle(keep: PrometheusEndpoint | None = None) -> None:
+    for endpoint, poller in list(_pollers.items()):
+        poller.expire()
+        if endpoint != keep and poller.idle:
+            poller.close()
+            del _pollers[endpoint]

@@ -1,0 +1,261 @@
+"""Helpers of the optimizer's end-to-end tests.
+
+* :class:`AppExporter`: a prometheus_client HTTP server standing in for the application. The
+  test sets what it reports (requests with their latency and status code, heap usage) under
+  the ``namespace``/``profile`` labels the optimizer's default queries group by, and the real
+  Prometheus of the stack scrapes it every second.
+* :class:`Profile`: a profile reconciled by calling the optimizer's two parts the way the
+  handler does (concurrently, on one context), carrying the status between passes as the API
+  server would after the handler's merge patch.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pytest
+from kubernetes_asyncio.config import kube_config
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
+                                    HistogramMetricFamily)
+
+from perf_operator import config
+from perf_operator.api import PerformanceProfileSpec
+from perf_operator.devstack.processes import free_port
+from perf_operator.optimizer import reconcile_metrics, reconcile_optimization
+from perf_operator.optimizer.state import OptimizerState, adjustments
+from perf_operator.reconcile import Outcome, ProfileContext
+
+BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, float("inf"))
+
+
+@pytest.fixture(autouse=True)
+def kubeconfig_from_environment(stack, monkeypatch):
+    """kubernetes_asyncio reads KUBECONFIG when it is imported, before the stack fixture sets
+    it; point its default at the stack's kubeconfig."""
+    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", os.environ["KUBECONFIG"])
+
+
+@pytest.fixture(autouse=True)
+def operator_test_mode(monkeypatch):
+    """The operator's test mode: the optimizer evaluates every resync period (1 s here)
+    instead of every interval (at least 15 s)."""
+    monkeypatch.setattr(config, "CONFIG", replace(config.CONFIG, test_mode=True,
+                                                  resync_seconds=1.0))
+
+
+@dataclass
+class _App:
+    buckets: list[float] = field(default_factory=lambda: [0.0] * len(BUCKETS))
+    seconds: float = 0.0
+    requests: dict[str, float] = field(default_factory=dict)
+    heap_used: float | None = None
+    #: Steady traffic: (requests per second, latency, status) flows, counted since ``since``.
+    flows: tuple[tuple[float, float, str], ...] = ()
+    since: float = 0.0
+
+    def add(self, count: float, seconds: float, status: str) -> None:
+        for i, bound in enumerate(BUCKETS):
+            if seconds <= bound:
+                self.buckets[i] += count
+        self.seconds += count * seconds
+        self.requests[status] = self.requests.get(status, 0.0) + count
+
+    def advance(self, now: float) -> None:
+        for rps, seconds, status in self.flows:
+            self.add(rps * (now - self.since), seconds, status)
+        self.since = now
+
+
+class AppExporter:
+    """The application's metrics, as the test says they are: steady traffic (requests per
+    second by latency and status code, counted continuously like a real application's
+    counters) and heap usage."""
+
+    HEAP_TOTAL = 1 << 30
+
+    def __init__(self) -> None:
+        self._apps: dict[tuple[str, str], _App] = {}
+        self._lock = threading.Lock()
+        self.port = free_port()
+        registry = CollectorRegistry()
+        registry.register(self)
+        self._server, _ = start_http_server(self.port, addr="127.0.0.1", registry=registry)
+
+    def traffic(self, namespace: str, profile: str,
+                *flows: tuple[float, float, str]) -> None:
+        """From now on, serve these flows: (requests per second, seconds each, status)."""
+        with self._lock:
+            app = self._apps.setdefault((namespace, profile), _App(since=time.monotonic()))
+            app.advance(time.monotonic())
+            app.flows = flows
+
+    def memory(self, namespace: str, profile: str, ratio: float) -> None:
+        with self._lock:
+            self._apps.setdefault((namespace, profile), _App(since=time.monotonic())
+                                  ).heap_used = ratio * self.HEAP_TOTAL
+
+    def collect(self):
+        latency = HistogramMetricFamily("http_request_duration_seconds", "API latency",
+                                        labels=["namespace", "profile"])
+        requests = CounterMetricFamily("http_requests", "API requests",
+                                       labels=["namespace", "profile", "status"])
+        used = GaugeMetricFamily("nodejs_heap_size_used_bytes", "heap used",
+                                 labels=["namespace", "profile"])
+        total = GaugeMetricFamily("nodejs_heap_size_total_bytes", "heap size",
+                                  labels=["namespace", "profile"])
+        with self._lock:
+            now = time.monotonic()
+            for (namespace, profile), app in self._apps.items():
+                app.advance(now)
+                labels = [namespace, profile]
+                if app.requests:
+                    latency.add_metric(labels, [(_le(b), c) for b, c in
+                                                zip(BUCKETS, app.buckets, strict=True)],
+                                       app.seconds)
+                for status, count in app.requests.items():
+                    requests.add_metric([*labels, status], count)
+                if app.heap_used is not None:
+                    used.add_metric(labels, app.heap_used)
+                    total.add_metric(labels, self.HEAP_TOTAL)
+        yield from (latency, requests, used, total)
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def _le(bound: float) -> str:
+    return "+Inf" if bound == float("inf") else str(bound)
+
+
+@pytest.fixture
+def exporter(stack):
+    app = AppExporter()
+    stack.prometheus.set_targets([f"127.0.0.1:{app.port}"])
+    yield app
+    stack.prometheus.set_targets([])
+    app.close()
+
+
+class RecordedEvents:
+    """The EventRecorder interface, keeping (type, reason, message)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, str]] = []
+
+    def normal(self, reason: str, message: str) -> None:
+        self.events.append(("Normal", reason, message))
+
+    def warning(self, reason: str, message: str) -> None:
+        self.events.append(("Warning", reason, message))
+
+
+def optimized_profile(stack, *, mode: str = "Auto", rules: list[dict] | None = None,
+                      redis: dict | None = None, database: dict | None = None,
+                      **optimization: Any) -> dict:
+    """A profile spec reading the stack's Prometheus, with short cooldowns and windows;
+    ``optimization`` overrides fields of spec.optimization."""
+    sections = {key: value for key, value in (("redis", redis), ("database", database))
+                if value is not None}
+    return {
+        **sections,
+        "prometheus": {"url": stack.prometheus.url, "timeoutSeconds": 5},
+        "scaling": {"rules": rules if rules is not None else [
+            {"name": "web", "target": {"name": "web"}, "minReplicas": 2, "maxReplicas": 6,
+             "cpuUtilization": 70}]},
+        "optimization": {"mode": mode, "intervalSeconds": 15, "cooldownSeconds": 2,
+                         "healthyWindowSeconds": 3, "changeBudgetPerHour": 30,
+                         **optimization},
+    }
+
+
+def merge(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """``current`` after a JSON merge patch (what the API server does with the handler's)."""
+    out = dict(current)
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        elif isinstance(value, dict):
+            out[key] = merge({}, value)
+        else:
+            out[key] = value
+    return out
+
+
+class Profile:
+    """One PerformanceProfile driven through the optimizer's parts."""
+
+    def __init__(self, namespace: str, name: str, spec: dict) -> None:
+        self.namespace, self.name = namespace, name
+        self.spec = PerformanceProfileSpec.model_validate(spec)
+        self.status: dict[str, Any] = {}
+        self.events = RecordedEvents()
+        self.outcomes: dict[str, Outcome | None] = {}
+
+    def context(self) -> ProfileContext:
+        return ProfileContext(name=self.name, namespace=self.namespace, uid=f"uid-{self.name}",
+                              generation=1, spec=self.spec, status=self.status,
+                              events=self.events, logger=logging.getLogger("test"))
+
+    async def reconcile(self) -> None:
+        ctx = self.context()
+        optimizing, stale = await asyncio.gather(reconcile_optimization(ctx),
+                                                 reconcile_metrics(ctx))
+        self.outcomes = {"Optimizing": optimizing, "MetricsStale": stale}
+        for outcome in (optimizing, stale):
+            if outcome is not None:
+                self.status = merge(self.status, outcome.status)
+
+    @property
+    def state(self) -> OptimizerState:
+        return OptimizerState.from_status(self.status)
+
+    @property
+    def enforced(self):
+        return adjustments(self.status)
+
+    def signal(self, name: str) -> dict[str, Any]:
+        return ((self.status.get("optimization") or {}).get("signals") or {}).get(name) or {}
+
+    def history(self) -> list[tuple[str, str, str]]:
+        return [(h.action, h.direction, h.cause) for h in self.state.history]
+
+
+async def until(profiles: list[Profile], check: Callable[[], Any], *, timeout: float = 60,
+                what: str = "condition", interval: float = 0.5) -> Any:
+    """Reconcile the profiles (as the resync timer does) until ``check()`` is truthy."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        for profile in profiles:
+            await profile.reconcile()
+        last = check()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    signals = [(p.status.get("optimization") or {}).get("signals") for p in profiles]
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}; "
+                         f"history: {[p.history() for p in profiles]}; signals: {signals}")
+
+
+async def hold(profiles: list[Profile], seconds: float,
+               each: Callable[[], Awaitable[None] | None] | None = None) -> None:
+    """Keep reconciling for ``seconds`` (calling ``each`` after every pass)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for profile in profiles:
+            await profile.reconcile()
+        if each is not None:
+            result = each()
+            if asyncio.iscoroutine(result):
+                await result
+        await asyncio.sleep(0.5)
