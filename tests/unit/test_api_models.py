@@ -9,7 +9,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from perf_operator.api import (DEFAULT_SIGNAL_QUERIES, REDIS_ALLOWED_SETTINGS, SIGNAL_NAMES,
+from perf_operator.api import (ALERT_SIGNAL_NAMES, DEFAULT_SIGNAL_QUERIES, REDIS_ALLOWED_SETTINGS,
+                               SIGNAL_NAMES,
                                Condition, PerformanceProfileSpec, ProfileStatus,
                                TenantQuotaSpec, effective_limits, set_condition, signal_queries)
 from perf_operator.api.conditions import MAX_MESSAGE
@@ -64,7 +65,8 @@ def test_redis_defaults_are_the_seed():
 def test_alert_thresholds_are_the_seed():
     thresholds = profile().alerts.thresholds
     levels = {name: (getattr(thresholds, field).warning, getattr(thresholds, field).critical)
-              for name, field in zip(SIGNAL_NAMES, type(thresholds).model_fields, strict=True)}
+              for name, field in zip(ALERT_SIGNAL_NAMES, type(thresholds).model_fields,
+                                     strict=True)}
     assert levels == {
         "apiResponseTimeMs": (1000, 5000), "errorRate": (0.05, 0.10),
         "dbQueryTimeMs": (500, 2000), "poolUtilization": (0.8, 0.95),
@@ -198,6 +200,12 @@ def test_rate_limit_burst_cannot_be_negative():
 
 def test_every_signal_has_a_default_query():
     assert tuple(DEFAULT_SIGNAL_QUERIES) == SIGNAL_NAMES
+    assert SIGNAL_NAMES == ("apiResponseTimeP95Ms", *ALERT_SIGNAL_NAMES)
+
+
+def test_the_p95_latency_can_be_overridden_for_the_optimizer():
+    spec = profile(optimization={"signals": {"apiResponseTimeP95Ms": "my_p95"}})
+    assert signal_queries(spec, optimizer=True)["apiResponseTimeP95Ms"] == "my_p95"
 
 
 def test_signal_queries_layer_alerts_then_optimizer_overrides():
@@ -348,8 +356,8 @@ def _documents(name: str) -> list[dict]:
     return list(yaml.safe_load_all((EXAMPLES / name).read_text()))
 
 
-ALL_EXAMPLES = ["profile-minimal.yaml", "profile-seed.yaml", "tenant-small.yaml",
-                "tenant-large.yaml", "tenant-overrides.yaml"]
+ALL_EXAMPLES = ["profile-minimal.yaml", "profile-seed.yaml", "profile-indexes.yaml",
+                "tenant-small.yaml", "tenant-large.yaml", "tenant-overrides.yaml"]
 
 
 def test_the_examples_are_there():

@@ -1,6 +1,7 @@
 """``perf-operator dev``: the local stack, the CRDs, the examples, and the operator on them."""
 from __future__ import annotations
 
+import os
 import pathlib
 import signal
 import subprocess
@@ -14,7 +15,12 @@ from .processes import ManagedProcess
 from .stack import LocalStack
 
 DEMO_NAMESPACE = "perf-demo"
-DEMO_DATABASE = "idp"
+
+
+def demo_database(profile: str) -> str:
+    """Each profile gets a database of its own holding the reference schema (sql/schema.sql):
+    an index belongs to one profile, and the examples share some index names."""
+    return "idp_" + profile.replace("-", "_")
 
 
 def point_at_stack(document: dict, stack: LocalStack) -> dict:
@@ -22,8 +28,9 @@ def point_at_stack(document: dict, stack: LocalStack) -> dict:
     spec = document.get("spec") or {}
     if document.get("kind") == "PerformanceProfile":
         if "database" in spec:
-            spec["database"]["connection"].update(host="127.0.0.1", port=stack.postgres.port,
-                                                  database=DEMO_DATABASE)
+            spec["database"]["connection"].update(
+                host="127.0.0.1", port=stack.postgres.port,
+                database=demo_database(document["metadata"]["name"]))
         if "redis" in spec:
             spec["redis"]["connection"].update(host="127.0.0.1", port=stack.redis.port)
         if "prometheus" in spec:
@@ -42,8 +49,6 @@ def run_demo(examples: pathlib.Path, keep_running: bool) -> int:
         subprocess.run(kubectl + ["wait", "--for=condition=Established", "crd", "--all"],
                        check=True)
         subprocess.run(kubectl + ["create", "namespace", DEMO_NAMESPACE], check=True)
-        subprocess.run(["psql", stack.postgres.dsn(), "-qc", f"CREATE DATABASE {DEMO_DATABASE}"],
-                       check=True)
         _create_secret(kubectl, "pg-credentials", username=stack.postgres.superuser,
                        password=stack.postgres.password)
         _create_secret(kubectl, "redis-credentials", password=stack.redis.password)
@@ -52,6 +57,9 @@ def run_demo(examples: pathlib.Path, keep_running: bool) -> int:
             stack.root, env=_env(cp.kubeconfig))
         documents = [point_at_stack(doc, stack) for path in sorted(examples.glob("*.yaml"))
                      for doc in yaml.safe_load_all(path.read_text()) if doc]
+        for database in sorted({doc["spec"]["database"]["connection"]["database"]
+                                for doc in documents if "database" in doc.get("spec", {})}):
+            _create_database(stack, database, root / "sql" / "schema.sql")
         # Profiles first, so tenants find theirs.
         documents.sort(key=lambda d: d.get("kind") != "PerformanceProfile")
         subprocess.run(kubectl + ["apply", "-n", DEMO_NAMESPACE, "-f", "-"],
@@ -86,9 +94,21 @@ Prometheus: {stack.prometheus.url}
 
 
 def _env(kubeconfig: pathlib.Path) -> dict[str, str]:
-    import os
-
     return {**os.environ, "KUBECONFIG": str(kubeconfig)}
+
+
+def _create_database(stack: LocalStack, name: str, schema: pathlib.Path) -> None:
+    env = _env_password(stack.postgres.password)
+    base = ["psql", "-h", "127.0.0.1", "-p", str(stack.postgres.port), "-U",
+            stack.postgres.superuser, "-v", "ON_ERROR_STOP=1", "-q"]
+    subprocess.run(base + ["-d", "postgres", "-c", f'CREATE DATABASE "{name}"'], check=True,
+                   env=env)
+    subprocess.run(base + ["-d", name, "-f", str(schema)], check=True, env=env,
+                   stdout=subprocess.DEVNULL)
+
+
+def _env_password(password: str) -> dict[str, str]:
+    return {**os.environ, "PGPASSWORD": password}
 
 
 def _create_secret(kubectl: list[str], name: str, **values: str) -> None:
