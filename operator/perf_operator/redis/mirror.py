@@ -1,0 +1,138 @@
+"""The PostgreSQL mirror of the tenants' limits records: ``perf_operator.tenant_limits``, one
+row per (profile namespace, profile, tenant), created by the operator's own migrations in
+``sql/migrations`` and written only when the Redis record's version or digest moved on.
+
+Only rows the TenantQuota owns (column ``owner``) are updated or deleted.
+"""
+from __future__ import annotations
+
+import pathlib
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from ..postgres.connect import DatabaseTarget, TargetKey, open_target
+from .connect import read_secret_cached
+from .tables import DesiredRecord, ObservedRecord
+
+MIGRATIONS_LOCK = "perf_operator.migrations"
+_migrated: set[tuple[str, int, str]] = set()
+
+
+def migrations_dir() -> pathlib.Path:
+    """``sql/migrations`` of the installation: the repository's, found above this package."""
+    for parent in pathlib.Path(__file__).resolve().parents:
+        candidate = parent / "sql" / "migrations"
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError("sql/migrations not found above " + str(pathlib.Path(__file__)))
+
+
+@dataclass(frozen=True)
+class MirrorRow:
+    profile_namespace: str
+    profile_name: str
+    tenant_id: str
+    owner: str
+    version: int
+    digest: str
+
+
+@dataclass(frozen=True)
+class UpsertMirror:
+    row: MirrorRow
+    document: str
+    written_at: str
+
+
+def plan_mirror(desired: MirrorRow, observed: MirrorRow | None, document: str,
+                written_at: str) -> list[UpsertMirror]:
+    """An upsert of the whole row, unless it already mirrors this version and digest or
+    belongs to another TenantQuota (a conflict the caller reports)."""
+    if observed is not None and observed.owner != desired.owner:
+        return []
+    if observed == desired:
+        return []
+    return [UpsertMirror(desired, document, written_at)]
+
+
+async def mirror_target(namespace: str, profile: str, connection: Any) -> DatabaseTarget:
+    """The profile's database pool, with the login from the cached Secret read."""
+    ref = connection.secret_ref
+    username, password = await read_secret_cached(namespace, ref.name, ref.username_key,
+                                                  ref.password_key)
+    key = TargetKey(namespace=namespace, profile=profile, host=connection.host,
+                    port=connection.port, dbname=connection.database, user=username)
+    return await open_target(key, password, sslmode=connection.ssl_mode)
+
+
+async def migrate(target: DatabaseTarget) -> None:
+    """Apply the migrations this database has not seen, once per process and database, under
+    an advisory lock so that two operator processes never run one twice."""
+    if target.key.database in _migrated:
+        return
+    async with target.connection() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (MIGRATIONS_LOCK,))
+        await conn.execute("CREATE SCHEMA IF NOT EXISTS perf_operator")
+        await conn.execute("CREATE TABLE IF NOT EXISTS perf_operator.schema_migrations ("
+                           "name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
+        cursor = await conn.execute("SELECT name FROM perf_operator.schema_migrations")
+        applied = {name for (name,) in await cursor.fetchall()}
+        for path in sorted(migrations_dir().glob("*.sql")):
+            if path.name not in applied:
+                await conn.execute(path.read_text())
+                await conn.execute("INSERT INTO perf_operator.schema_migrations (name) "
+                                   "VALUES (%s)", (path.name,))
+    _migrated.add(target.key.database)
+
+
+async def observe_mirror(target: DatabaseTarget, row: MirrorRow) -> MirrorRow | None:
+    async with target.connection() as conn:
+        cursor = await conn.execute(
+            "SELECT owner, version, digest FROM perf_operator.tenant_limits "
+            "WHERE profile_namespace = %s AND profile_name = %s AND tenant_id = %s",
+            (row.profile_namespace, row.profile_name, row.tenant_id))
+        found = await cursor.fetchone()
+    if found is None:
+        return None
+    owner, version, digest = found
+    return MirrorRow(row.profile_namespace, row.profile_name, row.tenant_id, owner, version,
+                     digest)
+
+
+async def upsert_mirror(target: DatabaseTarget, step: UpsertMirror) -> None:
+    row = step.row
+    async with target.connection() as conn:
+        await conn.execute(
+            "INSERT INTO perf_operator.tenant_limits AS t (profile_namespace, profile_name, "
+            "tenant_id, owner, version, digest, limits, written_at) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s::timestamptz) "
+            "ON CONFLICT (profile_namespace, profile_name, tenant_id) DO UPDATE SET "
+            "version = excluded.version, digest = excluded.digest, limits = excluded.limits, "
+            "written_at = excluded.written_at WHERE t.owner = excluded.owner",
+            (row.profile_namespace, row.profile_name, row.tenant_id, row.owner, row.version,
+             row.digest, step.document, step.written_at))
+
+
+async def delete_mirror(target: DatabaseTarget, row: MirrorRow) -> None:
+    async with target.connection() as conn:
+        await conn.execute(
+            "DELETE FROM perf_operator.tenant_limits WHERE profile_namespace = %s AND "
+            "profile_name = %s AND tenant_id = %s AND owner = %s",
+            (row.profile_namespace, row.profile_name, row.tenant_id, row.owner))
+
+
+async def sync_mirror(target: DatabaseTarget, row: MirrorRow, desired: DesiredRecord,
+                      record: ObservedRecord) -> str | None:
+    """Make the mirror row match the Redis record ``record``. Returns the owner of a row that
+    belongs to another TenantQuota (left alone), else None."""
+    await migrate(target)
+    try:
+        observed = await observe_mirror(target, row)
+    except psycopg.errors.UndefinedTable:
+        _migrated.discard(target.key.database)  # dropped behind our back: migrate again
+        raise
+    for step in plan_mirror(row, observed, desired.document, record.written_at or ""):
+        await upsert_mirror(target, step)
+    return observed.owner if observed and observed.owner != row.owner else None
