@@ -29,6 +29,10 @@ class Outcome:
     #: For conditions named after a problem (``Overcommitted``, ``MetricsStale``): the
     #: condition is True when the outcome is *not* ready.
     abnormal_true: bool = False
+    #: Whether a not-ready outcome makes the object not ``Ready``. False for conditions that
+    #: report on something besides what the operator configures (``MetricsStale``: the
+    #: application's metrics), which show in their own condition only.
+    affects_ready: bool = True
 
     @property
     def condition_status(self) -> str:

@@ -19,15 +19,18 @@ HOLD_SECONDS = 4
 
 
 @pytest.fixture
-def exporter(stack):
-    """A prometheus_client HTTP server on a free loopback port that Prometheus scrapes."""
+def exporter(stack, namespace):
+    """A prometheus_client HTTP server on a free loopback port that Prometheus scrapes: the
+    profile's series (labelled with its namespace and name, as the default queries group by)
+    and, far past every level, another profile's, which its alerts must ignore."""
     registry = CollectorRegistry()
     connections = Gauge("websocket_connections_active", "Open WebSocket connections",
-                        registry=registry)
+                        ["namespace", "profile"], registry=registry)
+    connections.labels(namespace=namespace, profile="other").set(99_999)
     port = free_port()
     server, thread = start_http_server(port, addr="127.0.0.1", registry=registry)
     stack.prometheus.set_targets([f"127.0.0.1:{port}"])
-    yield connections
+    yield connections.labels(namespace=namespace, profile="shop")
     stack.prometheus.set_targets([])
     server.shutdown()
     thread.join(timeout=5)

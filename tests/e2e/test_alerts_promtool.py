@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from perf_operator.api import SIGNAL_NAMES, PerformanceProfileSpec
+from perf_operator.api import ALERT_SIGNAL_NAMES, PerformanceProfileSpec
 from perf_operator.kube.alerts import RuleTarget, alert_signals
 from perf_operator.kube.alerttests import main, write_files
 
@@ -49,10 +49,10 @@ def test_generated_rules_pass_promtool_check_and_their_tests(profile, tmp_path):
 
     check = _promtool("check", "rules", str(rules))
     assert check.returncode == 0, check.stdout + check.stderr
-    assert f"SUCCESS: {len(SIGNAL_NAMES) * 3} rules found" in check.stdout
+    assert f"SUCCESS: {len(ALERT_SIGNAL_NAMES) * 3} rules found" in check.stdout
 
     assert skipped == []
-    assert tests.read_text().count("alert_rule_test:") == len(SIGNAL_NAMES) * 4
+    assert tests.read_text().count("alert_rule_test:") == len(ALERT_SIGNAL_NAMES) * 4
     result = _promtool("test", "rules", str(tests))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout

@@ -2,8 +2,8 @@
 models (as the CRD generator would put it under ``status.optimization``) keeps every field,
 and the handler's merge patches (explicit nulls) remove what the optimizer no longer holds.
 
-The project's CRD does not carry this schema yet; this test installs a probe CRD of its own
-group so the shape can be checked before the API adopts it."""
+The project's CRD carries the same schema (``api/optimization.py``, under ProfileStatus); this
+test installs a probe CRD of its own group so the state's shape is checked on its own."""
 from __future__ import annotations
 
 import json

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from perf_operator.api import DEFAULT_SIGNAL_QUERIES, SIGNAL_NAMES, PerformanceProfileSpec
+from perf_operator.api import (ALERT_SIGNAL_NAMES, DEFAULT_SIGNAL_QUERIES, SIGNAL_NAMES,
+                               PerformanceProfileSpec)
+from perf_operator.api.signals import for_profile
 from perf_operator.kube import alerttests
 from perf_operator.kube.alerts import (SIGNALS, RuleTarget, alert_signals, humanize, rule_file,
                                        rule_group)
@@ -21,18 +23,29 @@ def _rules(group: dict, alert: str) -> list[dict]:
 
 
 def test_every_signal_of_the_api_has_rules_advice_and_a_feed():
-    assert set(SIGNALS) == set(SIGNAL_NAMES) == set(alerttests.FEEDS)
-    assert set(DEFAULT_SIGNAL_QUERIES) == set(SIGNAL_NAMES)
+    assert set(SIGNALS) == set(ALERT_SIGNAL_NAMES) == set(alerttests.FEEDS)
+    assert set(ALERT_SIGNAL_NAMES) <= set(DEFAULT_SIGNAL_QUERIES) == set(SIGNAL_NAMES)
 
 
 def test_one_group_with_a_recording_rule_and_two_levels_per_signal():
     group = _group()
     assert group["name"] == "perf-operator.prod.shop"
-    assert len(group["rules"]) == 3 * len(SIGNAL_NAMES)
+    assert len(group["rules"]) == 3 * len(ALERT_SIGNAL_NAMES)
     record = group["rules"][0]
     assert record == {"record": "perf_operator:api_response_time_ms",
-                      "expr": DEFAULT_SIGNAL_QUERIES["apiResponseTimeMs"],
+                      "expr": for_profile(DEFAULT_SIGNAL_QUERIES["apiResponseTimeMs"], "prod",
+                                          "shop"),
                       "labels": {"profile": "shop", "profile_namespace": "prod"}}
+
+
+def test_grouped_defaults_are_narrowed_to_the_profile_and_overrides_kept():
+    group = _group({"alerts": {"metrics": {"errorRate": "sum(my_errors)"}}})
+    records = {r["record"]: r["expr"] for r in group["rules"] if "record" in r}
+    memory = records["perf_operator:memory_usage"]
+    assert memory.startswith("sum without (namespace, profile) ((")
+    assert '"namespace", "prod"' in memory and '"profile", "shop"' in memory
+    assert DEFAULT_SIGNAL_QUERIES["memoryUsage"] in memory
+    assert records["perf_operator:error_rate"] == "sum(my_errors)"
 
 
 @pytest.mark.parametrize("alert,warning_expr,critical_expr", [
@@ -125,7 +138,7 @@ def test_four_tests_per_signal_on_a_step_that_divides_every_duration():
     assert skipped == []
     assert tests["rule_files"] == ["shop.rules.yaml"]
     assert tests["evaluation_interval"] == "60s"
-    assert len(tests["tests"]) == 4 * len(SIGNAL_NAMES)
+    assert len(tests["tests"]) == 4 * len(ALERT_SIGNAL_NAMES)
     short, _ = _generated({"alerts": {"thresholds": {"errorRate": {
         "warning": 0.05, "critical": 0.1, "for": "90s"}}}})
     assert short["evaluation_interval"] == "30s"
@@ -134,7 +147,8 @@ def test_four_tests_per_signal_on_a_step_that_divides_every_duration():
 def test_firing_case_checks_one_step_before_and_at_the_end_of_for():
     tests, _ = _generated()
     gauge = [t for t in tests["tests"]
-             if t["input_series"][0]["series"] == "websocket_connections_active"]
+             if t["input_series"][0]["series"] ==
+             'websocket_connections_active{namespace="prod",profile="shop"}']
     silent_warning, fires_warning, silent_critical, fires_critical = gauge
     before, at = fires_warning["alert_rule_test"]
     # baseline until 60 s, then 8008: active from 60 s, firing from 60 s + 5 m
@@ -156,7 +170,8 @@ def test_replaced_query_is_tested_through_its_recorded_series():
     tests, _ = _generated({"alerts": {"metrics": {"memoryUsage": "max(rss / limit)"}}})
     series = {s["series"] for t in tests["tests"] for s in t["input_series"]}
     assert 'perf_operator:memory_usage{profile="shop",profile_namespace="prod"}' in series
-    assert "nodejs_heap_size_total_bytes" not in series
+    assert not any(s.startswith("nodejs_heap_size_total_bytes") for s in series)
+    assert 'cache_hits_total{namespace="prod",profile="shop"}' in series  # a default's feed
 
 
 def test_levels_that_cannot_be_fed_are_reported_not_faked():

@@ -34,6 +34,16 @@ def test_seed_defaults_reach_the_application():
     assert data["ENABLE_COMPRESSION"] == "true"
 
 
+def test_the_optimizers_adjustments_switch_the_feature_flags():
+    from perf_operator.api.optimization import Adjustments
+
+    spec = PerformanceProfileSpec()
+    flags = json.loads(config_data(spec, Adjustments(circuit_breaker=True, load_shedding=0.2))[
+        DOCUMENT_KEY])["featureFlags"]
+    assert (flags["circuitBreaker"], flags["loadShedding"]) == (True, True)
+    assert config_data(spec, Adjustments()) == config_data(spec)
+
+
 def test_database_pool_and_redis_prefix_when_configured():
     data = _data({"database": DATABASE, "redis": {
         "connection": {"host": "redis"}, "keyPrefix": "idp:test:"}})

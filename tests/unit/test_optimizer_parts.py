@@ -144,3 +144,24 @@ def test_adjustments_for_other_reconcilers():
     assert (by_pattern["/api/search/**"].requests, by_pattern["/api/search/**"].burst) == (30, 3)
     assert (shed.default_limit.requests, shed.default_limit.burst) == (75, 7)
     assert Adjustments().shed_limits(limits) is limits
+
+
+def test_the_status_written_is_stable_once_the_api_server_dropped_its_nulls():
+    """Nulls remove fields at the top of the merge patch, but inside a list (replaced whole)
+    the API server drops them: the next pass must find nothing to write."""
+    from perf_operator.api.optimization import HistoryEntry, OptimizerState
+    from perf_operator.status import merge_patch
+
+    state = OptimizerState(mode="Recommend", history=[HistoryEntry(
+        at=NOW, action="ScalingFloor", direction="Apply", cause="Breach",
+        change="minReplicas web declared->4", applied=False)])
+    written = state.to_status()
+    assert written["optimization"]["shadow"] is None  # removes a shadow written before
+    assert "signal" not in written["optimization"]["history"][0]
+
+    def stored(value):
+        if isinstance(value, dict):
+            return {k: stored(v) for k, v in value.items() if v is not None}
+        return [stored(v) for v in value] if isinstance(value, list) else value
+
+    assert merge_patch(stored(written), written) == {}

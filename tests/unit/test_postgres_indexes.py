@@ -316,3 +316,18 @@ def test_unmarked_temporary_of_a_withdrawn_index_is_dropped():
     assert steps_of(plan([], running, withdrawn=[d.name])) == [
         CancelBackend(7, "public", temp(d))]
     assert plan([], observed(d.name), withdrawn=[d.name]).jobs == ()  # the final: not ours
+
+
+def test_an_index_the_optimizer_added_is_marked_automatic():
+    from dataclasses import replace
+
+    d = replace(index(), automatic=True)
+    assert d.definition_hash == index().definition_hash  # declaring it later rebuilds nothing
+    marker = Marker(OWNER, d.name, d.definition_hash, automatic=True)
+    assert MarkIndex("public", temp(d), marker) in steps_of(plan([d]))
+    assert '"automatic":true' in marker.render()
+    assert Marker.parse(marker.render()) == marker
+    plain = Marker(OWNER, d.name, d.definition_hash)
+    assert "automatic" not in plain.render()  # markers written before are unchanged
+    assert Marker.parse(plain.render()).automatic is False
+    assert [r.phase for r in plan([d], ours(d)).reports] == [Phase.READY]

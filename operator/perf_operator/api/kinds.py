@@ -80,7 +80,7 @@ PERFORMANCE_PROFILE = ResourceKind(
                       "Declared indexes that are ready."),
         PrinterColumn("Tenants", "integer", ".status.tenants.count",
                       "TenantQuotas referencing the profile."),
-        _signal("Latency", "apiResponseTimeMs"),
+        _signal("Latency", "apiResponseTimeP95Ms"),
         _signal("ErrorRate", "errorRate"),
         _signal("CacheHitRate", "cacheHitRate"),
         MESSAGE_COLUMN, AGE_COLUMN,

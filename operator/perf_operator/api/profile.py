@@ -10,6 +10,7 @@ from pydantic import Field, StringConstraints
 from .limits import CacheTTLs, EndpointRules, Limit
 from .schema import (Duration, Host, ItemName, ListMap, ListSet, ObjectName, Port, PromQL, Ratio,
                      Rule, SecretKey, SpecModel)
+from .signals import SIGNALS
 
 #: A PostgreSQL identifier the operator can use unquoted: lower case, at most 63 bytes.
 PgIdentifier = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_$]{0,62}$",
@@ -167,6 +168,13 @@ class DatabaseSpec(SpecModel):
     settings: PostgresSettings = Field(default_factory=PostgresSettings,
                                        description="Server parameters.")
     pool: Pool = Field(default_factory=Pool, description="Application connection pool size.")
+    application_role: PgIdentifier | None = Field(
+        None, description="PostgreSQL role the application connects as. Under memory pressure "
+                          "(optimization.memoryPressure.connectionPruning) the optimizer "
+                          "terminates this role's connections to this database that have been "
+                          "idle for optimization.idleConnectionSeconds; other roles' and the "
+                          "operator's own are never touched. Without it no connection is "
+                          "pruned.")
     index_prune_policy: Literal["Retain", "Delete"] = Field(
         "Retain", description="What happens to an index the operator created once it leaves "
                               "the list (or the profile is deleted): Retain keeps it and drops "
@@ -526,27 +534,19 @@ class AlertThresholds(SpecModel):
                     "the levels.")
 
 
-#: Names of the signals the operator watches: the thresholds' fields, as they appear in YAML.
-SIGNAL_NAMES: tuple[str, ...] = tuple(f.alias or n for n, f in AlertThresholds.model_fields.items())
+#: Names of the signals that have alerts: the thresholds' fields, as they appear in YAML.
+ALERT_SIGNAL_NAMES: tuple[str, ...] = tuple(f.alias or n
+                                            for n, f in AlertThresholds.model_fields.items())
+#: Names of every signal the operator measures: the alerts' plus the API's 95th percentile
+#: (``apiResponseTimeP95Ms``, the optimizer's latency signal, which has a target but no alert).
+SIGNAL_NAMES: tuple[str, ...] = tuple(s.name for s in SIGNALS)
+assert set(ALERT_SIGNAL_NAMES) <= set(SIGNAL_NAMES), "every alert needs a default query"
 SignalName = Literal[SIGNAL_NAMES]  # type: ignore[valid-type]
 
-#: How each signal is measured unless the profile says otherwise. The metric names are the
-#: platform's (prom-client conventions); each query yields one number in the threshold's unit.
-DEFAULT_SIGNAL_QUERIES: dict[str, str] = {
-    "apiResponseTimeMs": "1000 * sum(rate(http_request_duration_seconds_sum[5m])) / "
-                         "sum(rate(http_request_duration_seconds_count[5m]))",
-    "errorRate": 'sum(rate(http_requests_total{status=~"5.."}[5m])) / '
-                 "sum(rate(http_requests_total[5m]))",
-    "dbQueryTimeMs": "1000 * sum(rate(db_query_duration_seconds_sum[5m])) / "
-                     "sum(rate(db_query_duration_seconds_count[5m]))",
-    "poolUtilization": "sum(db_pool_connections_in_use) / sum(db_pool_connections_max)",
-    "memoryUsage": "sum(nodejs_heap_size_used_bytes) / sum(nodejs_heap_size_total_bytes)",
-    "memoryGrowthMB": "sum(delta(nodejs_heap_size_used_bytes[1h])) / 1048576",
-    "websocketConnections": "sum(websocket_connections_active)",
-    "messageRatePerMinute": "60 * sum(rate(websocket_messages_total[5m]))",
-    "cacheHitRate": "sum(rate(cache_hits_total[5m])) / "
-                    "(sum(rate(cache_hits_total[5m])) + sum(rate(cache_misses_total[5m])))",
-}
+#: How each signal is measured unless the profile says otherwise: the platform's metrics
+#: (prom-client conventions), grouped by (namespace, profile) (see ``api/signals.py``); each
+#: query yields one number per profile in the signal's unit.
+DEFAULT_SIGNAL_QUERIES: dict[str, str] = {s.name: s.query for s in SIGNALS}
 
 _QUERY_DOCS = "; ".join(f"{name}: `{query}`" for name, query in DEFAULT_SIGNAL_QUERIES.items())
 
@@ -568,8 +568,14 @@ class AlertsSpec(SpecModel):
         None, max_length=16, description="Labels added to every alert, e.g. team or "
                                          "escalation route.")
     metrics: SignalQueries | None = Field(
-        None, description="PromQL measuring a signal, replacing its default; each query must "
-                          "yield one number in the threshold's unit. Defaults: " + _QUERY_DOCS)
+        None, description="PromQL measuring a signal, replacing its default, for the alerts "
+                          "and the optimizer (apiResponseTimeP95Ms has no alert; only the "
+                          "optimizer reads it). The defaults are grouped by the labels namespace "
+                          "and profile, which the application's series must carry, and narrowed "
+                          "to this profile. An override must yield one number in the signal's "
+                          "unit: a single series (the optimizer also accepts series grouped "
+                          "like the defaults). Defaults: "
+                          + _QUERY_DOCS)
 
 
 # ------------------------------------------------------------------------------------ Targets
@@ -634,11 +640,15 @@ class MemoryPressure(SpecModel):
                       "self.connectionPruning < self.emergency",
                       "levels must rise: cacheCleanup < connectionPruning < emergency"),)
 
-    cache_cleanup: Ratio = Field(0.85, description="Above this, cache TTLs are shortened.")
-    connection_pruning: Ratio = Field(0.90, description="Above this, the connection pool "
-                                                        "shrinks.")
-    emergency: Ratio = Field(0.95, description="Above this, non-critical requests are shed up "
-                                               "to bounds.maxLoadSheddingFactor.")
+    cache_cleanup: Ratio = Field(0.85, description="Above this, the API-response and search "
+                                                   "caches of the tenants over their cache "
+                                                   "quota are cleaned (needs redis).")
+    connection_pruning: Ratio = Field(0.90, description="Above this, idle connections of "
+                                                        "database.applicationRole are "
+                                                        "terminated (needs that role).")
+    emergency: Ratio = Field(0.95, description="Above this, every scaling rule's minReplicas "
+                                               "is raised by maxStep.replicas (up to its "
+                                               "maxReplicas).")
 
 
 class OptimizationSpec(SpecModel):
@@ -661,6 +671,13 @@ class OptimizationSpec(SpecModel):
                                             description="Memory-pressure triggers.")
     allow_index_creation: bool = Field(False, description="In Auto mode, also create indexes "
                                                           "the advisor recommends.")
+    idle_connection_seconds: int = Field(300, ge=10, le=86_400,
+                                         description="How long a connection of "
+                                                     "database.applicationRole must have been "
+                                                     "idle to be pruned under memory pressure.")
+    min_index_saving: Ratio = Field(0.3, description="Share of a query's planner cost an index "
+                                                     "must save to be recommended (checked with "
+                                                     "a hypothetical index).")
     healthy_window_seconds: int = Field(600, ge=0, le=86_400,
                                         description="How long signals must meet the targets "
                                                     "before a change is undone (hysteresis).")

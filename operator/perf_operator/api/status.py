@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
 
+from .optimization import OptimizerState
 from .schema import ListMap, StatusModel
 
 Message = Annotated[str, StringConstraints(max_length=32_768)]
@@ -139,48 +140,6 @@ class AppConfigStatus(StatusModel):
     hash: Name = Field(description="Hash of its data, stamped on the Deployments' pod template.")
 
 
-class Signal(StatusModel):
-    """The last reading of one signal."""
-
-    value: float = Field(description="Value, in the unit of the threshold of the same name.")
-    observed_at: datetime = Field(description="When it was read.")
-
-
-class OptimizationAction(StatusModel):
-    """A change the optimizer made."""
-
-    at: datetime = Field(description="When.")
-    knob: Name = Field(description="What changed, as a field path of the spec, e.g. "
-                                   "database.pool.max.")
-    from_: Message = Field(alias="from", description="Value before.")
-    to: Message = Field(description="Value after.")
-    reason: Message = Field(description="The signals that led to it.")
-
-
-class Recommendation(StatusModel):
-    """A change the optimizer suggests (Recommend mode), or could not make (budget, bounds)."""
-
-    kind: Reason = Field(description="Kind of change, e.g. Index, PoolSize, CacheTtl, "
-                                     "LoadShedding, Replicas.")
-    summary: Message = Field(description="The change, in one line.")
-    detail: Message | None = Field(None, description="Why, with the evidence (e.g. the query "
-                                                     "and the estimated gain).")
-    since: datetime | None = Field(None, description="First time it was made.")
-
-
-class OptimizationStatus(StatusModel):
-    """What the optimizer sees and did."""
-
-    signals: dict[Annotated[str, StringConstraints(pattern=r"^[a-zA-Z][a-zA-Z0-9]*$",
-                                                   max_length=63)], Signal] = Field(
-        default_factory=dict, max_length=32, description="Last reading per signal.")
-    history: list[OptimizationAction] = Field(default_factory=list, max_length=50,
-                                              description="Recent changes, newest last; the "
-                                                          "oldest are dropped.")
-    recommendations: list[Recommendation] = Field(default_factory=list, max_length=50,
-                                                  description="Open recommendations.")
-
-
 class ProfileStatus(ObjectStatus):
     """Observed state of a PerformanceProfile."""
 
@@ -190,7 +149,9 @@ class ProfileStatus(ObjectStatus):
     scaling: ScalingStatus | None = Field(None, description="Autoscaling.")
     alerts: AlertsStatus | None = Field(None, description="Alerting rules.")
     app_config: AppConfigStatus | None = Field(None, description="Application ConfigMap.")
-    optimization: OptimizationStatus | None = Field(None, description="Optimizer.")
+    optimization: OptimizerState | None = Field(None, description="Optimizer: signals, "
+                                                                  "adjustments, decisions and "
+                                                                  "recommendations.")
 
 
 # -------------------------------------------------------------------------- TenantQuota status

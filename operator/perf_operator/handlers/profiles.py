@@ -9,6 +9,7 @@ import pydantic
 from ..api import PerformanceProfileSpec
 from ..config import CONFIG
 from ..kube import reconcile_alerts, reconcile_app_config, reconcile_scaling
+from ..optimizer import reconcile_metrics, reconcile_optimization
 from ..postgres import cleanup_profile as postgres_cleanup
 from ..postgres import reconcile_profile as postgres_database
 from ..reconcile import EventRecorder, Outcome, ProfileContext
@@ -23,6 +24,7 @@ PROFILE_PARTS: tuple[tuple[str, Part], ...] = (
     ("RedisReady", redis_settings),
     ("ScalingReady", reconcile_scaling), ("AlertsReady", reconcile_alerts),
     ("AppConfigReady", reconcile_app_config),
+    ("Optimizing", reconcile_optimization), ("MetricsStale", reconcile_metrics),
 )
 
 #: What deleting a profile undoes outside Kubernetes (owned Kubernetes objects are garbage-

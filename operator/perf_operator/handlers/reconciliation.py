@@ -78,7 +78,7 @@ def write_status(*, patch: kopf.Patch, current: dict[str, Any], generation: int,
         reason, message = ready_override
         ready, ready_message = False, message
     else:
-        failing = [o for o in outcomes if not o.ready]
+        failing = [o for o in outcomes if not o.ready and o.affects_ready]
         ready = not failing
         reason = failing[0].reason if failing else "Reconciled"
         ready_message = "; ".join(f"{o.condition}: {scrub(o.message)}" for o in failing) or (

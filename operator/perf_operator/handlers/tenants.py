@@ -7,6 +7,7 @@ import kopf
 import pydantic
 
 from ..api import PerformanceProfileSpec, TenantQuotaSpec, effective_limits
+from ..api.optimization import Adjustments
 from ..config import CONFIG
 from ..reconcile import EventRecorder, Outcome, TenantContext
 from ..redis import reconcile_tenant as redis_tables
@@ -27,9 +28,12 @@ TENANT_CLEANUPS: tuple[Cleanup, ...] = (
 
 
 @kopf.index(*PROFILES)
-def profile_specs(namespace: str, name: str, spec: kopf.Spec, **_) -> dict:
-    """The profiles' specs, so a tenant resolves its defaults without an API call."""
-    return {(namespace, name): dict(spec)}
+def profile_specs(namespace: str, name: str, spec: kopf.Spec, status: kopf.Status, **_
+                  ) -> dict:
+    """The profiles' specs, so a tenant resolves its defaults without an API call, with the
+    optimizer's adjustments in force (load shedding lowers the tenants' limits)."""
+    enforced = (status.get("optimization") or {}).get("enforced") or {}
+    return {(namespace, name): {"spec": dict(spec), "adjustments": enforced.get("adjustments")}}
 
 
 @kopf.on.resume(*TENANTS)
@@ -91,9 +95,11 @@ def _context(*, body: kopf.Body, spec: kopf.Spec, meta: kopf.Meta, status: kopf.
     stored = list(profile_specs.get((namespace, profile_name), ()))
     if not stored:
         return None
-    profile = PerformanceProfileSpec.model_validate(stored[0])
+    profile = PerformanceProfileSpec.model_validate(stored[0]["spec"])
+    limits = Adjustments.model_validate(stored[0]["adjustments"] or {}).shed_limits(
+        effective_limits(profile, tenant))
     return TenantContext(
         name=name, namespace=namespace, uid=meta["uid"], generation=meta.get("generation", 0),
         spec=tenant, profile_name=profile_name, profile=profile,
-        limits=effective_limits(profile, tenant), status=dict(status),
+        limits=limits, status=dict(status),
         events=EventRecorder(body, logger), logger=logger)

@@ -2,7 +2,8 @@
 
 One rule group per profile. Each signal (API response time, error rate, ...) becomes a recording
 rule that evaluates the signal's PromQL once (``perf_operator:<signal>``, labelled with the
-profile), and two alerting rules on that series:
+profile; a default query, grouped by namespace and profile, is narrowed to this profile's
+series), and two alerting rules on that series:
 
 * ``warning`` while the value is past the warning level but not past the critical one,
 * ``critical`` once it is past the critical level.
@@ -27,7 +28,8 @@ from typing import Any
 import yaml
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from ..api import signal_queries
+from ..api import DEFAULT_SIGNAL_QUERIES, signal_queries
+from ..api.signals import for_profile
 from ..reconcile import Outcome, ProfileContext
 from . import apply as k8s
 
@@ -75,8 +77,8 @@ _MEMORY_ADVICE = ("Check memory metrics (GET /api/monitoring/memory) and force g
 _WEBSOCKET_ADVICE = ("Check connection stats (GET /api/monitoring/websocket) and force "
                      "connection cleanup (POST /api/websocket/cleanup).")
 
-#: Every signal of ``api.SIGNAL_NAMES``; recommendations are the seed's troubleshooting guide
-#: and auto-optimization triggers.
+#: Every signal with alert thresholds (``api.ALERT_SIGNAL_NAMES``); recommendations are the
+#: seed's troubleshooting guide and auto-optimization triggers.
 SIGNALS: dict[str, SignalInfo] = {
     "apiResponseTimeMs": SignalInfo(
         "ApiResponseTimeHigh", "API average response time", SignalFormat("ms"),
@@ -133,6 +135,17 @@ class AlertSignal:
         return self.warning > self.critical
 
     @property
+    def grouped(self) -> bool:
+        """The default query, grouped by namespace and profile (an override yields one
+        number)."""
+        return self.query == DEFAULT_SIGNAL_QUERIES.get(self.name)
+
+    def expression(self, target: RuleTarget) -> str:
+        """The recording rule's PromQL: one number for the target's profile."""
+        return for_profile(self.query, target.namespace, target.profile) if self.grouped \
+            else self.query
+
+    @property
     def record(self) -> str:
         return "perf_operator:" + re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", self.name).lower()
 
@@ -173,7 +186,7 @@ def rule_group(signals: list[AlertSignal], target: RuleTarget) -> dict[str, Any]
     rules: list[dict[str, Any]] = []
     selector = ",".join(f'{k}="{v}"' for k, v in target.series_labels.items())
     for signal in signals:
-        rules.append({"record": signal.record, "expr": signal.query,
+        rules.append({"record": signal.record, "expr": signal.expression(target),
                       "labels": dict(target.series_labels)})
         series = f"{signal.record}{{{selector}}}"
         past, short_of = ("<", ">=") if signal.falling else (">", "<=")

@@ -8,8 +8,9 @@ For every signal and both levels (warning, critical), two tests:
   one evaluation before ``for`` has elapsed the alert is not firing yet, at ``for`` it is, with
   the right ``severity`` label and annotations (including the rendered ``$value``).
 
-The inputs are raw application metrics when the signal uses its default query (so the query,
-the recording rule and the alert are all tested together), and the recorded series itself when
+The inputs are raw application metrics, labelled with the profile's namespace and name, when
+the signal uses its default query (so the query, its narrowing to the profile, the recording
+rule and the alert are all tested together), and the recorded series itself when
 the profile replaced the query (promtool then proves levels, ``for`` and labels; the custom query
 is checked by ``promtool check rules`` only).
 
@@ -38,7 +39,6 @@ from typing import Any
 
 import yaml
 
-from ..api import DEFAULT_SIGNAL_QUERIES
 from .alerts import AlertSignal, RuleTarget, _num, rule_file, rule_group, summary
 
 #: Relative distance from a level of the "just short" and "just past" values.
@@ -86,7 +86,8 @@ def _gauge_ratio(used: str, total: str, capacity: float) -> Feed:
                               total: ("gauge", capacity)})
 
 
-#: One feed per default query of ``api.DEFAULT_SIGNAL_QUERIES``.
+#: One feed per default query of ``api.DEFAULT_SIGNAL_QUERIES`` that has alerts, in series
+#: without the namespace and profile labels (``_feed`` adds them).
 FEEDS: dict[str, Feed] = {
     "apiResponseTimeMs": _latency("http_request_duration_seconds"),
     "errorRate": _share('http_requests_total{status="500"}', 'http_requests_total{status="200"}'),
@@ -137,10 +138,23 @@ def generate(signals: list[AlertSignal], target: RuleTarget, rule_file_name: str
 
 
 def _feed(signal: AlertSignal, target: RuleTarget) -> Feed:
-    if signal.query == DEFAULT_SIGNAL_QUERIES.get(signal.name) and signal.name in FEEDS:
-        return FEEDS[signal.name]
+    if signal.grouped and signal.name in FEEDS:
+        # The application's series, labelled with the profile as the default queries expect.
+        return _labelled(FEEDS[signal.name], {"namespace": target.namespace,
+                                              "profile": target.profile})
     labels = ",".join(f'{k}="{v}"' for k, v in target.series_labels.items())
     return Feed(0, lambda v: {f"{signal.record}{{{labels}}}": ("gauge", v)})
+
+
+def _labelled(feed: Feed, labels: dict[str, str]) -> Feed:
+    """``feed`` with ``labels`` added to every series."""
+    extra = ",".join(f'{k}="{v}"' for k, v in labels.items())
+
+    def name(series: str) -> str:
+        return f"{series[:-1]},{extra}}}" if series.endswith("}") else f"{series}{{{extra}}}"
+
+    return Feed(feed.window_ms, lambda value: {name(series): sample for series, sample
+                                               in feed.series(value).items()})
 
 
 def _step(signals: list[AlertSignal], feeds: dict[str, Feed]) -> int:

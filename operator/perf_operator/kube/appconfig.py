@@ -24,6 +24,7 @@ from typing import Any
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from .. import FIELD_MANAGER
+from ..api.optimization import Adjustments, adjustments
 from ..reconcile import Outcome, ProfileContext
 from . import apply as k8s
 
@@ -32,9 +33,12 @@ DOCUMENT_KEY = "performance.json"
 HASH_ANNOTATION = "perf.idp.io/config-hash"
 
 
-def config_document(spec: Any) -> dict[str, Any]:
+def config_document(spec: Any, adj: Adjustments | None = None) -> dict[str, Any]:
     """What the middleware reads. Sections are dumped whole from the models, so a field added
-    to the API reaches the application without a change here."""
+    to the API reaches the application without a change here. ``adj``: the optimizer's
+    adjustments in force (``api.optimization.adjustments``), which switch the circuit breaker
+    and load shedding flags."""
+    adj = adj or Adjustments()
     api = spec.api.model_dump(mode="json", by_alias=True)
     rate_limits = api.pop("rateLimits")
     document: dict[str, Any] = {
@@ -42,15 +46,15 @@ def config_document(spec: Any) -> dict[str, Any]:
                                         "perIp": rate_limits["perIp"]}},
         "cache": spec.cache.model_dump(mode="json", by_alias=True),
         "websocket": spec.websocket.model_dump(mode="json", by_alias=True),
-        # Off until the optimizer (or a person) turns them on; the seed's responses to an
-        # error-rate spike.
+        # The seed's responses to an error-rate spike, off until the optimizer (Auto mode)
+        # turns them on; load shedding itself is in the tenants' tables, the flag says it is on.
         "featureFlags": {
             "compression": spec.api.compression.enabled,
             "rateLimiting": spec.api.rate_limits.enabled,
             "monitoring": spec.alerts.enabled,
-            "circuitBreaker": False,
+            "circuitBreaker": adj.circuit_breaker,
             "fallbackResponseCaching": False,
-            "loadShedding": False,
+            "loadShedding": adj.load_shedding > 0,
         },
     }
     if spec.database is not None:
@@ -61,9 +65,9 @@ def config_document(spec: Any) -> dict[str, Any]:
     return document
 
 
-def config_data(spec: Any) -> dict[str, str]:
+def config_data(spec: Any, adj: Adjustments | None = None) -> dict[str, str]:
     """The ConfigMap's data: the document and the seed's environment variables."""
-    document = config_document(spec)
+    document = config_document(spec, adj)
     flags = document["featureFlags"]
     data = {
         DOCUMENT_KEY: json.dumps(document, sort_keys=True, indent=2) + "\n",
@@ -154,7 +158,7 @@ async def reconcile_app_config(ctx: ProfileContext) -> Outcome | None:
         return Outcome(condition=CONDITION, ready=True, reason="NoAppConfig",
                        message="spec.appConfig is not set", status={"appConfig": None})
     name = wanted.config_map_name
-    data = config_data(ctx.spec)
+    data = config_data(ctx.spec, adjustments(ctx.status))
     config_hash = k8s.content_hash(data)
     where = f"ConfigMap {name}"
     observed = await k8s.get_object(k8s.CONFIG_MAP, ctx.namespace, name)

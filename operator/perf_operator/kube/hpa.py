@@ -11,6 +11,9 @@ operator with a forced apply), so the workload still has exactly one HPA.
 
 A deleted HPA is recreated and a hand-edited one is put back on the next resync; an HPA whose
 rule left the spec is deleted. When nothing differs, nothing is written.
+
+In Auto mode the optimizer may raise a rule's minReplicas (``status.optimization.enforced``,
+never above the rule's maxReplicas); the HPA gets the raised floor on the next pass.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from typing import Any
 
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from ..api.optimization import adjustments
 from ..reconcile import Outcome, ProfileContext
 from . import apply as k8s
 
@@ -161,8 +165,11 @@ async def reconcile_scaling(ctx: ProfileContext) -> Outcome | None:
     if not rules and not previous:
         return None
     observed = await k8s.list_objects(k8s.HPA, ctx.namespace)
+    adj = adjustments(ctx.status)  # the optimizer's raised floors (Auto mode), none otherwise
     desired = [(rule.name, rule.take_over,
-                desired_hpa(rule, ctx.name, ctx.namespace, ctx.owner_reference()))
+                desired_hpa(rule.model_copy(update={"min_replicas": adj.min_replicas(
+                    rule.name, rule.min_replicas, rule.max_replicas)}),
+                    ctx.name, ctx.namespace, ctx.owner_reference()))
                for rule in rules]
     applied = {name for name, state in previous.items() if state.get("state") == "Applied"}
     statuses: list[dict[str, Any]] = []

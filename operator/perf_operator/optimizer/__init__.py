@@ -29,7 +29,8 @@ from . import actions, advisor
 from .policy import Action, Decision, Policy, evaluate, watched_signals
 from .signals import (PrometheusEndpoint, SignalReading, Snapshot, forget_profile, poller_for,
                       profile_queries)
-from .state import RECOMMENDATION_LIMIT, Adjustments, OptimizerState, SignalStatus, adjustments
+from .state import (NOTES_LIMIT, RECOMMENDATION_LIMIT, Adjustments, OptimizerState, SignalStatus,
+                    adjustments)
 
 __all__ = ["Adjustments", "adjustments", "reconcile_metrics", "reconcile_optimization"]
 
@@ -39,9 +40,6 @@ METRICS_STALE = "MetricsStale"
 #: An evaluation is due once this share of the interval has passed since the last one (the
 #: readings' clock and the resync timer are not in step).
 DUE_SHARE = 0.9
-#: Idle time after which the application role's connections may be pruned, unless the
-#: profile says otherwise.
-DEFAULT_IDLE_SECONDS = 300
 
 
 def evaluation_interval(spec: Any) -> float:
@@ -60,13 +58,11 @@ def _active(spec: Any) -> bool:
 
 def _connection_pruning(spec: Any) -> tuple[str, int] | None:
     """(role, idle seconds) of the application's connections the optimizer may prune: the
-    role from ``database.applicationRole``, the bound from
-    ``optimization.idleConnectionSeconds`` (both proposed to the API; without a role,
-    pruning is off)."""
-    role = getattr(spec.database, "application_role", None) if spec.database else None
-    if role is None:
+    role from ``database.applicationRole``, the bound from ``optimization.idleConnectionSeconds``
+    (without a role, pruning is off)."""
+    if spec.database is None or spec.database.application_role is None:
         return None
-    return role, getattr(spec.optimization, "idle_connection_seconds", DEFAULT_IDLE_SECONDS)
+    return spec.database.application_role, spec.optimization.idle_connection_seconds
 
 
 def _policy(spec: Any) -> Policy:
@@ -74,8 +70,7 @@ def _policy(spec: Any) -> Policy:
 
 
 def _min_index_saving(spec: Any) -> float:
-    """``optimization.minIndexSaving`` (proposed to the API), else the advisor's default."""
-    return getattr(spec.optimization, "min_index_saving", advisor.DEFAULT_MIN_SAVING)
+    return spec.optimization.min_index_saving
 
 
 async def _endpoint(namespace: str, prometheus: Any) -> PrometheusEndpoint:
@@ -100,23 +95,31 @@ async def _read(ctx: ProfileContext) -> tuple[Snapshot, dict[str, SignalReading]
 
 async def reconcile_metrics(ctx: ProfileContext) -> Outcome | None:
     """``MetricsStale``: True while a signal the policy acts on is stale, naming each (the
-    others are reported as stale in status but do not make the profile unready: an
-    application need not export every metric)."""
+    others are reported as stale in status only: an application need not export every metric).
+
+    The condition does not make the profile not Ready: stale metrics freeze the optimizer but
+    leave everything the spec declares in place, and a profile applied before its application
+    runs, or a Prometheus outage, must not turn every profile unhealthy (Argo CD, ``kubectl
+    wait``). It has its own condition to alert on."""
     if not _active(ctx.spec):
         return None
     try:
         _, readings = await _read(ctx)
     except SecretError as err:
-        return Outcome(METRICS_STALE, False, err.reason, str(err), abnormal_true=True)
+        return _metrics(False, err.reason, str(err))
     watched = watched_signals(_policy(ctx.spec))
     stale = [f"{name} ({readings[name].reason})" for name in watched if readings[name].stale]
     if not stale:
-        return Outcome(METRICS_STALE, True, "SignalsFresh",
-                       "the signals the optimizer acts on are fresh", abnormal_true=True)
-    return Outcome(METRICS_STALE, False, "SignalsStale",
-                   "stale: " + "; ".join(stale) + ". Actions driven by them are frozen: no "
-                   "load shedding, cache cleanup, connection pruning or scaling on missing "
-                   "data, and no adjustment is undone.", abnormal_true=True)
+        return _metrics(True, "SignalsFresh", "the signals the optimizer acts on are fresh")
+    return _metrics(False, "SignalsStale",
+                    "stale: " + "; ".join(stale) + ". Actions driven by them are frozen: no "
+                    "load shedding, cache cleanup, connection pruning or scaling on missing "
+                    "data, and no adjustment is undone.")
+
+
+def _metrics(fresh: bool, reason: str, message: str) -> Outcome:
+    return Outcome(METRICS_STALE, fresh, reason, message, abnormal_true=True,
+                   affects_ready=False)
 
 
 async def reconcile_optimization(ctx: ProfileContext) -> Outcome | None:
@@ -135,11 +138,12 @@ async def reconcile_optimization(ctx: ProfileContext) -> Outcome | None:
         return _outcome(state)
     policy = _policy(spec)
     evaluation = evaluate(readings, policy, state, snapshot.at)
-    state = evaluation.state.model_copy(update={"notes": list(evaluation.notes), "signals": {
-        name: SignalStatus(value=reading.value, target=policy.targets.get(name),
-                           stale=reading.stale, reason=reading.reason or None,
-                           observed_at=snapshot.at)
-        for name, reading in readings.items()}})
+    signals = {name: SignalStatus(value=reading.value, target=policy.targets.get(name),
+                                  stale=reading.stale, reason=reading.reason or None,
+                                  observed_at=snapshot.at)
+               for name, reading in readings.items()}
+    state = evaluation.state.model_copy(update={"notes": list(evaluation.notes)[:NOTES_LIMIT],
+                                                "signals": signals})
     return _outcome(await _execute(ctx, evaluation.decisions, state, snapshot.at))
 
 
@@ -165,7 +169,7 @@ async def _execute(ctx: ProfileContext, decisions: tuple[Decision, ...], state: 
         try:
             result, state = await _act(ctx, decision, state, at)
         except Exception as err:  # noqa: BLE001 - recorded in history, status and an Event
-            result, failed = scrub(err), True
+            result, failed = _bounded(scrub(err)), True
             ctx.logger.warning("optimizer action %s failed: %s", decision.action, result)
         entries.append(decision.history_entry(at, result, failed=failed))
         _report(ctx, decision, result, failed)
@@ -195,6 +199,11 @@ async def _act(ctx: ProfileContext, decision: Decision, state: OptimizerState, a
         return await actions.prune_connections(spec.database.connection, ctx.namespace,
                                                ctx.name, role, idle), state
     return None, state  # an adjustment: the owning reconciler applies it on its next pass
+
+
+def _bounded(text: str, limit: int = 1024) -> str:
+    """An error as status keeps it: bounded (the status schema bounds every string)."""
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _report(ctx: ProfileContext, decision: Decision, result: str | None, failed: bool) -> None:

@@ -37,8 +37,9 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from .signals import SIGNAL_BY_NAME, SignalReading
-from .state import (ActionState, Adjustments, HealthyStreak, HistoryEntry, HpaFloor,
-                    IndexRecommendation, OptimizerState, Track, Verification)
+from .state import (AUTOMATIC_INDEX_LIMIT, ActionState, Adjustments, HealthyStreak,
+                    HistoryEntry, HpaFloor, IndexRecommendation, OptimizerState, Track,
+                    Verification)
 
 
 class Action(StrEnum):
@@ -523,7 +524,10 @@ class _Run:
         built = {i.name for i in adj.indexes}
         pending: list[IndexRecommendation] = [r for r in self.state.recommendations
                                               if r.name not in built]
-        if pending and self.gate(Action.INDEX_CREATION):
+        if pending and len(adj.indexes) >= AUTOMATIC_INDEX_LIMIT:
+            self.notes.append(f"{Action.INDEX_CREATION} at its bound: {AUTOMATIC_INDEX_LIMIT} "
+                              f"indexes added")
+        elif pending and self.gate(Action.INDEX_CREATION):
             best = pending[0]
             after = adj.model_copy(update={"indexes": [*adj.indexes, best.automatic_index()]})
             self.record(

@@ -1,10 +1,11 @@
 """What the optimizer measures, and the one poller per Prometheus that measures it.
 
-Every default query is grouped ``by (namespace, profile)``: one query answers for every profile
-that reads the same Prometheus, so a cycle costs one query per signal (plus one per distinct
-override expression) whether one profile or a thousand use it. The application's series must
-carry those two labels: ``namespace`` (the profile's namespace) and ``profile`` (its name), for
-example relabelled from a pod label ``perf.idp.io/profile``.
+The signals and their default queries are the API's (``api/signals.py``, shared with the
+alerting rules). Every default query is grouped ``by (namespace, profile)``: one query answers
+for every profile that reads the same Prometheus, so a cycle costs one query per signal (plus
+one per distinct override expression) whether one profile or a thousand use it. The
+application's series must carry those two labels: ``namespace`` (the profile's namespace) and
+``profile`` (its name), for example relabelled from a pod label ``perf.idp.io/profile``.
 
 Missing data is never zero. A signal whose query failed, returned nothing for the profile or
 returned NaN is *stale*, with the reason, and the policy freezes what depends on it. Queries
@@ -23,16 +24,14 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Any
 
 from prometheus_api_client import PrometheusConnect
 from urllib3.util.retry import Retry
 
+from ..api import signal_queries
+from ..api.signals import GROUP_LABELS, SIGNAL_BY_NAME, SIGNALS, SignalDefinition
 from ..scrub import scrub
-
-#: The labels every default query groups by, and by which a result is matched to a profile.
-GROUP_LABELS = ("namespace", "profile")
-_BY = ", ".join(GROUP_LABELS)
 
 #: Queries of one cycle running at the same time (each holds a worker thread).
 MAX_PARALLEL_QUERIES = 4
@@ -41,95 +40,17 @@ MAX_PARALLEL_QUERIES = 4
 MIN_REGISTRATION_SECONDS = 60.0
 
 
-def _by(expression: str) -> str:
-    return f"sum by ({_BY}) ({expression})"
-
-
-def _while_reported(expression: str, raw_series: str) -> str:
-    """``expression`` only for the profiles whose ``raw_series`` are currently scraped."""
-    return f"({expression}) and on ({_BY}) group by ({_BY}) ({raw_series})"
-
-
-def _ratio_or_zero(part: str, whole: str) -> str:
-    """part / whole, where a missing ``part`` (no error was ever counted) is 0, not missing."""
-    return f"({_by(part)} or {_by(whole)} * 0) / {_by(whole)}"
-
-
-@dataclass(frozen=True)
-class SignalDefinition:
-    name: str
-    #: Default PromQL, grouped by GROUP_LABELS, in the unit the name states.
-    query: str
-    #: Which direction is bad: most signals hurt when high, the cache hit rate when low.
-    worse: Literal["higher", "lower"]
-
-
-_REQUESTS = "http_request_duration_seconds"
-_QUERIES = "db_query_duration_seconds"
-
-#: The signals, named as in the profile's thresholds (``spec.alerts.thresholds``), plus the
-#: API's 95th percentile the targets name. Metric names follow prom-client's conventions.
-SIGNALS: tuple[SignalDefinition, ...] = (
-    SignalDefinition(
-        "apiResponseTimeP95Ms",
-        _while_reported(f"1000 * histogram_quantile(0.95, sum by ({_BY}, le) "
-                        f"(rate({_REQUESTS}_bucket[5m])))", f"{_REQUESTS}_count"),
-        "higher"),
-    SignalDefinition(
-        "apiResponseTimeMs",
-        _while_reported(f"1000 * {_by(f'rate({_REQUESTS}_sum[5m])')} / "
-                        f"{_by(f'rate({_REQUESTS}_count[5m])')}", f"{_REQUESTS}_count"),
-        "higher"),
-    SignalDefinition(
-        "errorRate",
-        _while_reported(_ratio_or_zero('rate(http_requests_total{status=~"5.."}[5m])',
-                                       "rate(http_requests_total[5m])"),
-                        "http_requests_total"),
-        "higher"),
-    SignalDefinition(
-        "dbQueryTimeMs",
-        _while_reported(f"1000 * {_by(f'rate({_QUERIES}_sum[5m])')} / "
-                        f"{_by(f'rate({_QUERIES}_count[5m])')}", f"{_QUERIES}_count"),
-        "higher"),
-    SignalDefinition(
-        "poolUtilization",
-        f"{_by('db_pool_connections_in_use')} / {_by('db_pool_connections_max')}",
-        "higher"),
-    SignalDefinition(
-        "memoryUsage",
-        f"{_by('nodejs_heap_size_used_bytes')} / {_by('nodejs_heap_size_total_bytes')}",
-        "higher"),
-    SignalDefinition(
-        "memoryGrowthMB",
-        _while_reported(f"{_by('delta(nodejs_heap_size_used_bytes[1h])')} / 1048576",
-                        "nodejs_heap_size_used_bytes"),
-        "higher"),
-    SignalDefinition(
-        "websocketConnections", _by("websocket_connections_active"), "higher"),
-    SignalDefinition(
-        "messageRatePerMinute",
-        _while_reported(f"60 * {_by('rate(websocket_messages_total[5m])')}",
-                        "websocket_messages_total"),
-        "higher"),
-    SignalDefinition(
-        "cacheHitRate",
-        _while_reported(f"{_by('rate(cache_hits_total[5m])')} / "
-                        f"({_by('rate(cache_hits_total[5m])')} + "
-                        f"({_by('rate(cache_misses_total[5m])')} or "
-                        f"{_by('rate(cache_hits_total[5m])')} * 0))",
-                        "cache_hits_total"),
-        "lower"),
-)
-SIGNAL_BY_NAME: Mapping[str, SignalDefinition] = {s.name: s for s in SIGNALS}
-
-
 def profile_queries(spec: Any) -> dict[str, str]:
     """The PromQL of every signal for one profile: the grouped defaults, then the profile's
     ``alerts.metrics``, then ``optimization.signals``. An override is the user's own
     expression; it may be grouped by the same labels or yield a single number for this
     profile."""
-    overrides = {**(spec.alerts.metrics or {}), **(spec.optimization.signals or {})}
-    return {s.name: overrides.get(s.name, s.query) for s in SIGNALS}
+    return signal_queries(spec, optimizer=True)
+
+
+__all__ = ["GROUP_LABELS", "SIGNALS", "SIGNAL_BY_NAME", "PrometheusEndpoint", "PrometheusPoller",
+           "QueryResult", "SignalDefinition", "SignalReading", "Snapshot", "forget_profile",
+           "poller_for", "profile_queries"]
 
 
 @dataclass(frozen=True)

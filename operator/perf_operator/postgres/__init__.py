@@ -9,16 +9,21 @@ their phases show up in the following reconciles.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import psycopg
+import pydantic
 
+from ..api.optimization import adjustments
+from ..api.profile import Index
 from ..reconcile import Outcome, ProfileContext
 from ..scrub import scrub
 from ..secrets import SecretError
 from .connect import DatabaseUnavailable, forget_target, target_for_profile
 from .index_builds import BuildOptions, reconcile_indexes, wait_for_jobs
-from .indexes import IndexReport, Phase
+from .indexes import (IndexDefinition, IndexReport, Phase, RefusedIndex,
+                      definition_from_spec)
 from .settings import SettingReport, State, reconcile_settings
 
 CONDITION = "DatabaseReady"
@@ -39,10 +44,11 @@ async def reconcile_profile(ctx: ProfileContext) -> Outcome | None:
     except DatabaseUnavailable as err:
         return Outcome(CONDITION, False, "DatabaseUnavailable", str(err))
     previous = ctx.status.get("database") or {}
+    declared = desired_indexes(ctx)
     withdrawn = ({entry.get("name") for entry in previous.get("indexes") or []}
-                 - {index.name for index in database.indexes})
+                 - {index.name for index in declared})
     try:
-        indexes = await reconcile_indexes(target, database.indexes,
+        indexes = await reconcile_indexes(target, declared,
                                           BuildOptions.from_spec(database), ctx.events,
                                           withdrawn=withdrawn)
         settings = await reconcile_settings(target, database.settings,
@@ -73,7 +79,7 @@ async def cleanup_profile(ctx: ProfileContext) -> None:
         return
     target = await target_for_profile(ctx.namespace, ctx.name, database.connection)
     await wait_for_jobs(target, cancel=True)
-    names = [index.name for index in database.indexes]
+    names = [index.name for index in desired_indexes(ctx)]
     options = BuildOptions.from_spec(database)
     await reconcile_indexes(target, [], options, ctx.events, withdrawn=names)
     await wait_for_jobs(target)
@@ -83,6 +89,26 @@ async def cleanup_profile(ctx: ProfileContext) -> None:
         raise RuntimeError("indexes of the profile are still being dropped or released: "
                            + ", ".join(".".join(job.key) for job in remaining.plan.jobs))
     await forget_target(target)
+
+
+def desired_indexes(ctx: ProfileContext) -> list[Any]:
+    """The indexes the profile wants: those the spec declares, then those the optimizer added
+    (``status.optimization``, Auto mode with allowIndexCreation), built and marked the same
+    way, their marker flagged ``automatic``. A declared index of the same name wins."""
+    declared = ctx.spec.database.indexes
+    names = {index.name for index in declared}
+    added: list[Any] = []
+    for index in adjustments(ctx.status).indexes:
+        if index.name in names:
+            continue
+        try:
+            definition = definition_from_spec(Index.model_validate(index.index_spec()))
+        except pydantic.ValidationError as err:
+            definition = RefusedIndex(name=index.name, schema=index.schema_,
+                                      error=f"automatic index: {err.errors()[0]['msg']}")
+        added.append(replace(definition, automatic=True)
+                     if isinstance(definition, IndexDefinition) else definition)
+    return [*declared, *added]
 
 
 def summarise(indexes: Sequence[IndexReport], settings: Sequence[SettingReport],

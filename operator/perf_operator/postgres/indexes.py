@@ -2,7 +2,8 @@
 turns (declared indexes, catalog, running jobs) into per-index jobs of DDL steps.
 
 Ownership. Every index the operator creates carries a comment
-``perf-operator:{"hash":"<definition hash>","name":"<declared name>","owner":"<ns>/<profile>"}``.
+``perf-operator:{"hash":"<definition hash>","name":"<declared name>","owner":"<ns>/<profile>"}``
+(plus ``"automatic":true`` on an index the optimizer added rather than the spec declared).
 Only indexes whose marker names this profile are ever dropped, renamed or rebuilt. An index of a
 declared name without our marker is a Conflict; with ``adopt: true`` it is taken over (the
 marker written) only if its definition equals the declared one, which the observer checks by
@@ -75,11 +76,14 @@ class Marker:
     owner: str
     name: str
     hash: str
+    #: Added by the optimizer (``status.optimization``), not declared in the spec.
+    automatic: bool = False
 
     def render(self) -> str:
-        body = json.dumps({"hash": self.hash, "name": self.name, "owner": self.owner},
-                          sort_keys=True, separators=(",", ":"))
-        return MARKER_PREFIX + body
+        data: dict[str, Any] = {"hash": self.hash, "name": self.name, "owner": self.owner}
+        if self.automatic:
+            data["automatic"] = True
+        return MARKER_PREFIX + json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     @classmethod
     def parse(cls, comment: str | None) -> Marker | None:
@@ -88,7 +92,8 @@ class Marker:
             return None
         try:
             data = json.loads(comment[len(MARKER_PREFIX):])
-            return cls(owner=str(data["owner"]), name=str(data["name"]), hash=str(data["hash"]))
+            return cls(owner=str(data["owner"]), name=str(data["name"]), hash=str(data["hash"]),
+                       automatic=data.get("automatic") is True)
         except (ValueError, KeyError, TypeError):
             return None
 
@@ -137,6 +142,8 @@ class IndexDefinition:
     include: tuple[str, ...] = ()
     where: str | None = None
     adopt: bool = False
+    #: Added by the optimizer, not declared: recorded in the marker (not part of the hash).
+    automatic: bool = False
 
     @cached_property
     def definition_hash(self) -> str:
@@ -419,7 +426,7 @@ def plan_indexes(owner: str, declared: Sequence[IndexDefinition | RefusedIndex],
 def _plan_declared(owner: str, index: IndexDefinition, catalog: Catalog, running: Phase | None,
                    failure: BuildFailure | None, now: float) -> tuple[IndexReport, Job | None]:
     wanted = index.definition_hash
-    marker = Marker(owner=owner, name=index.name, hash=wanted)
+    marker = Marker(owner=owner, name=index.name, hash=wanted, automatic=index.automatic)
     temp_name = temporary_name(owner, index.name)
     final = catalog.indexes.get((index.schema, index.name))
     temp = catalog.indexes.get((index.schema, temp_name))
