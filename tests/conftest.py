@@ -76,6 +76,17 @@ def redis_prefix() -> str:
 
 
 @pytest.fixture
+async def redis(stack):
+    """An asyncio client of the stack's Redis (decoded responses), closed after the test."""
+    from redis.asyncio import Redis
+
+    client = Redis(host="127.0.0.1", port=stack.redis.port, password=stack.redis.password,
+                   decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
 def credentials(kubectl, stack, namespace) -> dict[str, str]:
     """Secrets holding the PostgreSQL and Redis credentials in the test's namespace."""
     kubectl.run("create", "secret", "generic", "pg-credentials",

@@ -4,43 +4,19 @@ count of the API server's writes read from its own metrics."""
 from __future__ import annotations
 
 import json
-import logging
 import pathlib
 import re
 from typing import Any
 
 import yaml
 
-from perf_operator.api import PerformanceProfileSpec
-from perf_operator.reconcile import EventRecorder, Outcome, ProfileContext
+from perf_operator.reconcile import Outcome, ProfileContext
 from perf_operator.status import merge_patch
+from tests.support.contexts import profile_context
+from tests.support.events import RecordedEvents
 
 FIXTURES = pathlib.Path(__file__).parent / "kube_fixtures"
 PROMETHEUS_RULE_CRD = FIXTURES / "monitoring.coreos.com_prometheusrules.yaml"
-
-
-class RecordedEvents(EventRecorder):
-    """The reconcilers' Events, kept in a list (kopf's event poster only runs inside the
-    operator; the end-to-end tests through the running operator read the real Events)."""
-
-    def __init__(self) -> None:
-        super().__init__(body=None, logger=logging.getLogger("test"))
-        self.events: list[tuple[str, str, str]] = []
-
-    def normal(self, reason: str, message: str) -> None:
-        self.events.append(("Normal", reason, message))
-
-    def warning(self, reason: str, message: str) -> None:
-        self.events.append(("Warning", reason, message))
-
-    def reasons(self) -> list[str]:
-        return [reason for _, reason, _ in self.events]
-
-    def take(self) -> list[str]:
-        """The reasons recorded since the last call."""
-        reasons = self.reasons()
-        self.events.clear()
-        return reasons
 
 
 def apply_profile(kubectl, namespace: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
@@ -57,12 +33,9 @@ def apply_profile(kubectl, namespace: str, name: str, spec: dict[str, Any]) -> d
 def context(profile: dict[str, Any], events: RecordedEvents,
             status: dict[str, Any] | None = None) -> ProfileContext:
     meta = profile["metadata"]
-    return ProfileContext(
-        name=meta["name"], namespace=meta["namespace"], uid=meta["uid"],
-        generation=meta.get("generation", 1),
-        spec=PerformanceProfileSpec.model_validate(profile.get("spec") or {}),
-        status=status if status is not None else {}, events=events,
-        logger=logging.getLogger("test"))
+    return profile_context(meta["namespace"], profile.get("spec") or {}, name=meta["name"],
+                           uid=meta["uid"], generation=meta.get("generation", 1),
+                           status=status, events=events)
 
 
 def respec(ctx: ProfileContext, kubectl, spec: dict[str, Any]) -> ProfileContext:

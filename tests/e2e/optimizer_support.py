@@ -11,8 +11,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
-import os
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -20,7 +18,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
-from kubernetes_asyncio.config import kube_config
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
                                     HistogramMetricFamily)
@@ -31,15 +28,10 @@ from perf_operator.devstack.processes import free_port
 from perf_operator.optimizer import reconcile_metrics, reconcile_optimization
 from perf_operator.optimizer.state import OptimizerState, adjustments
 from perf_operator.reconcile import Outcome, ProfileContext
+from tests.support.contexts import profile_context
+from tests.support.events import RecordedEvents
 
 BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, float("inf"))
-
-
-@pytest.fixture(autouse=True)
-def kubeconfig_from_environment(stack, monkeypatch):
-    """kubernetes_asyncio reads KUBECONFIG when it is imported, before the stack fixture sets
-    it; point its default at the stack's kubeconfig."""
-    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", os.environ["KUBECONFIG"])
 
 
 @pytest.fixture(autouse=True)
@@ -144,19 +136,6 @@ def exporter(stack):
     app.close()
 
 
-class RecordedEvents:
-    """The EventRecorder interface, keeping (type, reason, message)."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, str, str]] = []
-
-    def normal(self, reason: str, message: str) -> None:
-        self.events.append(("Normal", reason, message))
-
-    def warning(self, reason: str, message: str) -> None:
-        self.events.append(("Warning", reason, message))
-
-
 def optimized_profile(stack, *, mode: str = "Auto", rules: list[dict] | None = None,
                       redis: dict | None = None, database: dict | None = None,
                       **optimization: Any) -> dict:
@@ -202,9 +181,8 @@ class Profile:
         self.outcomes: dict[str, Outcome | None] = {}
 
     def context(self) -> ProfileContext:
-        return ProfileContext(name=self.name, namespace=self.namespace, uid=f"uid-{self.name}",
-                              generation=1, spec=self.spec, status=self.status,
-                              events=self.events, logger=logging.getLogger("test"))
+        return profile_context(self.namespace, self.spec, name=self.name, status=self.status,
+                               events=self.events)
 
     async def reconcile(self) -> None:
         ctx = self.context()

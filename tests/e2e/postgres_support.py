@@ -5,41 +5,15 @@ runs the way the handler does."""
 from __future__ import annotations
 
 import asyncio
-import logging
-import os
 import time
 from typing import Any
-
-import pytest
-from kubernetes_asyncio.config import kube_config
 
 from perf_operator.api import PerformanceProfileSpec
 from perf_operator.postgres import reconcile_profile
 from perf_operator.reconcile import Outcome, ProfileContext
 from perf_operator.status import merge_patch
-
-
-@pytest.fixture(autouse=True)
-def kubeconfig_from_environment(stack, monkeypatch):
-    """kubernetes_asyncio reads KUBECONFIG when it is imported, before the stack fixture sets
-    it; point its default at the stack's kubeconfig (the client is created once, then kept)."""
-    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", os.environ["KUBECONFIG"])
-
-
-class RecordedEvents:
-    """The reconciler's EventRecorder interface, keeping (type, reason, message) in a list."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, str, str]] = []
-
-    def normal(self, reason: str, message: str) -> None:
-        self.events.append(("Normal", reason, message))
-
-    def warning(self, reason: str, message: str) -> None:
-        self.events.append(("Warning", reason, message))
-
-    def reasons(self) -> list[str]:
-        return [reason for _, reason, _ in self.events]
+from tests.support.contexts import profile_context as _profile_context
+from tests.support.events import RecordedEvents
 
 
 def database_section(pg_database: dict, *, indexes: list[dict] | None = None,
@@ -59,10 +33,8 @@ def database_section(pg_database: dict, *, indexes: list[dict] | None = None,
 
 def profile_context(namespace: str, database: dict, *, name: str = "platform",
                     events: RecordedEvents | None = None) -> ProfileContext:
-    spec = PerformanceProfileSpec.model_validate({"database": database})
-    return ProfileContext(name=name, namespace=namespace, uid="uid-" + name, generation=1,
-                          spec=spec, status={}, events=events or RecordedEvents(),
-                          logger=logging.getLogger("test.postgres"))
+    return _profile_context(namespace, {"database": database}, name=name, events=events,
+                            logger="test.postgres")
 
 
 def with_database(ctx: ProfileContext, database: dict) -> ProfileContext:

@@ -3,20 +3,17 @@ missing index recorded by pg_stat_statements, a latency breach from the test exp
 the real Prometheus, and hypothetical indexes from hypopg."""
 from __future__ import annotations
 
-import logging
 import pathlib
 
 import psycopg
 import pytest
 
-from perf_operator.api import PerformanceProfileSpec
 from perf_operator.api.profile import Index
 from perf_operator.optimizer import advisor
-from perf_operator.reconcile import ProfileContext
 from tests.e2e.optimizer_support import (  # noqa: F401 - fixtures
-    Profile, exporter, kubeconfig_from_environment, operator_test_mode, optimized_profile,
-    until)
-from tests.e2e.postgres_support import RecordedEvents, converge, phases
+    Profile, exporter, operator_test_mode, optimized_profile, until)
+from tests.e2e.postgres_support import converge, phases
+from tests.support.contexts import profile_context
 
 SCHEMA = pathlib.Path(__file__).resolve().parents[2] / "sql" / "schema.sql"
 MISSING = ("SELECT id, name FROM plugins WHERE tenant_id = %s AND category = %s "
@@ -113,11 +110,9 @@ async def test_auto_mode_hands_the_index_to_the_postgres_reconciler(
     # declared ones (a valid spec.database.indexes entry) and is built through the same safe
     # path as every declared index.
     declared = Index.model_validate(automatic.index_spec())
-    ctx = ProfileContext(
-        name="web", namespace=namespace, uid="uid-web", generation=1,
-        spec=PerformanceProfileSpec.model_validate({"database": {
-            **database, "indexes": [declared.model_dump(by_alias=True, exclude_none=True)]}}),
-        status={}, events=RecordedEvents(), logger=logging.getLogger("test"))
+    ctx = profile_context(namespace, {"database": {
+        **database, "indexes": [declared.model_dump(by_alias=True, exclude_none=True)]}},
+        name="web")
     outcome = await converge(ctx)
     assert phases(outcome) == {automatic.name: "Ready"}
     plan = psql(workload["database"],

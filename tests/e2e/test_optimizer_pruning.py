@@ -11,7 +11,6 @@ import pytest
 from perf_operator.api import PerformanceProfileSpec
 from perf_operator.optimizer import actions
 from perf_operator.postgres.connect import target_for_profile
-from tests.e2e.optimizer_support import kubeconfig_from_environment  # noqa: F401 - fixture
 
 
 @pytest.fixture

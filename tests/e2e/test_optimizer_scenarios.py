@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 
 import pytest
-from redis.asyncio import Redis
 
 from perf_operator.api import PerformanceProfileSpec, TenantQuotaSpec, effective_limits
 from perf_operator.optimizer import adjustments
@@ -15,16 +14,8 @@ from perf_operator.ratelimit import check
 from perf_operator.redis import reconcile_tenant
 from perf_operator.reconcile import TenantContext
 from tests.e2e.optimizer_support import (  # noqa: F401 - fixtures
-    Profile, RecordedEvents, exporter, hold, kubeconfig_from_environment, operator_test_mode,
-    optimized_profile, until)
-
-
-@pytest.fixture
-async def redis(stack):
-    client = Redis(host="127.0.0.1", port=stack.redis.port, password=stack.redis.password,
-                   decode_responses=True)
-    yield client
-    await client.aclose()
+    Profile, exporter, hold, operator_test_mode, optimized_profile, until)
+from tests.support.events import RecordedEvents
 
 
 def redis_section(stack, credentials, prefix):

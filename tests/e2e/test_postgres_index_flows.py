@@ -10,10 +10,10 @@ import pytest
 
 from perf_operator.postgres.index_builds import BuildOptions, reconcile_indexes, wait_for_jobs
 from .postgres_support import (RecordedEvents, converge, database_section,
-                               kubeconfig_from_environment, phases, profile_context, reconcile,
+                               phases, profile_context, reconcile,
                                with_database)
 
-pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures(kubeconfig_from_environment.__name__)]
+pytestmark = [pytest.mark.e2e]
 
 USERS = """
 CREATE TABLE users (

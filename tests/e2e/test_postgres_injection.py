@@ -11,10 +11,9 @@ import pytest
 
 from perf_operator.api.profile import Index, IndexColumn
 
-from .postgres_support import (converge, database_section, kubeconfig_from_environment,
-                               phases, profile_context)
+from .postgres_support import (converge, database_section, phases, profile_context)
 
-pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures(kubeconfig_from_environment.__name__)]
+pytestmark = [pytest.mark.e2e]
 
 DROP = "DROP TABLE users"
 

@@ -10,10 +10,9 @@ import subprocess
 import pytest
 import yaml
 
-from .postgres_support import (converge, database_section, kubeconfig_from_environment,
-                               phases, profile_context)
+from .postgres_support import (converge, database_section, phases, profile_context)
 
-pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures(kubeconfig_from_environment.__name__)]
+pytestmark = [pytest.mark.e2e]
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "profile-indexes.yaml"

@@ -8,9 +8,9 @@ import pytest
 from perf_operator.api.status import DatabaseStatus
 
 from .postgres_support import (RecordedEvents, converge, database_section,
-                               kubeconfig_from_environment, profile_context, reconcile)
+                               profile_context, reconcile)
 
-pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures(kubeconfig_from_environment.__name__)]
+pytestmark = [pytest.mark.e2e]
 
 ALTERS = r"""
 SELECT coalesce(sum(calls), 0) FROM pg_stat_statements

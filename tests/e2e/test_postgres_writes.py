@@ -15,9 +15,9 @@ from perf_operator.postgres.connect import target_for_profile
 from perf_operator.postgres.index_builds import wait_for_jobs
 
 from .postgres_support import (RecordedEvents, converge, database_section,
-                               kubeconfig_from_environment, phases, profile_context, reconcile)
+                               phases, profile_context, reconcile)
 
-pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures(kubeconfig_from_environment.__name__)]
+pytestmark = [pytest.mark.e2e]
 
 ROWS = 1_000_000
 WRITERS = 2

@@ -14,14 +14,6 @@ from perf_operator.ratelimit import Limiter, TableNotFound, check
 from perf_operator.redis.tables import desired_record, observe_record, plan_record, write_record
 
 
-@pytest.fixture
-async def redis(stack):
-    client = Redis(host="127.0.0.1", port=stack.redis.port, password=stack.redis.password,
-                   decode_responses=True)
-    yield client
-    await client.aclose()
-
-
 async def write_table(redis: Redis, prefix: str, tenant: str, endpoints: list[dict],
                       default: dict | None = None, enabled: bool = True) -> int:
     """Write the tenant's table the way the operator does; returns its version."""

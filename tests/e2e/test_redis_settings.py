@@ -4,49 +4,15 @@ on request, and never sent when outside the allow-list."""
 from __future__ import annotations
 
 import json
-import logging
-import os
 
-import pytest
 import redis as sync_redis
-from kubernetes_asyncio.config import kube_config
 from redis.asyncio import Redis
 
-from perf_operator.api.profile import PerformanceProfileSpec
-from perf_operator.reconcile import EventRecorder, ProfileContext
 from perf_operator.redis import reconcile_profile
+from tests.support.contexts import profile_context
 from tests.support.kube import condition, eventually
 
 SEED = {"maxmemory-policy": "allkeys-lru", "timeout": "300", "tcp-keepalive": "60"}
-
-
-class RecordedEvents(EventRecorder):
-    """Events of a reconcile called directly (no kopf event poster runs in the test)."""
-
-    def __init__(self) -> None:
-        super().__init__(body={}, logger=logging.getLogger("test"))
-        self.events: list[tuple[str, str, str]] = []
-
-    def normal(self, reason: str, message: str) -> None:
-        self.events.append(("Normal", reason, message))
-
-    def warning(self, reason: str, message: str) -> None:
-        self.events.append(("Warning", reason, message))
-
-
-@pytest.fixture(autouse=True)
-def kubeconfig_in_process(stack, monkeypatch):
-    """kube/client.py loads kubernetes_asyncio's default kubeconfig path, which the library
-    fixed at import time, before the stack fixture set KUBECONFIG (reported to the lead)."""
-    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", os.environ["KUBECONFIG"])
-
-
-@pytest.fixture
-async def redis(stack):
-    client = Redis(host="127.0.0.1", port=stack.redis.port, password=stack.redis.password,
-                   decode_responses=True)
-    yield client
-    await client.aclose()
 
 
 def redis_section(stack, credentials, **extra) -> dict:
@@ -54,10 +20,6 @@ def redis_section(stack, credentials, **extra) -> dict:
                            "secretRef": {"name": credentials["redis"]}}, **extra}
 
 
-def profile_context(namespace: str, spec: dict, status: dict | None = None) -> ProfileContext:
-    return ProfileContext(name="p", namespace=namespace, uid="uid", generation=1,
-                          spec=PerformanceProfileSpec.model_validate(spec), status=status or {},
-                          events=RecordedEvents(), logger=logging.getLogger("test"))
 
 
 async def config_set_calls(redis: Redis) -> int:

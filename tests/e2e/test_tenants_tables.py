@@ -6,51 +6,20 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import time
 
-import pytest
 import redis as sync_redis
-from kubernetes_asyncio.config import kube_config
 from redis.asyncio import Redis
 
 from perf_operator.api.profile import PerformanceProfileSpec
 from perf_operator.api.tenant import TenantQuotaSpec, effective_limits
 from perf_operator.ratelimit import check
 from perf_operator.ratelimit.layout import cache_prefix, record_key
-from perf_operator.reconcile import EventRecorder, TenantContext
+from perf_operator.reconcile import TenantContext
 from perf_operator.redis import reconcile_tenant, remove_tenant
 from perf_operator.redis import usage as usage_module
+from tests.support.events import RecordedEvents
 from tests.support.kube import condition, eventually
-
-
-class RecordedEvents(EventRecorder):
-    """Events of a reconcile called directly (no kopf event poster runs in the test)."""
-
-    def __init__(self) -> None:
-        super().__init__(body={}, logger=logging.getLogger("test"))
-        self.events: list[tuple[str, str, str]] = []
-
-    def normal(self, reason: str, message: str) -> None:
-        self.events.append(("Normal", reason, message))
-
-    def warning(self, reason: str, message: str) -> None:
-        self.events.append(("Warning", reason, message))
-
-
-@pytest.fixture(autouse=True)
-def kubeconfig_in_process(stack, monkeypatch):
-    """kube/client.py loads kubernetes_asyncio's default kubeconfig path, which the library
-    fixed at import time, before the stack fixture set KUBECONFIG (reported to the lead)."""
-    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", os.environ["KUBECONFIG"])
-
-
-@pytest.fixture
-async def redis(stack):
-    client = Redis(host="127.0.0.1", port=stack.redis.port, password=stack.redis.password,
-                   decode_responses=True)
-    yield client
-    await client.aclose()
 
 
 def profile_spec(stack, credentials, prefix: str, database: dict | None = None,
