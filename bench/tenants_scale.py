@@ -255,10 +255,13 @@ async def run(size: int, args: argparse.Namespace) -> dict:
         before = request_totals(stack)
         cpu_before = cpu_seconds(operator.pid)
         start = time.monotonic()
-        await gather_limited(
-            (api.request("POST", f"{GROUP}/namespaces/{namespaces[i % NAMESPACES]}/tenantquotas",
-                         tenant(namespaces[i % NAMESPACES], i), resource="tenantquotas")
-             for i in range(size)), args.create_concurrency)
+        async def create(i: int) -> None:
+            if args.create_rate:  # paced: the i-th create not before start + i / rate
+                await asyncio.sleep(max(0.0, start + i / args.create_rate - time.monotonic()))
+            ns = namespaces[i % NAMESPACES]
+            await api.request("POST", f"{GROUP}/namespaces/{ns}/tenantquotas", tenant(ns, i),
+                              resource="tenantquotas")
+        await gather_limited((create(i) for i in range(size)), args.create_concurrency)
         created = time.monotonic() - start
         ready_at = await wait_for(api, f"{GROUP}/tenantquotas", "tenantquotas", size,
                                   tenant_ready, "tenants Ready", args.timeout)
@@ -359,6 +362,8 @@ def main() -> None:
     parser.add_argument("--create-concurrency", type=int, default=16,
                         help="creates in flight: enough to outpace the operator, few enough to "
                              "leave the API server room for the operator's own requests")
+    parser.add_argument("--create-rate", type=float, default=0,
+                        help="creates per second at most (0: as fast as the concurrency allows)")
     args = parser.parse_args()
     for size in args.tenants:
         asyncio.run(run(size, args))

@@ -1,13 +1,15 @@
 """The PostgreSQL mirror of the tenants' limits records: ``perf_operator.tenant_limits``, one
-row per (profile namespace, profile, tenant), created by the operator's own migrations in
-``sql/migrations`` and written only when the Redis record's version or digest moved on.
+row per (profile namespace, profile, tenant), created by the operator's own migrations
+(``migrations/``, linked from ``sql/migrations`` in the repository) and written only when the
+Redis record's version or digest moved on.
 
 Only rows the TenantQuota owns (column ``owner``) are updated or deleted.
 """
 from __future__ import annotations
 
-import pathlib
+import importlib.resources
 from dataclasses import dataclass
+from importlib.resources.abc import Traversable
 from typing import Any
 
 import psycopg
@@ -20,13 +22,11 @@ MIGRATIONS_LOCK = "perf_operator.migrations"
 _migrated: set[tuple[str, int, str]] = set()
 
 
-def migrations_dir() -> pathlib.Path:
-    """``sql/migrations`` of the installation: the repository's, found above this package."""
-    for parent in pathlib.Path(__file__).resolve().parents:
-        candidate = parent / "sql" / "migrations"
-        if candidate.is_dir():
-            return candidate
-    raise FileNotFoundError("sql/migrations not found above " + str(pathlib.Path(__file__)))
+def migrations() -> list[Traversable]:
+    """The operator's own migrations, in order. They ship inside the package (an image
+    installs only the wheel); ``sql/migrations`` in the repository links to them."""
+    folder = importlib.resources.files(__package__).joinpath("migrations")
+    return sorted((f for f in folder.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name)
 
 
 @dataclass(frozen=True)
@@ -79,11 +79,11 @@ async def migrate(target: DatabaseTarget) -> None:
                            "name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
         cursor = await conn.execute("SELECT name FROM perf_operator.schema_migrations")
         applied = {name for (name,) in await cursor.fetchall()}
-        for path in sorted(migrations_dir().glob("*.sql")):
-            if path.name not in applied:
-                await conn.execute(path.read_text())
+        for migration in migrations():
+            if migration.name not in applied:
+                await conn.execute(migration.read_text())
                 await conn.execute("INSERT INTO perf_operator.schema_migrations (name) "
-                                   "VALUES (%s)", (path.name,))
+                                   "VALUES (%s)", (migration.name,))
     _migrated.add(target.key.database)
 
 
