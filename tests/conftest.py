@@ -130,8 +130,7 @@ def operator(stack, crds):
                                      webhook=True)
     webhook = cp.serving_certificate("webhook", "perf-operator-webhook")
     proc = start_operator(kubeconfig, stack.root / "operator", env={
-        "PERF_OPERATOR_NAMESPACE": OPERATOR_NAMESPACE,
-        "PERF_OPERATOR_METRICS_PORT": str(free_port())}, extra_args=(
+        "PERF_OPERATOR_NAMESPACE": OPERATOR_NAMESPACE}, extra_args=(
         "--standalone", f"--namespace=!{ISOLATED_PREFIX}*", f"--webhook-listen=127.0.0.1:{free_port()}",
         f"--webhook-cert={webhook.cert}", f"--webhook-key={webhook.key}",
         f"--webhook-ca={cp.ca.pair.cert}"))

@@ -6,16 +6,17 @@ import pathlib
 import sys
 import time
 
-from perf_operator.devstack.processes import ManagedProcess
+from perf_operator.devstack.processes import ManagedProcess, free_port
 
 
 def start_operator(kubeconfig: str, log_dir: pathlib.Path, *, name: str = "operator",
                    extra_args: tuple[str, ...] = (), env: dict[str, str] | None = None
                    ) -> ManagedProcess:
-    """Start ``perf-operator run`` in test mode (short intervals) against the given kubeconfig."""
+    """Start ``perf-operator run`` in test mode (short intervals) against the given kubeconfig,
+    with its metrics and probe server on a free port unless ``env`` names one."""
     log_dir.mkdir(parents=True, exist_ok=True)
     full_env = {**os.environ, "KUBECONFIG": kubeconfig, "PERF_OPERATOR_TEST_MODE": "1",
-                **(env or {})}
+                "PERF_OPERATOR_METRICS_PORT": str(free_port()), **(env or {})}
     proc = ManagedProcess(name, [sys.executable, "-m", "perf_operator.cli", "run", "--verbose",
                                  *extra_args], log_dir, env=full_env)
     time.sleep(0.5)

@@ -11,7 +11,7 @@ import time
 import yaml
 
 from .controlplane import repository_root
-from .processes import ManagedProcess
+from .processes import ManagedProcess, free_port
 from .stack import LocalStack
 
 DEMO_NAMESPACE = "perf-demo"
@@ -94,7 +94,10 @@ Prometheus: {stack.prometheus.url}
 
 
 def _env(kubeconfig: pathlib.Path) -> dict[str, str]:
-    return {**os.environ, "KUBECONFIG": str(kubeconfig)}
+    """The demo's operator: the stack's kubeconfig, and its metrics on a free port (8080 may be
+    taken on a developer's machine)."""
+    return {**os.environ, "KUBECONFIG": str(kubeconfig),
+            "PERF_OPERATOR_METRICS_PORT": str(free_port())}
 
 
 def _create_database(stack: LocalStack, name: str, schema: pathlib.Path) -> None:
