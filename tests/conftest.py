@@ -38,11 +38,9 @@ def kubectl(stack) -> Kubectl:
 
 
 @pytest.fixture(scope="session")
-def crds(kubectl) -> Kubectl:
+def crds(stack, kubectl) -> Kubectl:
     """The project's CRDs, installed once and established."""
-    kubectl.run("apply", "--server-side", "--field-manager=perf-operator-tests",
-                "-f", str(REPO / "crds"))
-    kubectl.run("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+    stack.control_plane.install_crds(REPO / "crds", field_manager="perf-operator-tests")
     return kubectl
 
 

@@ -162,6 +162,19 @@ class ControlPlane:
         ctx.load_cert_chain(str(self.admin.cert), str(self.admin.key))
         return ctx
 
+    def install_crds(self, directory: pathlib.Path, field_manager: str = "perf-operator-dev"
+                     ) -> None:
+        """Apply every CRD in ``directory`` server-side and wait until all are Established.
+        ``kubectl wait`` fails outright on a CRD whose status has no conditions yet, so it is
+        retried until the API server has filled them in."""
+        kubectl = [self.kubectl, f"--kubeconfig={self.kubeconfig}"]
+        subprocess.run(kubectl + ["apply", "--server-side", f"--field-manager={field_manager}",
+                                  "-f", str(directory)], check=True, capture_output=True)
+        wait_until(lambda: subprocess.run(
+            kubectl + ["wait", "--for=condition=Established", "--timeout=10s", "crd", "--all"],
+            capture_output=True).returncode == 0, timeout=60, what="CRDs to be Established",
+            interval=0.5)
+
     def serving_certificate(self, stem: str, common_name: str) -> CertPair:
         """A TLS serving certificate for 127.0.0.1 signed by the stack's CA (for webhooks the
         API server calls); the CA is ``self.ca.pair.cert``."""

@@ -45,9 +45,7 @@ def run_demo(examples: pathlib.Path, keep_running: bool) -> int:
         cp = stack.control_plane
         kubectl = [cp.kubectl, f"--kubeconfig={cp.kubeconfig}"]
         root = repository_root() or pathlib.Path.cwd()
-        subprocess.run(kubectl + ["apply", "--server-side", "-f", str(root / "crds")], check=True)
-        subprocess.run(kubectl + ["wait", "--for=condition=Established", "crd", "--all"],
-                       check=True)
+        cp.install_crds(root / "crds")
         subprocess.run(kubectl + ["create", "namespace", DEMO_NAMESPACE], check=True)
         _create_secret(kubectl, "pg-credentials", username=stack.postgres.superuser,
                        password=stack.postgres.password)
