@@ -85,9 +85,10 @@ def test_mirror_plan():
 
 
 def test_key_count_is_exact_when_the_scan_completed_else_extrapolated():
-    assert estimate_keys(40, 4000, 100_000, complete=True) == (40, False)
-    assert estimate_keys(40, 4000, 100_000, complete=False) == (1000, True)
-    assert estimate_keys(40, 4000, 3000, complete=False) == (40, False)
+    assert estimate_keys(40, 4000, 100_000, complete=True) == 40
+    assert estimate_keys(40, 4000, 100_000, complete=False) == 1000
+    assert estimate_keys(40, 4000, 3000, complete=False) == 40
+    assert estimate_keys(0, 4000, 100_000, complete=False) == 0
 
 
 def test_memory_is_summed_for_small_tenants_else_extrapolated_from_the_sample():

@@ -8,9 +8,9 @@ resync: 10,000 tenants times millions of keys. Instead one measurement costs at 
 * If the SCAN finishes within the budget, the key count is exact; otherwise it is extrapolated
   from the share of the keyspace visited (matches x DBSIZE / slots visited).
 * If the tenant has at most ``MEMORY_SAMPLES`` keys their memory is summed; otherwise the mean
-  of a sample, spread over the keys found, is multiplied by the key count.
-
-Either extrapolation sets ``sampled``. On Redis Cluster all of a tenant's keys share a slot
+  of a sample, spread over the keys found, is multiplied by the key count, and ``sampled`` is
+  set. (An unfinished SCAN that found nothing reports 0 keys, not sampled: the flag must not
+  flip for every empty tenant as the shared keyspace grows, which would be a status write each.) On Redis Cluster all of a tenant's keys share a slot
 (the ``{tenant}`` hash tag); the SCAN is then done on the node serving it.
 
 Usage moves slowly and is only reported, so it is measured at most every
@@ -43,12 +43,12 @@ class CacheUsage:
     sampled: bool
 
 
-def estimate_keys(matched: int, visited: int, total: int, complete: bool) -> tuple[int, bool]:
+def estimate_keys(matched: int, visited: int, total: int, complete: bool) -> int:
     """The tenant's key count from a SCAN that saw ``matched`` keys in ``visited`` slots of a
     database of ``total`` keys; exact when the SCAN completed."""
     if complete or visited >= total:
-        return matched, False
-    return round(matched * total / max(visited, 1)), True
+        return matched
+    return round(matched * total / max(visited, 1))
 
 
 def estimate_memory(sample_sizes: list[int], keys: int) -> tuple[int, bool]:
@@ -89,7 +89,7 @@ async def measure_cache(redis: Redis, prefix: str, tenant: str) -> CacheUsage:
         if cursor == 0 or calls >= SCAN_CALLS:
             break
     total = await redis.dbsize() if cursor != 0 else len(found)
-    keys, keys_sampled = estimate_keys(len(found), calls * SCAN_COUNT, total, cursor == 0)
+    keys = estimate_keys(len(found), calls * SCAN_COUNT, total, cursor == 0)
     sample = spread_sample(found, MEMORY_SAMPLES)
     sizes: list[int] = []
     if sample:
@@ -98,6 +98,6 @@ async def measure_cache(redis: Redis, prefix: str, tenant: str) -> CacheUsage:
                 pipe.memory_usage(key)
             # a key that expired between SCAN and MEMORY USAGE reports None
             sizes = [size for size in await pipe.execute() if size is not None]
-    memory, memory_sampled = estimate_memory(sizes, keys)
+    memory, sampled = estimate_memory(sizes, keys)
     _measured_at[(prefix, tenant)] = time.monotonic()
-    return CacheUsage(keys=keys, memory_bytes=memory, sampled=keys_sampled or memory_sampled)
+    return CacheUsage(keys=keys, memory_bytes=memory, sampled=sampled)
