@@ -24,15 +24,18 @@ Methods = Annotated[
 
 
 class Limit(SpecModel):
-    """A fixed-window request budget, counted in Redis so that every replica shares it."""
+    """A request budget enforced by GCRA (a token bucket) in Redis, so that every replica
+    shares it: on average `requests` per `windowSeconds`, with `requests + burst` allowed back to
+    back (see docs/rate-limit-tables.md)."""
 
     requests: int = Field(ge=1, le=1_000_000_000,
-                          description="Requests allowed per window.")
+                          description="Requests allowed per window, on average (GCRA).")
     window_seconds: int = Field(60, ge=1, le=86_400,
-                                description="Length of the counting window, in seconds.")
+                                description="Length of the window the average is taken over, "
+                                            "in seconds.")
     burst: int = Field(0, ge=0, le=1_000_000_000,
-                       description="Extra requests tolerated above `requests` within one window "
-                                   "before requests are refused (absorbs short spikes).")
+                       description="Extra requests allowed back to back above `requests` "
+                                   "(the bucket's depth beyond one window; absorbs spikes).")
 
 
 class EndpointRateLimit(Limit):

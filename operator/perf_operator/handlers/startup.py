@@ -12,6 +12,7 @@ from ..config import CONFIG
 from ..kube import client as kube_client
 from ..leadership import LeaderGate
 from ..postgres import connect as postgres_connect
+from ..redis import connect as redis_connect
 
 
 @dataclass(frozen=True)
@@ -75,4 +76,5 @@ async def step_down(memo: kopf.Memo, **_) -> None:
     await memo.leader_gate.release()
     await memo.metrics_server.cleanup()
     await postgres_connect.close_all()
+    await redis_connect.close_all()
     await kube_client.close()
