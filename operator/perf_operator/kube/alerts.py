@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import yaml
-from kubernetes_asyncio.client.exceptions import ApiException
 
 from ..api import DEFAULT_SIGNAL_QUERIES, signal_queries
 from ..api.signals import for_profile
@@ -272,19 +271,11 @@ async def reconcile_alerts(ctx: ProfileContext) -> Outcome | None:
     step = k8s.plan_owned(desired, observed, ctx.uid,
                           top_level="data" if kind == k8s.CONFIG_MAP else "spec",
                           previously_applied=previous.get("kind") == kind.kind)
-    if step.action == "conflict":
-        if k8s.condition_reason(ctx.status, CONDITION) != "ResourceConflict":
-            k8s.announce(ctx.events, step, where)
-        return Outcome(condition=CONDITION, ready=False, reason="ResourceConflict",
-                       message=f"{where} {step.detail}; delete it to let the operator write "
-                               f"its own")
-    if step.writes:
-        try:
-            await k8s.apply(step.body, force=step.force)
-        except ApiException as err:
-            return Outcome(condition=CONDITION, ready=False, reason="ApplyFailed",
-                           message=f"{where}: {k8s.api_error_message(err)}")
-        k8s.announce(ctx.events, step, where)
+    failed = await k8s.carry_out(step, status=ctx.status, events=ctx.events,
+                                 condition=CONDITION, where=where,
+                                 conflict_hint="delete it to let the operator write its own")
+    if failed is not None:
+        return failed
     alerting = alert_rule_count(group)
     return Outcome(condition=CONDITION, ready=True, reason="RulesApplied",
                    message=f"{alerting} alerting rules for {len(group['rules']) - alerting} "

@@ -164,19 +164,11 @@ async def reconcile_app_config(ctx: ProfileContext) -> Outcome | None:
     observed = await k8s.get_object(k8s.CONFIG_MAP, ctx.namespace, name)
     step = k8s.plan_owned(desired_config_map(name, data, ctx), observed, ctx.uid,
                           top_level="data", previously_applied=previous.get("name") == name)
-    if step.action == "conflict":
-        if k8s.condition_reason(ctx.status, CONDITION) != "ResourceConflict":
-            k8s.announce(ctx.events, step, where)
-        return Outcome(condition=CONDITION, ready=False, reason="ResourceConflict",
-                       message=f"{where} {step.detail}; choose another configMapName or "
-                               f"delete it")
-    if step.writes:
-        try:
-            await k8s.apply(step.body, force=step.force)
-        except ApiException as err:
-            return Outcome(condition=CONDITION, ready=False, reason="ApplyFailed",
-                           message=f"{where}: {k8s.api_error_message(err)}")
-        k8s.announce(ctx.events, step, where)
+    failed = await k8s.carry_out(step, status=ctx.status, events=ctx.events,
+                                 condition=CONDITION, where=where,
+                                 conflict_hint="choose another configMapName or delete it")
+    if failed is not None:
+        return failed
     status = {"appConfig": {"name": name, "hash": config_hash}}
     names = wanted.stamp_deployments or []
     missing, failed = await _stamp(ctx, names, config_hash)

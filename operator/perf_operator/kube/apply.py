@@ -23,7 +23,7 @@ from typing import Any
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from .. import FIELD_MANAGER
-from ..reconcile import EventRecorder
+from ..reconcile import EventRecorder, Outcome
 from .client import api_client
 
 #: Labels on every object the operator writes, so ``kubectl get -l`` finds them.
@@ -344,4 +344,23 @@ def condition_reason(status: dict[str, Any], condition: str) -> str | None:
     for entry in status.get("conditions") or []:
         if entry.get("type") == condition:
             return entry.get("reason")
+    return None
+
+
+async def carry_out(step: ApplyStep, *, status: dict[str, Any], events: EventRecorder,
+                    condition: str, where: str, conflict_hint: str) -> Outcome | None:
+    """Carry out one planned step on an owned object: None when it is done (or there was
+    nothing to do), else the failed Outcome (a conflict, announced once; or a refused apply)."""
+    if step.action == "conflict":
+        if condition_reason(status, condition) != "ResourceConflict":
+            announce(events, step, where)
+        return Outcome(condition=condition, ready=False, reason="ResourceConflict",
+                       message=f"{where} {step.detail}; {conflict_hint}")
+    if step.writes:
+        try:
+            await apply(step.body, force=step.force)
+        except ApiException as err:
+            return Outcome(condition=condition, ready=False, reason="ApplyFailed",
+                           message=f"{where}: {api_error_message(err)}")
+        announce(events, step, where)
     return None
