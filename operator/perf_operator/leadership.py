@@ -25,6 +25,13 @@ standby reads and writes nothing about the user's objects. On a graceful stop th
 releases the Lease (kopf's cleanup runs after every handler has finished), so a rolling update
 hands over within one ``retry_period`` instead of a whole ``lease_duration``.
 
+The election runs on a thread of its own with its own event loop and API client. A leader's
+event loop may be saturated for a while (10,000 TenantQuotas arriving at once): that is work,
+not death, and renewals queued behind it would miss their deadline and stop a healthy leader.
+A loop that is really stuck must still lose the lease, so the operator's loop beats a
+heartbeat and the election thread gives up leading when it has not beaten for
+``loop_stall_limit``.
+
 Takeover after a leader dies without releasing: at most ``lease_duration + 2 * retry_period``
 (15 + 2 * 2 = 19 s; 3 + 2 * 0.5 = 4 s in test mode) plus kopf's start.
 """
@@ -38,6 +45,7 @@ import pathlib
 import secrets
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,7 +56,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from . import metrics
 from .config import CONFIG
-from .kube.client import api_client
+from .kube.client import new_api_client
 from .scrub import scrub
 
 logger = logging.getLogger(__name__)
@@ -64,10 +72,12 @@ class LeaseTiming:
     lease_duration: float = 15.0
     renew_deadline: float = 10.0
     retry_period: float = 2.0
+    #: How long the operator's event loop may go without running before the leader steps down.
+    loop_stall_limit: float = 60.0
 
     @classmethod
     def for_config(cls, test_mode: bool) -> LeaseTiming:
-        return cls(3.0, 2.0, 0.5) if test_mode else cls()
+        return cls(3.0, 2.0, 0.5, 10.0) if test_mode else cls()
 
 
 @dataclass(frozen=True)
@@ -103,22 +113,36 @@ class Wait:
 
 @dataclass(frozen=True)
 class Lost:
-    """We have not renewed within the deadline: stop acting now."""
+    """We have not renewed within the deadline, or the operator's event loop is stuck: stop
+    acting now."""
+
+    reason: str
 
 
-Step = Create | Renew | Acquire | Wait | Lost
+@dataclass(frozen=True)
+class Stalled:
+    """Not leading, and the operator's event loop is stuck: a replica that cannot act must not
+    take the lease."""
+
+
+Step = Create | Renew | Acquire | Wait | Lost | Stalled
 
 
 def plan_lease_step(*, record: LeaseRecord | None, identity: str, leading: bool,
                     now: float, observed_at: float, last_renewed: float,
-                    timing: LeaseTiming) -> Step:
+                    timing: LeaseTiming, loop_beat: float | None = None) -> Step:
     """What to do next, from the last Lease read and local monotonic times only.
 
     ``observed_at`` is when this replica first saw the current ``resourceVersion``;
-    ``last_renewed`` is when it sent its last successful write of the Lease.
+    ``last_renewed`` is when it sent its last successful write of the Lease; ``loop_beat`` is
+    when the operator's event loop last ran its heartbeat (None: not watched).
     """
     if leading and now - last_renewed > timing.renew_deadline:
-        return Lost()
+        return Lost(f"not renewed for {timing.renew_deadline:g}s")
+    if loop_beat is not None and now - loop_beat > timing.loop_stall_limit:
+        if leading:
+            return Lost(f"the operator's event loop has not run for {now - loop_beat:.0f}s")
+        return Stalled()
     if record is None:
         return Create()
     if record.holder == identity:
@@ -139,10 +163,12 @@ def exit_process(reason: str) -> None:
 
 
 class LeaderGate:
-    """A Lease-based leader election loop.
+    """A Lease-based leader election loop on a thread of its own.
 
-    :attr:`elected` is set while this replica leads; :attr:`is_leader` says the same.
-    Run :meth:`run` as a background task; call :meth:`release` on a graceful stop.
+    :attr:`elected` (an event of the loop that awaited :meth:`run`) is set while this replica
+    leads; :attr:`is_leader` says the same. Await :meth:`run` in a background task; call
+    :meth:`release` on a graceful stop. Cancelling :meth:`run` stops renewing without
+    releasing, as a crash would.
     """
 
     def __init__(self, *, namespace: str, identity: str, name: str = LEASE_NAME,
@@ -156,12 +182,19 @@ class LeaderGate:
         self.elected = asyncio.Event()
         #: Monotonic time of the last successful round trip to the API server (for readiness).
         self.last_contact: float | None = None
+        self._leading = False
         self._record: LeaseRecord | None = None
         self._observed_at = 0.0
         self._last_renewed = 0.0
         self._acquired_at: str | None = None
         self._released = False
-        self._lock = asyncio.Lock()
+        self._loop_beat: float | None = None
+        self._operator_loop: asyncio.AbstractEventLoop | None = None
+        self._election_loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        #: Serialises a step and a release (both on the election loop).
+        self._lock: asyncio.Lock | None = None
+        self._api: client.CoordinationV1Api | None = None
 
     @classmethod
     async def from_environment(cls, **kwargs: Any) -> LeaderGate:
@@ -177,7 +210,7 @@ class LeaderGate:
 
     @property
     def is_leader(self) -> bool:
-        return self.elected.is_set()
+        return self._leading
 
     def in_contact(self) -> bool:
         """True while the API server answered within the renew deadline: this replica could
@@ -186,36 +219,104 @@ class LeaderGate:
                 and time.monotonic() - self.last_contact <= self.timing.renew_deadline)
 
     async def run(self) -> None:
-        """Try to acquire or renew every ``retry_period`` until :meth:`release`."""
+        """Run the election on its own thread until :meth:`release`, beating the heartbeat of
+        the calling (the operator's) event loop meanwhile."""
+        self._operator_loop = asyncio.get_running_loop()
+        finished = self._operator_loop.create_future()
+        thread = threading.Thread(target=self._election_thread, args=(finished,),
+                                  name="leader-election", daemon=True)
+        heartbeat = asyncio.create_task(self._beat())
+        thread.start()
         try:
-            while not self._released:
-                async with self._lock:
-                    if self._released:
-                        return
-                    await self._step()
-                await asyncio.sleep(self.timing.retry_period)
+            await asyncio.shield(finished)
         except asyncio.CancelledError:
+            self._signal_stop()
+            await asyncio.to_thread(thread.join)
             raise
-        except Exception as err:  # noqa: BLE001 - restart rather than lead, or wait, blindly
-            logger.exception("leader election loop failed")
-            self._lose(f"election loop failed: {scrub(err)}")
+        finally:
+            heartbeat.cancel()
 
     async def release(self) -> None:
         """Hand the Lease over now (graceful stop): clear the holder if it is still ours."""
-        async with self._lock:
+        loop = self._election_loop
+        if loop is None or loop.is_closed():
             self._released = True
+            return
+        try:
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._release(), loop))
+        except RuntimeError:  # the election loop closed meanwhile: nothing left to release
+            self._released = True
+
+    async def _beat(self) -> None:
+        while True:
+            self._loop_beat = time.monotonic()
+            await asyncio.sleep(self.timing.retry_period)
+
+    def _election_thread(self, finished: asyncio.Future) -> None:
+        loop = self._election_loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(self._elect())
+        finally:
+            loop.close()
+            operator_loop = self._operator_loop
+            if not operator_loop.is_closed():
+                operator_loop.call_soon_threadsafe(
+                    lambda: finished.done() or finished.set_result(None))
+
+    def _signal_stop(self) -> None:
+        loop, stop = self._election_loop, self._stop
+        if loop is not None and stop is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(stop.set)
+            except RuntimeError:
+                pass  # closed between the check and the call: it has stopped anyway
+
+    async def _elect(self) -> None:
+        """Acquire or renew every ``retry_period`` until released or stopped."""
+        self._stop, self._lock = asyncio.Event(), asyncio.Lock()
+        api_client = await new_api_client()
+        self._api = client.CoordinationV1Api(api_client)
+        try:
+            while not self._stop.is_set():  # set by a release once it has finished
+                async with self._lock:
+                    if not self._released:
+                        await self._step()
+                try:
+                    await asyncio.wait_for(self._stop.wait(), self.timing.retry_period)
+                except asyncio.TimeoutError:
+                    pass
+        except Exception as err:  # noqa: BLE001 - restart rather than lead, or wait, blindly
+            logger.exception("leader election loop failed")
+            self._lose(f"election loop failed: {scrub(err)}")
+        finally:
+            await api_client.close()
+
+    async def _release(self) -> None:
+        async with self._lock:
+            await self._release_locked()
+
+    async def _release_locked(self) -> None:
+        self._released = True
+        try:
             if not self.is_leader or self._record is None:
                 return
-            self.elected.clear()
-            metrics.set_leader(False)
+            self._set_leading(False)
             body = self._body(holder=None, transitions=self._record.transitions)
-            try:
-                api = await self._api()
-                await api.replace_namespaced_lease(self.name, self.namespace, body)
-                logger.info("released leadership lease %s/%s", self.namespace, self.name)
-            except ApiException as err:
-                logger.warning("could not release lease %s/%s: %s", self.namespace, self.name,
-                               scrub(err.reason))
+            await self._api.replace_namespaced_lease(self.name, self.namespace, body)
+            logger.info("released leadership lease %s/%s", self.namespace, self.name)
+        except ApiException as err:
+            logger.warning("could not release lease %s/%s: %s", self.namespace, self.name,
+                           scrub(err.reason))
+        finally:
+            self._stop.set()  # only now may the election loop close its client
+
+    def _set_leading(self, leading: bool) -> None:
+        self._leading = leading
+        metrics.set_leader(leading)
+        elected = self.elected.set if leading else self.elected.clear
+        loop = self._operator_loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(elected)
 
     async def _step(self) -> None:
         started = time.monotonic()
@@ -227,9 +328,12 @@ class LeaderGate:
             step = plan_lease_step(record=self._record, identity=self.identity,
                                    leading=self.is_leader, now=time.monotonic(),
                                    observed_at=self._observed_at, last_renewed=self._last_renewed,
-                                   timing=self.timing)
+                                   timing=self.timing, loop_beat=self._loop_beat)
             if isinstance(step, Lost):
-                self._lose(f"not renewed for {self.timing.renew_deadline:g}s")
+                self._lose(step.reason)
+            elif isinstance(step, Stalled):
+                logger.warning("not taking lease %s/%s: the event loop is stuck",
+                               self.namespace, self.name)
             elif isinstance(step, Wait):
                 if self.is_leader:  # someone took it over while we could not see it
                     self._lose(f"lease taken over by {step.holder}")
@@ -239,8 +343,7 @@ class LeaderGate:
                 if not self.is_leader:
                     logger.info("acquired leadership lease %s/%s as %s",
                                 self.namespace, self.name, self.identity)
-                    metrics.set_leader(True)
-                    self.elected.set()
+                    self._set_leading(True)
         except (ApiException, OSError, asyncio.TimeoutError) as err:
             if isinstance(err, ApiException) and err.status == 409:
                 logger.debug("lease %s/%s changed under us; retrying", self.namespace, self.name)
@@ -252,14 +355,12 @@ class LeaderGate:
                 self._lose(f"not renewed for {deadline:g}s")
 
     def _lose(self, reason: str) -> None:
-        self.elected.clear()
-        metrics.set_leader(False)
+        self._set_leading(False)
         self.on_lost(reason)
 
     async def _observe(self) -> None:
-        api = await self._api()
         try:
-            lease = await api.read_namespaced_lease(self.name, self.namespace)
+            lease = await self._api.read_namespaced_lease(self.name, self.namespace)
         except ApiException as err:
             if err.status != 404:
                 raise
@@ -275,7 +376,7 @@ class LeaderGate:
         self._record = record
 
     async def _write(self, step: Create | Renew | Acquire) -> None:
-        api = await self._api()
+        api = self._api
         if isinstance(step, Create):
             body = self._body(holder=self.identity, transitions=0, acquired=True)
             lease = await api.create_namespaced_lease(self.namespace, body)
@@ -306,9 +407,6 @@ class LeaderGate:
             metadata["resourceVersion"] = self._record.resource_version
         return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                 "metadata": metadata, "spec": spec}
-
-    async def _api(self) -> client.CoordinationV1Api:
-        return client.CoordinationV1Api(await api_client())
 
 
 def _ambient_namespace() -> str:

@@ -1,6 +1,6 @@
 """The Lease gate against the real API server: one leader among many, takeover after a crash
 within the stated bound, immediate handover on release, and a leader that stops acting when
-its lease is taken."""
+its lease is taken, or whose event loop is stuck (but not one whose loop is only busy)."""
 from __future__ import annotations
 
 import asyncio
@@ -104,4 +104,27 @@ async def test_leader_whose_lease_is_taken_stops_acting(replicas, kubectl, names
     while not only.losses and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
     assert only.losses and "intruder" in only.losses[0]
+    assert not only.gate.is_leader
+
+
+def lease_renewed_at(kubectl, namespace) -> str:
+    return kubectl.get("lease", "perf-operator-leader", namespace)["spec"]["renewTime"]
+
+
+async def test_a_busy_event_loop_does_not_cost_the_lease(replicas, kubectl, namespace):
+    """The election has its own thread: the operator's loop held for longer than the renew
+    deadline (thousands of objects arriving at once) neither loses nor stops renewing."""
+    only = replicas("busy")
+    await first_elected([only], timeout=10)
+    renewed_before = lease_renewed_at(kubectl, namespace)
+    time.sleep(2 * TIMING.renew_deadline)  # noqa: ASYNC251 - blocking the loop is the point
+    assert not only.losses and only.gate.is_leader
+    assert lease_renewed_at(kubectl, namespace) > renewed_before
+
+
+async def test_a_stuck_event_loop_gives_the_lease_up(replicas, namespace):
+    only = replicas("stuck")
+    await first_elected([only], timeout=10)
+    time.sleep(TIMING.loop_stall_limit + 2 * TIMING.retry_period)  # noqa: ASYNC251
+    assert only.losses and "event loop has not run" in only.losses[0]
     assert not only.gate.is_leader

@@ -10,15 +10,16 @@ from perf_operator.devstack.processes import ManagedProcess, free_port
 
 
 def start_operator(kubeconfig: str, log_dir: pathlib.Path, *, name: str = "operator",
-                   extra_args: tuple[str, ...] = (), env: dict[str, str] | None = None
-                   ) -> ManagedProcess:
+                   extra_args: tuple[str, ...] = (), env: dict[str, str] | None = None,
+                   verbose: bool = True) -> ManagedProcess:
     """Start ``perf-operator run`` in test mode (short intervals) against the given kubeconfig,
-    with its metrics and probe server on a free port unless ``env`` names one."""
+    with its metrics and probe server on a free port unless ``env`` names one. Tests log at
+    debug level (``verbose``) so that a failure can be read from the log; benchmarks do not."""
     log_dir.mkdir(parents=True, exist_ok=True)
     full_env = {**os.environ, "KUBECONFIG": kubeconfig, "PERF_OPERATOR_TEST_MODE": "1",
                 "PERF_OPERATOR_METRICS_PORT": str(free_port()), **(env or {})}
-    proc = ManagedProcess(name, [sys.executable, "-m", "perf_operator.cli", "run", "--verbose",
-                                 *extra_args], log_dir, env=full_env)
+    proc = ManagedProcess(name, [sys.executable, "-m", "perf_operator.cli", "run",
+                                 *(("--verbose",) if verbose else ()), *extra_args], log_dir, env=full_env)
     time.sleep(0.5)
     proc.check_alive()
     return proc

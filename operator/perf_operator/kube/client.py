@@ -15,17 +15,24 @@ _lock = asyncio.Lock()
 
 
 async def api_client() -> client.ApiClient:
+    """The operator's shared client (created on first use, on the operator's event loop)."""
     global _client
     async with _lock:
         if _client is None:
-            configuration = client.Configuration()
-            if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
-                config.load_incluster_config(client_configuration=configuration)
-            else:
-                await config.load_kube_config(config_file=os.environ.get("KUBECONFIG"),
-                                               client_configuration=configuration)
-            _client = client.ApiClient(configuration)
+            _client = await new_api_client()
         return _client
+
+
+async def new_api_client() -> client.ApiClient:
+    """A client of its own, bound to the running event loop: in-cluster credentials, else the
+    kubeconfig. For code that runs on another loop than the operator's (leader election)."""
+    configuration = client.Configuration()
+    if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
+        config.load_incluster_config(client_configuration=configuration)
+    else:
+        await config.load_kube_config(config_file=os.environ.get("KUBECONFIG"),
+                                       client_configuration=configuration)
+    return client.ApiClient(configuration)
 
 
 async def close() -> None:
