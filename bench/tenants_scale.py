@@ -380,8 +380,7 @@ async def prepared_stack() -> AsyncIterator[Bench]:
     meter: Meter | None = None
     api: Api | None = None
     try:
-        kubectl(stack, "apply", "--server-side", "-f", str(REPO / "crds"))
-        kubectl(stack, "wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+        stack.control_plane.install_crds(REPO / "crds")
         meter = Meter(stack)
         api = Api.connect(stack)
         namespaces = [f"bench-{i:02d}" for i in range(NAMESPACES)]

@@ -7,6 +7,7 @@ conditions, so no reconciler writes status itself.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,6 +66,12 @@ class ProfileContext:
     status: dict[str, Any]  # the status as last written, for what a part remembers between runs
     events: EventRecorder
     logger: logging.Logger | logging.LoggerAdapter
+    #: metadata.creationTimestamp (RFC 3339): the older of two profiles sharing a Redis server
+    #: owns the CONFIG parameters they disagree on.
+    created: str | None = None
+    #: Every PerformanceProfile with a Redis section the operator knows of, this one included or
+    #: not (``redis.RedisPeer``, from the handlers' index): who else sets CONFIG on its server.
+    redis_peers: Sequence[Any] = ()
 
     def owner_reference(self) -> dict[str, Any]:
         from . import API_GROUP, API_VERSION

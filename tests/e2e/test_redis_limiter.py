@@ -1,15 +1,21 @@
 """The reference limiter against a real Redis, reading tables written by the operator's own
 writer: burst, denial with retry-after, refill, a changed table followed from the next check,
-a flushed script cache, pipelined checks."""
+a flushed script cache, pipelined checks, a restarted Redis, and the client's own connection
+settings (a unix socket, a database)."""
 from __future__ import annotations
 
 import asyncio
+import pathlib
+import secrets
+import tempfile
 
 import pytest
 from redis.asyncio import Redis
 
 from perf_operator.api.profile import PerformanceProfileSpec
 from perf_operator.api.tenant import TenantQuotaSpec, effective_limits
+from perf_operator.devstack.processes import ManagedProcess, wait_until
+from perf_operator.devstack.services import RedisServer
 from perf_operator.ratelimit import Limiter, TableNotFound, check
 from perf_operator.redis.tables import desired_record, observe_record, plan_record, write_record
 
@@ -103,3 +109,57 @@ async def test_pipelined_checks_decide_like_sequential_ones(redis, redis_prefix)
     beta = [d.allowed for (t, _, _), d in zip(requests, decisions) if t == "beta"]
     assert acme == [True] * 5 + [False]
     assert beta == [True] * 3 + [False] * 3
+
+
+async def test_big_batches_read_in_many_chunks_decide_like_sequential_ones(redis, redis_prefix):
+    """Thousands of replies arrive in many reads, and the denials start mid-batch."""
+    await write_table(redis, redis_prefix, "acme",
+                      [{"pattern": "/x", "requests": 3000, "windowSeconds": 3600}])
+    decisions = await Limiter(redis).check_many(redis_prefix, [("acme", "/x", "GET")] * 5000)
+    assert [d.remaining for d in decisions[:3000]] == list(range(2999, -1, -1))
+    assert not any(d.allowed for d in decisions[3000:])
+    assert all(d.retry_after_seconds > 0 for d in decisions[3000:])
+
+
+async def test_a_restarted_redis_is_followed_without_a_new_client(tmp_path, redis_prefix):
+    """The pooled connections died, the script cache and every key are gone: the next check
+    reconnects, loads the script again and finds no table until the operator restores it."""
+    server = RedisServer(tmp_path)
+    server.start()
+    client = Redis(host="127.0.0.1", port=server.port, password=server.password)
+    try:
+        await write_table(client, redis_prefix, "acme", [{"pattern": "/x", "requests": 2}])
+        limiter = Limiter(client)
+        assert (await limiter.check(redis_prefix, "acme", "/x", "GET")).remaining == 1
+        await asyncio.to_thread(server.restart)
+        with pytest.raises(TableNotFound):
+            await limiter.check(redis_prefix, "acme", "/x", "GET")
+        await write_table(client, redis_prefix, "acme", [{"pattern": "/x", "requests": 2}])
+        decisions = await limiter.check_many(redis_prefix, [("acme", "/x", "GET")] * 3)
+        assert [d.remaining for d in decisions] == [1, 0, 0]
+        assert not decisions[2].allowed
+    finally:
+        await client.aclose()
+        server.stop()
+
+
+async def test_checks_use_the_clients_connection_settings_unix_socket_and_database(redis_prefix):
+    workdir = pathlib.Path(tempfile.mkdtemp(prefix="rl-"))  # short: a socket path is <108 bytes
+    socket_path, password = workdir / "redis.sock", secrets.token_urlsafe(12)
+    server = ManagedProcess("redis", [
+        "redis-server", "--port", "0", "--unixsocket", str(socket_path), "--requirepass",
+        password, "--save", "", "--appendonly", "no", "--dir", str(workdir)], workdir)
+    client = Redis(unix_socket_path=str(socket_path), password=password, db=3)
+    database_zero = Redis(unix_socket_path=str(socket_path), password=password)
+    try:
+        wait_until(lambda: server.check_alive() or socket_path.exists(), timeout=30,
+                   what="Redis on a unix socket")
+        await write_table(client, redis_prefix, "acme", [{"pattern": "/x", "requests": 2}])
+        decisions = await Limiter(client).check_many(redis_prefix, [("acme", "/x", "GET")] * 3)
+        assert [d.allowed for d in decisions] == [True, True, False]
+        assert len(await client.keys(f"{redis_prefix}*:rl:*")) == 1  # the rule's bucket
+        assert await database_zero.keys(f"{redis_prefix}*") == []
+    finally:
+        await client.aclose()
+        await database_zero.aclose()
+        server.stop()

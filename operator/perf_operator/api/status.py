@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, StringConstraints
 
 from .optimization import OptimizerState
+from .profile import PostgresConnection, RedisConnection
 from .schema import ListMap, StatusModel
 
 Message = Annotated[str, StringConstraints(max_length=32_768)]
@@ -72,10 +73,13 @@ class SettingStatus(StatusModel):
     name: Name = Field(description="Parameter name.")
     desired: Message = Field(description="Value in the spec.")
     actual: Message | None = Field(None, description="Value the server reports.")
-    state: Literal["Applied", "PendingRestart", "Drifted", "Rejected"] = Field(
+    state: Literal["Applied", "PendingRestart", "Drifted", "Rejected", "Conflict"] = Field(
         description="Applied: in effect. PendingRestart: set, effective after a server "
                     "restart. Drifted: changed outside the operator since it was applied (it is "
-                    "re-applied). Rejected: the server refused the value (see message).")
+                    "re-applied). Rejected: the server refused the value (see message). "
+                    "Conflict (Redis only): an older PerformanceProfile using the same Redis "
+                    "server sets another value; its value wins and this one is not sent (the "
+                    "message names that profile).")
     message: Message | None = Field(None, description="Details, e.g. the server's error.")
 
 
@@ -156,13 +160,53 @@ class ProfileStatus(ObjectStatus):
 
 # -------------------------------------------------------------------------- TenantQuota status
 
+class MirrorLocation(StatusModel):
+    """Where a tenant's row in the PostgreSQL mirror (``perf_operator.tenant_limits``) is."""
+
+    profile: Name = Field(description="PerformanceProfile the row is filed under (column "
+                                      "profile_name; profile_namespace is the TenantQuota's "
+                                      "namespace).")
+    connection: PostgresConnection = Field(description="The database holding the row: that "
+                                                       "profile's spec.database.connection when "
+                                                       "the row was written.")
+
+
+class StaleRecord(StatusModel):
+    """A record or mirror row at a location the tenant has left (another profile, keyPrefix,
+    Redis or database) that the operator could not delete yet. It is retried on every
+    reconcile and given up after a day (Event ``StaleTableAbandoned``)."""
+
+    key: Name | None = Field(None, description="Redis key of the old record.")
+    redis: RedisConnection | None = Field(None, description="Redis holding the old record.")
+    mirror: MirrorLocation | None = Field(None, description="The old mirror row.")
+    since: datetime = Field(description="When deleting it first failed.")
+    message: Message = Field(description="Why it is not deleted yet (last attempt).")
+
+
 class TableStatus(StatusModel):
-    """The tenant's limits table in Redis, as last written."""
+    """The tenant's limits table in Redis, as last written, and where it is: when the tenant
+    moves (another profile, keyPrefix or Redis), the operator deletes the record (and mirror
+    row) found here, if this TenantQuota owns it."""
 
     version: int = Field(ge=0, description="Version counter, raised on every write; the "
                                            "application reloads when it changes.")
     written_at: datetime = Field(description="When it was written.")
     hash: Name = Field(description="Hash of its content.")
+    profile: Name | None = Field(None, description="PerformanceProfile whose keyPrefix and Redis "
+                                                   "the record was written under.")
+    key: Name | None = Field(None, description="Redis key of the record, "
+                                               "`<keyPrefix>{<tenantId>}:limits`.")
+    redis: RedisConnection | None = Field(None, description="Redis holding the record: that "
+                                                            "profile's spec.redis.connection "
+                                                            "when the record was written.")
+    mirror: MirrorLocation | None = Field(None, description="The record's PostgreSQL mirror "
+                                                            "row, when the profile has a "
+                                                            "database section.")
+    stale_records: list[StaleRecord] | None = Field(
+        None, max_length=8,
+        description="Records and mirror rows left at former locations because their Redis or "
+                    "database was unreachable; applications still reading there see old "
+                    "limits.")
 
 
 class TenantCacheStatus(StatusModel):

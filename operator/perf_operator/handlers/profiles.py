@@ -14,9 +14,10 @@ from ..postgres import cleanup_profile as postgres_cleanup
 from ..postgres import reconcile_profile as postgres_database
 from ..reconcile import EventRecorder, Outcome, ProfileContext
 from ..redis import reconcile_profile as redis_settings
+from ..redis import redis_peer
 from ..validation import describe_validation_error, semantic_errors
 from .reconciliation import Cleanup, Part, next_requeue, run_cleanups, run_parts, write_status
-from .resources import PROFILES, TENANTS
+from .resources import PROFILES
 
 #: The target systems a profile configures, each with the condition type it reports.
 PROFILE_PARTS: tuple[tuple[str, Part], ...] = (
@@ -32,12 +33,12 @@ PROFILE_PARTS: tuple[tuple[str, Part], ...] = (
 PROFILE_CLEANUPS: tuple[Cleanup, ...] = (postgres_cleanup,)
 
 
-@kopf.index(*TENANTS)
-def tenants_by_profile(namespace: str, name: str, spec: kopf.Spec, **_) -> dict:
-    """Which tenants reference which profile, with their WebSocket limits (for overcommit)."""
-    profile = (spec.get("profileRef") or {}).get("name")
-    websocket = (spec.get("websocket") or {}).get("maxConnections")
-    return {(namespace, profile): (name, websocket)}
+@kopf.index(*PROFILES)
+async def redis_peers(namespace: str, name: str, meta: kopf.Meta, spec: kopf.Spec, **_
+                      ) -> dict:
+    """Every profile's claim on its Redis server's CONFIG: the oldest owns what they contest."""
+    peer = redis_peer(namespace, name, meta, spec)
+    return {} if peer is None else {"all": peer}
 
 
 @kopf.on.resume(*PROFILES)
@@ -72,7 +73,8 @@ async def profile_deleted(*, body: kopf.Body, spec: kopf.Spec, status: kopf.Stat
 
 async def reconcile(*, body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta,
                     name: str, namespace: str, patch: kopf.Patch, logger,
-                    tenants_by_profile: kopf.Index, **_) -> float | None:
+                    tenants_by_profile: kopf.Index, redis_peers: kopf.Index, **_
+                    ) -> float | None:
     """Make the profile true once; returns how soon to look again when work goes on in the
     background (None: the resync timer is soon enough)."""
     generation = meta.get("generation", 0)
@@ -97,7 +99,8 @@ async def reconcile(*, body: kopf.Body, spec: kopf.Spec, status: kopf.Status, me
         return None
     ctx = ProfileContext(name=name, namespace=namespace, uid=meta["uid"], generation=generation,
                          spec=model, status=current, events=EventRecorder(body, logger),
-                         logger=logger)
+                         logger=logger, created=meta.get("creationTimestamp"),
+                         redis_peers=list(redis_peers.get("all", ())))
     results = await run_parts("PerformanceProfile", PROFILE_PARTS, ctx)
     results.append(("Overcommitted", _overcommit(model, tenants)))
     write_status(patch=patch, current=current, generation=generation, results=results,
@@ -108,7 +111,7 @@ async def reconcile(*, body: kopf.Body, spec: kopf.Spec, status: kopf.Status, me
 def _tenant_summary(index: kopf.Index, namespace: str, profile: str) -> dict[str, int]:
     members = list(index.get((namespace, profile), ()))
     return {"count": len(members),
-            "websocketCommitted": sum(limit for _, limit in members if limit)}
+            "websocketCommitted": sum(m.websocket_limit or 0 for m in members)}
 
 
 def _overcommit(model: PerformanceProfileSpec, tenants: dict[str, int]) -> Outcome | None:

@@ -1,17 +1,25 @@
 """TenantQuota handlers: registration and delegation only."""
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import logging
+from typing import Any, NamedTuple
 
 import kopf
 import pydantic
+from kubernetes_asyncio.client.exceptions import ApiException
 
 from ..api import PerformanceProfileSpec, TenantQuotaSpec, effective_limits
 from ..api.optimization import Adjustments
 from ..config import CONFIG
+from ..kube.status import patch_status
 from ..reconcile import EventRecorder, Outcome, TenantContext
 from ..redis import reconcile_tenant as redis_tables
+from ..redis import leftovers_pending
 from ..redis import remove_tenant as remove_redis_tables
+from ..redis.sweep import TenantCheck, tenants_to_reconcile
+from ..redis.tables import desired_record, record_owner
+from ..scrub import scrub
 from ..validation import describe_validation_error
 from .reconciliation import Cleanup, Part, run_cleanups, run_parts, write_status
 from .resources import PROFILES, TENANTS
@@ -26,14 +34,65 @@ TENANT_CLEANUPS: tuple[Cleanup, ...] = (
     remove_redis_tables,
 )
 
+#: Tenants reconciled at once by a profile's re-check (each holds a Redis connection).
+RESYNC_CONCURRENCY = 16
+
+logger = logging.getLogger(__name__)
+
+
+class TenantEntry(NamedTuple):
+    """What the operator remembers of a TenantQuota between events: enough to re-check and
+    reconcile it without reading it from the API server."""
+
+    name: str
+    uid: str
+    generation: int
+    spec: dict
+    #: The status without kopf's own bookkeeping.
+    status: dict
+
+    @property
+    def websocket_limit(self) -> int | None:
+        return (self.spec.get("websocket") or {}).get("maxConnections")
+
+
+@kopf.index(*TENANTS)
+async def tenants_by_profile(namespace: str, name: str, spec: kopf.Spec, meta: kopf.Meta,
+                             status: kopf.Status, **_) -> dict:
+    """Each profile's tenants: their WebSocket limits (overcommit) and what the profile's
+    periodic re-check of its tenants needs."""
+    profile = (spec.get("profileRef") or {}).get("name")
+    return {(namespace, profile): TenantEntry(
+        name, meta["uid"], meta.get("generation", 0), dict(spec),
+        {key: value for key, value in status.items() if key != "kopf"})}
+
+
+class ProfileEntry(NamedTuple):
+    """A profile as its tenants need it, parsed once per profile event rather than once per
+    tenant reconcile (10,000 tenants share 50 profiles)."""
+
+    spec: dict
+    #: None when the spec does not validate (the tenant then reports the profile's error).
+    profile: PerformanceProfileSpec | None
+    #: The optimizer's adjustments in force (load shedding lowers the tenants' limits).
+    adjustments: Adjustments
+    #: metadata.creationTimestamp
+    created: str | None
+
 
 @kopf.index(*PROFILES)
-def profile_specs(namespace: str, name: str, spec: kopf.Spec, status: kopf.Status, **_
-                  ) -> dict:
-    """The profiles' specs, so a tenant resolves its defaults without an API call, with the
-    optimizer's adjustments in force (load shedding lowers the tenants' limits)."""
+async def profile_specs(namespace: str, name: str, spec: kopf.Spec, meta: kopf.Meta,
+                        status: kopf.Status, **_) -> dict:
+    """The profiles, so a tenant resolves its defaults without an API call."""
     enforced = (status.get("optimization") or {}).get("enforced") or {}
-    return {(namespace, name): {"spec": dict(spec), "adjustments": enforced.get("adjustments")}}
+    try:
+        profile: PerformanceProfileSpec | None = PerformanceProfileSpec.model_validate(
+            dict(spec))
+    except pydantic.ValidationError:
+        profile = None
+    return {(namespace, name): ProfileEntry(
+        dict(spec), profile, Adjustments.model_validate(enforced.get("adjustments") or {}),
+        meta.get("creationTimestamp"))}
 
 
 @kopf.on.resume(*TENANTS)
@@ -43,9 +102,57 @@ async def tenant_changed(**kwargs: Any) -> None:
     await reconcile(**kwargs)
 
 
-@kopf.timer(*TENANTS, interval=CONFIG.resync_seconds, initial_delay=CONFIG.resync_seconds)
-async def tenant_resync(**kwargs: Any) -> None:
-    await reconcile(**kwargs)
+@kopf.timer(*PROFILES, interval=CONFIG.resync_seconds, initial_delay=CONFIG.resync_seconds)
+async def tenants_resync(*, namespace: str, name: str, tenants_by_profile: kopf.Index,
+                         profile_specs: kopf.Index, **_) -> None:
+    """Re-check every tenant of this profile in one batch: a timer per profile, not per
+    tenant (see redis.sweep)."""
+    await resync_tenants(namespace, name, tenants_by_profile, profile_specs)
+
+
+@kopf.on.update(*PROFILES, field="spec")
+async def tenants_follow_profile(*, namespace: str, name: str, tenants_by_profile: kopf.Index,
+                                 profile_specs: kopf.Index, **_) -> None:
+    """A changed profile changes its tenants' effective limits: re-check them now rather than
+    at the next resync."""
+    await resync_tenants(namespace, name, tenants_by_profile, profile_specs)
+
+
+async def resync_tenants(namespace: str, name: str, tenants_by_profile: kopf.Index,
+                         profile_specs: kopf.Index) -> None:
+    """Fully reconcile only the tenants whose tables or status are not what they should be,
+    writing their status directly (no kopf handler call carries a patch for them)."""
+    entries = {entry.name: entry for entry in tenants_by_profile.get((namespace, name), ())}
+    checks = [(entry, ctx) for entry in entries.values()
+              if (ctx := _entry_context(namespace, entry, profile_specs)) is not None]
+    if not checks:
+        return
+    profile = checks[0][1].profile
+    if profile.paused or profile.redis is None:
+        # Nothing to look at in Redis: only statuses that do not say so yet need a reconcile.
+        stale = [entry.name for entry, _ in checks
+                 if _reports(entry, "Ready", "Paused") != profile.paused
+                 or (profile.redis is None and _condition(entry, "TablesReady") is not None)]
+    else:
+        try:
+            stale = await tenants_to_reconcile(
+                namespace, name, profile, [_check(entry, ctx) for entry, ctx in checks])
+        except Exception as err:  # noqa: BLE001 - every tenant finds out and reports it
+            logger.warning("re-check of the tenants of %s/%s failed: %s", namespace, name,
+                           scrub(err))
+            stale = [entry.name for entry, _ in checks]
+    gate = asyncio.Semaphore(RESYNC_CONCURRENCY)
+
+    async def one(entry: TenantEntry) -> None:
+        async with gate:
+            try:
+                await _reconcile_entry(namespace, entry, profile_specs)
+            except ApiException as err:
+                if err.status != 404:  # deleted meanwhile: nothing to report on
+                    logger.warning("status of TenantQuota %s/%s not written: %s", namespace,
+                                   entry.name, scrub(err.reason))
+
+    await asyncio.gather(*(one(entries[tenant]) for tenant in stale))
 
 
 @kopf.on.delete(*TENANTS)
@@ -95,11 +202,62 @@ def _context(*, body: kopf.Body, spec: kopf.Spec, meta: kopf.Meta, status: kopf.
     stored = list(profile_specs.get((namespace, profile_name), ()))
     if not stored:
         return None
-    profile = PerformanceProfileSpec.model_validate(stored[0]["spec"])
-    limits = Adjustments.model_validate(stored[0]["adjustments"] or {}).shed_limits(
-        effective_limits(profile, tenant))
+    entry: ProfileEntry = stored[0]
+    # an invalid profile raises its own validation error, which the tenant reports
+    profile = entry.profile or PerformanceProfileSpec.model_validate(entry.spec)
+    limits = entry.adjustments.shed_limits(effective_limits(profile, tenant))
     return TenantContext(
         name=name, namespace=namespace, uid=meta["uid"], generation=meta.get("generation", 0),
         spec=tenant, profile_name=profile_name, profile=profile,
         limits=limits, status=dict(status),
         events=EventRecorder(body, logger), logger=logger)
+
+
+def _entry_kwargs(namespace: str, entry: TenantEntry, profile_specs: kopf.Index) -> dict:
+    """The handler arguments ``reconcile`` and ``_context`` read, rebuilt from an index entry."""
+    meta = {"name": entry.name, "namespace": namespace, "uid": entry.uid,
+            "generation": entry.generation}
+    body = {"apiVersion": "/".join(TENANTS[:2]), "kind": "TenantQuota", "metadata": meta}
+    return {"body": body, "spec": entry.spec, "meta": meta, "status": entry.status,
+            "name": entry.name, "namespace": namespace, "logger": logger,
+            "profile_specs": profile_specs}
+
+
+def _entry_context(namespace: str, entry: TenantEntry, profile_specs: kopf.Index
+                   ) -> TenantContext | None:
+    """The tenant's context; None when its spec does not validate (its change handler reported
+    that, and only a spec change can fix it) or its profile is gone."""
+    try:
+        return _context(**_entry_kwargs(namespace, entry, profile_specs))
+    except pydantic.ValidationError:
+        return None
+
+
+def _condition(entry: TenantEntry, type_: str) -> dict | None:
+    return next((c for c in entry.status.get("conditions") or [] if c.get("type") == type_),
+                None)
+
+
+def _reports(entry: TenantEntry, type_: str, reason: str) -> bool:
+    return (_condition(entry, type_) or {}).get("reason") == reason
+
+
+def _check(entry: TenantEntry, ctx: TenantContext) -> TenantCheck:
+    """What the re-check compares for one tenant (see redis.sweep.needs_reconcile)."""
+    settled = (entry.status.get("observedGeneration") == entry.generation
+               and all((_condition(entry, type_) or {}).get("status") == "True"
+                       for type_ in ("Ready", "TablesReady")))
+    desired = desired_record(ctx.profile.redis.key_prefix, ctx.limits,
+                             record_owner(ctx.namespace, entry.name))
+    table = entry.status.get("table")
+    reported = int((table or {}).get("version") or 0)
+    moved = leftovers_pending(table, ctx.profile_name, ctx.profile, ctx.limits.tenant_id)
+    return TenantCheck(entry.name, ctx.limits.tenant_id, desired, reported, settled, moved)
+
+
+async def _reconcile_entry(namespace: str, entry: TenantEntry, profile_specs: kopf.Index
+                           ) -> None:
+    patch = kopf.Patch()
+    await reconcile(patch=patch, **_entry_kwargs(namespace, entry, profile_specs))
+    if patch:
+        await patch_status(TENANTS[2], namespace, entry.name, dict(patch))

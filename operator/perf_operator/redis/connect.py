@@ -3,9 +3,10 @@ the cached Secret reads behind them.
 
 Thousands of tenants point at the same Redis through the same Secret: reading the Secret and
 opening connections once per reconcile would cost an API request and a TCP handshake per tenant
-per resync. So a client is kept per (namespace, Secret, host, port, db, TLS); the Secret is read
-again only after ``CREDENTIALS_MAX_AGE`` or when Redis refuses the login (rotated password).
-Each client's pool is bounded, so a burst of reconciles queues for a connection instead of
+per resync. So a Secret is read once per ``CREDENTIALS_MAX_AGE`` (or again when Redis refuses
+the login: a rotated password), and a client is kept per server and login (host, port, db, TLS,
+username, password): profiles in fifty namespaces, each with its own copy of the Secret, share
+one pool. Each pool is bounded, so a burst of reconciles queues for a connection instead of
 opening thousands.
 """
 from __future__ import annotations
@@ -63,8 +64,14 @@ class _CachedSecret:
     read_at: float
 
 
+Login = tuple[str | None, str | None]
+#: (host, port, db, tls, login): what makes two targets the same server seen the same way.
+ClientKey = tuple[str, int, int, bool, Login]
+
 _secrets: dict[tuple[str, str, tuple[str | None, ...]], _CachedSecret] = {}
-_clients: dict[RedisTarget, tuple[Redis, tuple[str | None, str | None]]] = {}
+_clients: dict[ClientKey, Redis] = {}
+#: The client each target used last, to close a client no target uses any more.
+_target_clients: dict[RedisTarget, ClientKey] = {}
 _locks: dict[object, asyncio.Lock] = {}
 
 
@@ -84,7 +91,7 @@ async def read_secret_cached(namespace: str, name: str, *keys: str | None,
         return cached.values
 
 
-def _new_client(target: RedisTarget, login: tuple[str | None, str | None]) -> Redis:
+def _new_client(target: RedisTarget, login: Login) -> Redis:
     username, password = login
     pool = BlockingConnectionPool(
         connection_class=SSLConnection if target.tls else Connection,
@@ -98,22 +105,26 @@ def _new_client(target: RedisTarget, login: tuple[str | None, str | None]) -> Re
 
 
 async def client_for(target: RedisTarget, *, refresh: bool = False) -> Redis:
-    """The shared client of ``target``, replaced when the Secret's login has changed."""
-    login: tuple[str | None, str | None] = (None, None)
+    """The shared client of ``target``'s server and login (a changed Secret gives a new one;
+    the old one is closed when no other target still uses it)."""
+    login: Login = (None, None)
     if target.secret is not None:
         username, password = await read_secret_cached(
             target.namespace, target.secret, target.username_key, target.password_key,
             refresh=refresh)
         login = (username, password)
-    async with _locks.setdefault(target, asyncio.Lock()):
-        current = _clients.get(target)
-        if current is not None and current[1] == login:
-            return current[0]
-        if current is not None:
-            await current[0].aclose()
-        client = _new_client(target, login)
-        _clients[target] = (client, login)
-        return client
+    key: ClientKey = (target.host, target.port, target.db, target.tls, login)
+    async with _locks.setdefault(key, asyncio.Lock()):
+        client = _clients.get(key)
+        if client is None:
+            client = _clients[key] = _new_client(target, login)
+    previous = _target_clients.get(target)
+    _target_clients[target] = key
+    if previous is not None and previous != key and previous not in _target_clients.values():
+        old = _clients.pop(previous, None)
+        if old is not None:
+            await old.aclose()
+    return client
 
 
 async def with_client(target: RedisTarget, work: Callable[[Redis], Awaitable[T]]) -> T:
@@ -127,7 +138,8 @@ async def with_client(target: RedisTarget, work: Callable[[Redis], Awaitable[T]]
 
 async def close_all() -> None:
     """Close every client (operator shutdown, tests)."""
-    for client, _ in _clients.values():
+    for client in _clients.values():
         await client.aclose()
     _clients.clear()
+    _target_clients.clear()
     _secrets.clear()

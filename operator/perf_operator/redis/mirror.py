@@ -136,3 +136,16 @@ async def sync_mirror(target: DatabaseTarget, row: MirrorRow, desired: DesiredRe
     for step in plan_mirror(row, observed, desired.document, record.written_at or ""):
         await upsert_mirror(target, step)
     return observed.owner if observed and observed.owner != row.owner else None
+
+
+async def observe_mirrors(target: DatabaseTarget, profile_namespace: str, profile_name: str
+                          ) -> dict[str, MirrorRow]:
+    """Every mirror row of one profile, by tenant id, in one query (the periodic re-check)."""
+    async with target.connection() as conn:
+        cursor = await conn.execute(
+            "SELECT tenant_id, owner, version, digest FROM perf_operator.tenant_limits "
+            "WHERE profile_namespace = %s AND profile_name = %s",
+            (profile_namespace, profile_name))
+        rows = await cursor.fetchall()
+    return {tenant: MirrorRow(profile_namespace, profile_name, tenant, owner, version, digest)
+            for tenant, owner, version, digest in rows}

@@ -10,14 +10,21 @@ enable-debug-command). Each parameter is reported as
 * ``Drifted``: Redis reports something else even after the operator set it (someone keeps
   changing it, or the value does not stick); a drift the operator corrects is reported as an
   Event and the parameter stays ``Applied``;
-* ``Rejected``: not in the allow-list (never sent), or refused by Redis (the server's message).
+* ``Rejected``: not in the allow-list (never sent), or refused by Redis (the server's message);
+* ``Conflict``: another PerformanceProfile using the same Redis server (host and port: CONFIG is
+  server-wide, whatever the db) sets another value, and that profile is the older one
+  (``metadata.creationTimestamp``, then namespace/name): the oldest profile setting a parameter
+  owns it, the others never send it (:func:`contested_settings`). Profiles agreeing on a value do
+  not conflict. Without this rule two profiles would set their values in turn on every resync.
 
 A parameter that leaves the spec keeps its current value: the operator cannot know what it was
 before it first set it.
 """
 from __future__ import annotations
 
+import datetime
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +35,7 @@ from ..api.profile import REDIS_ALLOWED_SETTINGS
 from ..reconcile import EventRecorder
 from ..scrub import scrub
 
-APPLIED, DRIFTED, REJECTED = "Applied", "Drifted", "Rejected"
+APPLIED, DRIFTED, REJECTED, CONFLICT = "Applied", "Drifted", "Rejected", "Conflict"
 
 #: Parameters taking a memory size, which Redis reports in bytes.
 _MEMORY = {"maxmemory", "active-defrag-ignore-bytes"}
@@ -54,6 +61,76 @@ class SettingsPlan:
     #: name -> why it is never sent
     rejected: dict[str, str] = field(default_factory=dict)
     rewrite: bool = False
+    #: name -> why it is not sent: an older profile on the same server sets another value
+    conflicts: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RedisPeer:
+    """One PerformanceProfile's claim on a Redis server's CONFIG: which server, which values,
+    and since when (its ``metadata.creationTimestamp``)."""
+
+    namespace: str
+    name: str
+    #: RFC 3339; None (unknown) counts as the youngest.
+    created: str | None
+    host: str
+    port: int
+    settings: Mapping[str, str]
+
+    @property
+    def owner(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def server(self) -> tuple[str, int]:
+        """CONFIG is per server: host and port, whatever the db."""
+        return self.host.lower().rstrip("."), self.port
+
+    def seniority(self) -> tuple[bool, datetime.datetime, str, str]:
+        """Sorts the oldest profile first; ties (one ``kubectl apply``) by namespace/name."""
+        created = _timestamp(self.created)
+        return (created is None, created or datetime.datetime.max.replace(tzinfo=datetime.UTC),
+                self.namespace, self.name)
+
+
+def _timestamp(text: str | None) -> datetime.datetime | None:
+    if not text:
+        return None
+    try:
+        parsed = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.UTC)
+
+
+def contested_settings(me: RedisPeer, others: Iterable[RedisPeer]) -> dict[str, RedisPeer]:
+    """The parameters of ``me`` that another profile on the same server owns with another
+    value, each with that owner. The owner of a parameter is the oldest profile setting it
+    (creationTimestamp, then namespace/name); a profile whose value is the owner's (as Redis
+    compares them) is not in conflict. ``others`` may contain ``me`` (it is skipped), and only
+    allow-listed parameters count: the others are never sent by anyone."""
+    rivals = [p for p in others
+              if (p.namespace, p.name) != (me.namespace, me.name) and p.server == me.server]
+    contested: dict[str, RedisPeer] = {}
+    for name, value in me.settings.items():
+        if name not in REDIS_ALLOWED_SETTINGS:
+            continue
+        setters = [p for p in rivals if name in p.settings]
+        if not setters:
+            continue
+        owner = min(setters, key=RedisPeer.seniority)
+        if me.seniority() < owner.seniority():
+            continue
+        if not same_value(name, value, owner.settings[name]):
+            contested[name] = owner
+    return contested
+
+
+def conflict_message(name: str, value: str, owner: RedisPeer) -> str:
+    return (f"{name} is set to {owner.settings[name]!r} by PerformanceProfile {owner.owner}, "
+            f"the oldest profile setting it on Redis {owner.host}:{owner.port}; {value!r} is "
+            f"not sent")
 
 
 def normalize(name: str, value: str) -> str:
@@ -77,8 +154,10 @@ def same_value(name: str, desired: str, observed: str | None) -> bool:
 
 def plan_settings(desired: dict[str, str], observed: dict[str, str],
                   previous: list[dict[str, Any]], *, persist: bool,
-                  persisted_before: bool = False) -> SettingsPlan:
-    """What to send so that Redis holds ``desired``.
+                  persisted_before: bool = False,
+                  contested: Mapping[str, RedisPeer] | None = None) -> SettingsPlan:
+    """What to send so that Redis holds ``desired``, but for the ``contested`` parameters
+    (:func:`contested_settings`), which are never sent.
 
     ``previous`` is the last reported status (``status.redis.settings``): a parameter it shows
     as Applied with the same desired value, and that Redis now reports differently, has drifted.
@@ -87,16 +166,20 @@ def plan_settings(desired: dict[str, str], observed: dict[str, str],
     be right in memory but not in the config file.
     """
     applied_before = {s["name"]: s.get("desired") for s in previous if s.get("state") == APPLIED}
+    contested = contested or {}
     steps: list[SetConfig] = []
     rejected: dict[str, str] = {}
+    conflicts: dict[str, str] = {}
     for name in sorted(desired):
         value = desired[name]
         if name not in REDIS_ALLOWED_SETTINGS:
             rejected[name] = (f"{name} is not in the operator's allow-list of Redis parameters "
                               f"and was not sent")
+        elif name in contested:
+            conflicts[name] = conflict_message(name, value, contested[name])
         elif not same_value(name, value, observed.get(name)):
             steps.append(SetConfig(name, value, drifted=applied_before.get(name) == value))
-    return SettingsPlan(steps=steps, rejected=rejected,
+    return SettingsPlan(steps=steps, rejected=rejected, conflicts=conflicts,
                         rewrite=persist and (bool(steps) or not persisted_before))
 
 
@@ -115,12 +198,14 @@ async def config_get(redis: Redis, names: list[str]) -> dict[str, str]:
 
 async def apply_settings(redis: Redis, desired: dict[str, str], previous: list[dict[str, Any]],
                          *, persist: bool, persisted_before: bool,
-                         events: EventRecorder) -> SettingsResult:
-    """Observe, plan, execute and verify; Events for drift, refusals and rejections."""
+                         events: EventRecorder,
+                         contested: Mapping[str, RedisPeer] | None = None) -> SettingsResult:
+    """Observe, plan, execute and verify; Events for drift, refusals, rejections and
+    conflicts."""
     allowed = sorted(n for n in desired if n in REDIS_ALLOWED_SETTINGS)
     observed = await config_get(redis, allowed)
     plan = plan_settings(desired, observed, previous, persist=persist,
-                         persisted_before=persisted_before)
+                         persisted_before=persisted_before, contested=contested)
     refused: dict[str, str] = {}
     for step in plan.steps:
         try:
@@ -153,6 +238,11 @@ async def apply_settings(redis: Redis, desired: dict[str, str], previous: list[d
             entry.update(state=REJECTED, message=message)
             if previous_states.get(name) != (REJECTED, value):
                 events.warning("RedisSettingRejected", message)
+        elif name in plan.conflicts:
+            entry.update(state=CONFLICT, actual=observed.get(name),
+                         message=plan.conflicts[name])
+            if previous_states.get(name) != (CONFLICT, value):
+                events.warning("RedisSettingConflict", plan.conflicts[name])
         elif same_value(name, value, observed.get(name)):
             entry.update(state=APPLIED, actual=observed[name])
         else:

@@ -60,6 +60,11 @@ class WriteRecord:
     floor: int
 
 
+def record_owner(namespace: str, name: str) -> str:
+    """The record's ``owner`` field: the TenantQuota that wrote it."""
+    return f"{namespace}/{name}"
+
+
 def limits_document(prefix: str, limits: Any) -> dict[str, Any]:
     """The JSON document applications read: the tenant's effective limits as the API names them
     (``EffectiveTenantLimits``), plus the schema version and the tenant's cache key prefix."""
