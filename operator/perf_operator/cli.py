@@ -18,6 +18,7 @@ def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     install_log_scrubbing()
+    startup.namespaces = tuple(args.namespace)
     if args.webhook_listen:
         addr, _, port = args.webhook_listen.rpartition(":")
         startup.webhook = startup.WebhookServing(

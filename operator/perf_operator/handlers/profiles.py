@@ -18,6 +18,7 @@ from ..redis import redis_peer
 from ..validation import describe_validation_error, semantic_errors
 from .reconciliation import Cleanup, Part, next_requeue, run_cleanups, run_parts, write_status
 from .resources import PROFILES
+from .tenant_registry import TENANTS_BY_PROFILE
 
 #: The target systems a profile configures, each with the condition type it reports.
 PROFILE_PARTS: tuple[tuple[str, Part], ...] = (
@@ -73,13 +74,13 @@ async def profile_deleted(*, body: kopf.Body, spec: kopf.Spec, status: kopf.Stat
 
 async def reconcile(*, body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta,
                     name: str, namespace: str, patch: kopf.Patch, logger,
-                    tenants_by_profile: kopf.Index, redis_peers: kopf.Index, **_
+                    redis_peers: kopf.Index, **_
                     ) -> float | None:
     """Make the profile true once; returns how soon to look again when work goes on in the
     background (None: the resync timer is soon enough)."""
     generation = meta.get("generation", 0)
     current = dict(status)
-    tenants = _tenant_summary(tenants_by_profile, namespace, name)
+    tenants = _tenant_summary(namespace, name)
     try:
         model = PerformanceProfileSpec.model_validate(dict(spec))
     except pydantic.ValidationError as err:
@@ -108,8 +109,8 @@ async def reconcile(*, body: kopf.Body, spec: kopf.Spec, status: kopf.Status, me
     return next_requeue(results)
 
 
-def _tenant_summary(index: kopf.Index, namespace: str, profile: str) -> dict[str, int]:
-    members = list(index.get((namespace, profile), ()))
+def _tenant_summary(namespace: str, profile: str) -> dict[str, int]:
+    members = TENANTS_BY_PROFILE.of_profile(namespace, profile)
     return {"count": len(members),
             "websocketCommitted": sum(m.websocket_limit or 0 for m in members)}
 

@@ -10,9 +10,12 @@ import kopf
 from .. import metrics
 from ..config import CONFIG
 from ..kube import client as kube_client
+from ..kube.objects import list_objects
 from ..leadership import LeaderGate
 from ..postgres import connect as postgres_connect
 from ..redis import connect as redis_connect
+from .resources import TENANTS
+from .tenant_registry import TENANTS_BY_PROFILE
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,8 @@ class WebhookServing:
 
 #: Set by ``perf-operator run --webhook-listen ...`` before the operator starts.
 webhook: WebhookServing | None = None
+#: ``perf-operator run --namespace`` patterns (empty: all namespaces), set before the start.
+namespaces: tuple[str, ...] = ()
 
 #: Name of the ValidatingWebhookConfiguration kopf maintains.
 WEBHOOK_CONFIGURATION = "perf-operator.perf.idp.io"
@@ -69,6 +74,18 @@ async def elect_leader(memo: kopf.Memo, logger, **_) -> None:
     memo.leader_task = asyncio.create_task(gate.run())
     logger.info("waiting to lead: Lease %s/%s as %s", gate.namespace, gate.name, gate.identity)
     await gate.elected.wait()
+
+
+@kopf.on.startup()
+async def seed_tenant_registry(logger, **_) -> None:
+    """Fill the registry of tenants by profile from one LIST before any handler runs (see
+    tenant_registry): kopf starts no handler before every startup handler has returned."""
+    TENANTS_BY_PROFILE.clear()
+    count = 0
+    async for body in list_objects(TENANTS[2], namespaces):
+        TENANTS_BY_PROFILE.seed(body["metadata"]["namespace"], body)
+        count += 1
+    logger.info("%d TenantQuotas known before the watch starts", count)
 
 
 @kopf.on.cleanup()

@@ -12,7 +12,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from ..api import PerformanceProfileSpec, TenantQuotaSpec, effective_limits
 from ..api.optimization import Adjustments
 from ..config import CONFIG
-from ..kube.status import patch_status
+from ..kube.objects import patch_status
 from ..reconcile import EventRecorder, Outcome, TenantContext
 from ..redis import reconcile_tenant as redis_tables
 from ..redis import leftovers_pending
@@ -22,6 +22,7 @@ from ..redis.tables import desired_record, record_owner
 from ..scrub import scrub
 from ..validation import describe_validation_error
 from .reconciliation import Cleanup, Part, run_cleanups, run_parts, write_status
+from .tenant_registry import TENANTS_BY_PROFILE, TenantEntry
 from .resources import PROFILES, TENANTS
 
 #: The target systems a tenant configures, each with the condition type it reports.
@@ -40,31 +41,13 @@ RESYNC_CONCURRENCY = 16
 logger = logging.getLogger(__name__)
 
 
-class TenantEntry(NamedTuple):
-    """What the operator remembers of a TenantQuota between events: enough to re-check and
-    reconcile it without reading it from the API server."""
-
-    name: str
-    uid: str
-    generation: int
-    spec: dict
-    #: The status without kopf's own bookkeeping.
-    status: dict
-
-    @property
-    def websocket_limit(self) -> int | None:
-        return (self.spec.get("websocket") or {}).get("maxConnections")
-
-
-@kopf.index(*TENANTS)
-async def tenants_by_profile(namespace: str, name: str, spec: kopf.Spec, meta: kopf.Meta,
-                             status: kopf.Status, **_) -> dict:
-    """Each profile's tenants: their WebSocket limits (overcommit) and what the profile's
-    periodic re-check of its tenants needs."""
-    profile = (spec.get("profileRef") or {}).get("name")
-    return {(namespace, profile): TenantEntry(
-        name, meta["uid"], meta.get("generation", 0), dict(spec),
-        {key: value for key, value in status.items() if key != "kopf"})}
+@kopf.on.event(*TENANTS)
+async def track_tenant(*, event: dict, body: kopf.Body, namespace: str, name: str, **_) -> None:
+    """Keep the registry of tenants by profile (see tenant_registry: not a kopf index)."""
+    if event.get("type") == "DELETED":
+        TENANTS_BY_PROFILE.forget(namespace, name)
+    else:
+        TENANTS_BY_PROFILE.put(namespace, body)
 
 
 class ProfileEntry(NamedTuple):
@@ -103,26 +86,24 @@ async def tenant_changed(**kwargs: Any) -> None:
 
 
 @kopf.timer(*PROFILES, interval=CONFIG.resync_seconds, initial_delay=CONFIG.resync_seconds)
-async def tenants_resync(*, namespace: str, name: str, tenants_by_profile: kopf.Index,
-                         profile_specs: kopf.Index, **_) -> None:
+async def tenants_resync(*, namespace: str, name: str, profile_specs: kopf.Index, **_) -> None:
     """Re-check every tenant of this profile in one batch: a timer per profile, not per
     tenant (see redis.sweep)."""
-    await resync_tenants(namespace, name, tenants_by_profile, profile_specs)
+    await resync_tenants(namespace, name, profile_specs)
 
 
 @kopf.on.update(*PROFILES, field="spec")
-async def tenants_follow_profile(*, namespace: str, name: str, tenants_by_profile: kopf.Index,
-                                 profile_specs: kopf.Index, **_) -> None:
+async def tenants_follow_profile(*, namespace: str, name: str, profile_specs: kopf.Index, **_
+                                 ) -> None:
     """A changed profile changes its tenants' effective limits: re-check them now rather than
     at the next resync."""
-    await resync_tenants(namespace, name, tenants_by_profile, profile_specs)
+    await resync_tenants(namespace, name, profile_specs)
 
 
-async def resync_tenants(namespace: str, name: str, tenants_by_profile: kopf.Index,
-                         profile_specs: kopf.Index) -> None:
+async def resync_tenants(namespace: str, name: str, profile_specs: kopf.Index) -> None:
     """Fully reconcile only the tenants whose tables or status are not what they should be,
     writing their status directly (no kopf handler call carries a patch for them)."""
-    entries = {entry.name: entry for entry in tenants_by_profile.get((namespace, name), ())}
+    entries = {entry.name: entry for entry in TENANTS_BY_PROFILE.of_profile(namespace, name)}
     checks = [(entry, ctx) for entry in entries.values()
               if (ctx := _entry_context(namespace, entry, profile_specs)) is not None]
     if not checks:

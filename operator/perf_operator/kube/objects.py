@@ -1,0 +1,58 @@
+"""Reads and status writes of the operator's own custom objects outside kopf's handler calls
+(the tenant registry's startup LIST, the profile's batched re-check of its tenants)."""
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from kopf._cogs.structs.references import match_namespace
+from kubernetes_asyncio import client
+
+from .. import API_GROUP, API_VERSION
+from .client import api_client
+
+PAGE_SIZE = 500
+
+
+async def patch_status(plural: str, namespace: str, name: str, patch: dict[str, Any]) -> None:
+    """A JSON merge patch of one custom object's status subresource (``patch`` is
+    ``{"status": {...}}``, as kopf's patches are)."""
+    api = client.CustomObjectsApi(await api_client())
+    await api.patch_namespaced_custom_object_status(
+        API_GROUP, API_VERSION, namespace, plural, name, patch,
+        _content_type="application/merge-patch+json")
+
+
+async def list_objects(plural: str, namespaces: Sequence[str] = ()
+                       ) -> AsyncIterator[dict[str, Any]]:
+    """Every object of ``plural`` in the namespaces the operator watches (``namespaces`` as
+    given to ``perf-operator run --namespace``: names or kopf's patterns; empty: all), page by
+    page. Plain names are listed one by one (a namespaced operator may list only there);
+    patterns are matched with kopf's own matcher on a cluster-wide list, so the result is what
+    kopf will watch."""
+    api = client.CustomObjectsApi(await api_client())
+    if namespaces and all(_is_plain_name(n) for n in namespaces):
+        for namespace in namespaces:
+            async for item in _pages(api.list_namespaced_custom_object, API_GROUP, API_VERSION,
+                                     namespace, plural):
+                yield item
+        return
+    async for item in _pages(api.list_cluster_custom_object, API_GROUP, API_VERSION, plural):
+        namespace = item["metadata"]["namespace"]
+        if not namespaces or any(match_namespace(namespace, p) for p in namespaces):
+            yield item
+
+
+def _is_plain_name(pattern: str) -> bool:
+    return not any(c in pattern for c in "*?[]!,")
+
+
+async def _pages(list_call, *args: str) -> AsyncIterator[dict[str, Any]]:
+    token = None
+    while True:
+        page = await list_call(*args, limit=PAGE_SIZE, _continue=token)
+        for item in page.get("items", []):
+            yield item
+        token = page.get("metadata", {}).get("continue")
+        if not token:
+            return

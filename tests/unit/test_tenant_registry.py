@@ -1,0 +1,37 @@
+"""The registry of TenantQuotas by profile that replaces a kopf index on tenants."""
+from perf_operator.handlers.tenant_registry import TenantRegistry
+
+
+def body(name, profile, *, ws=None, generation=1, status=None):
+    spec = {"tenantId": name, "profileRef": {"name": profile}}
+    if ws is not None:
+        spec["websocket"] = {"maxConnections": ws}
+    return {"metadata": {"name": name, "uid": f"uid-{name}", "generation": generation},
+            "spec": spec, "status": status or {}}
+
+
+def test_tenants_are_grouped_by_profile_and_follow_a_move():
+    registry = TenantRegistry()
+    registry.put("ns", body("a", "p1", ws=10))
+    registry.put("ns", body("b", "p1"))
+    registry.put("other", body("c", "p1"))
+    assert sorted(e.name for e in registry.of_profile("ns", "p1")) == ["a", "b"]
+    registry.put("ns", body("a", "p2", ws=20, generation=2))
+    assert [e.name for e in registry.of_profile("ns", "p1")] == ["b"]
+    [moved] = registry.of_profile("ns", "p2")
+    assert (moved.generation, moved.websocket_limit) == (2, 20)
+
+
+def test_forgetting_and_seeding():
+    registry = TenantRegistry()
+    registry.put("ns", body("a", "p1", generation=3))
+    registry.seed("ns", body("a", "p1", generation=2))  # an older LIST never wins over an event
+    assert registry.of_profile("ns", "p1")[0].generation == 3
+    registry.forget("ns", "a")
+    assert registry.of_profile("ns", "p1") == []
+
+
+def test_kopf_bookkeeping_is_not_kept():
+    registry = TenantRegistry()
+    registry.put("ns", body("a", "p1", status={"kopf": {"big": "x"}, "table": {"version": 1}}))
+    assert registry.of_profile("ns", "p1")[0].status == {"table": {"version": 1}}
