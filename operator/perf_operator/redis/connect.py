@@ -96,7 +96,10 @@ def _new_client(target: RedisTarget, login: Login) -> Redis:
     pool = BlockingConnectionPool(
         connection_class=SSLConnection if target.tls else Connection,
         host=target.host, port=target.port, db=target.db, username=username, password=password,
-        max_connections=POOL_SIZE, timeout=TIMEOUT_SECONDS, socket_timeout=TIMEOUT_SECONDS,
+        # timeout=None: a reconcile waits its turn for a connection however many queue (10,000
+        # tenants created at once would otherwise report "No connection available"); a Redis
+        # that is down or hung still fails each command within the socket timeouts.
+        max_connections=POOL_SIZE, timeout=None, socket_timeout=TIMEOUT_SECONDS,
         socket_connect_timeout=TIMEOUT_SECONDS, decode_responses=True,
         # One immediate retry replaces a connection that died with a restarted server; a server
         # that is really down fails the reconcile at once and is retried on the next resync.
