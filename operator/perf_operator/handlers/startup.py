@@ -10,11 +10,11 @@ import kopf
 from .. import metrics
 from ..config import CONFIG
 from ..kube import client as kube_client
-from ..kube.objects import list_objects
+from ..kube.objects import list_objects, wait_until_served
 from ..leadership import LeaderGate
 from ..postgres import connect as postgres_connect
 from ..redis import connect as redis_connect
-from .resources import TENANTS
+from .resources import PROFILES, TENANTS
 from .tenant_registry import TENANTS_BY_PROFILE
 
 
@@ -79,7 +79,10 @@ async def elect_leader(memo: kopf.Memo, logger, **_) -> None:
 @kopf.on.startup()
 async def seed_tenant_registry(logger, **_) -> None:
     """Fill the registry of tenants by profile from one LIST before any handler runs (see
-    tenant_registry): kopf starts no handler before every startup handler has returned."""
+    tenant_registry): kopf starts no handler before every startup handler has returned. First
+    wait until both resources are served (see wait_until_served): kopf's watchers start next."""
+    for plural in (PROFILES[2], TENANTS[2]):
+        await wait_until_served(plural, namespaces)
     TENANTS_BY_PROFILE.clear()
     count = 0
     async for body in list_objects(TENANTS[2], namespaces):

@@ -103,7 +103,10 @@ async def tenants_follow_profile(*, namespace: str, name: str, profile_specs: ko
 async def resync_tenants(namespace: str, name: str, profile_specs: kopf.Index) -> None:
     """Fully reconcile only the tenants whose tables or status are not what they should be,
     writing their status directly (no kopf handler call carries a patch for them)."""
-    entries = {entry.name: entry for entry in TENANTS_BY_PROFILE.of_profile(namespace, name)}
+    # A tenant the operator has never reported on is its create handler's: reconciling it here
+    # too would write its status twice while kopf works through a backlog.
+    entries = {entry.name: entry for entry in TENANTS_BY_PROFILE.of_profile(namespace, name)
+               if "observedGeneration" in entry.status}
     checks = [(entry, ctx) for entry in entries.values()
               if (ctx := _entry_context(namespace, entry, profile_specs)) is not None]
     if not checks:

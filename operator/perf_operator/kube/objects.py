@@ -2,16 +2,24 @@
 (the tenant registry's startup LIST, the profile's batched re-check of its tenants)."""
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from kopf._cogs.structs.references import match_namespace
 from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
 
 from .. import API_GROUP, API_VERSION
 from .client import api_client
 
 PAGE_SIZE = 500
+#: Answers of an API server whose storage for a resource is not serving yet.
+NOT_SERVING_YET = {404, 429, 503}
+
+logger = logging.getLogger(__name__)
 
 
 async def patch_status(plural: str, namespace: str, name: str, patch: dict[str, Any]) -> None:
@@ -41,6 +49,33 @@ async def list_objects(plural: str, namespaces: Sequence[str] = ()
         namespace = item["metadata"]["namespace"]
         if not namespaces or any(match_namespace(namespace, p) for p in namespaces):
             yield item
+
+
+async def wait_until_served(plural: str, namespaces: Sequence[str] = (),
+                            interval: float = 0.5) -> None:
+    """Wait until the API server serves ``plural`` from its watch cache (a LIST at
+    ``resourceVersion=0``). A CRD is Established before that: a watch started in between is
+    answered 429 "storage is (re)initializing", which kopf 1.45 does not recover from for that
+    resource, so an operator started with its CRDs (a test fixture, an Argo CD sync) would never
+    handle it."""
+    api = client.CustomObjectsApi(await api_client())
+    plain = [n for n in namespaces if _is_plain_name(n)]
+    started = time.monotonic()
+    while True:
+        try:
+            if namespaces and len(plain) == len(namespaces):
+                await api.list_namespaced_custom_object(API_GROUP, API_VERSION, plain[0], plural,
+                                                        resource_version="0", limit=1)
+            else:
+                await api.list_cluster_custom_object(API_GROUP, API_VERSION, plural,
+                                                     resource_version="0", limit=1)
+            return
+        except ApiException as err:
+            if err.status not in NOT_SERVING_YET:
+                raise
+            logger.info("waiting for the API server to serve %s (%s) for %.0f s", plural,
+                        err.status, time.monotonic() - started)
+        await asyncio.sleep(interval)
 
 
 def _is_plain_name(pattern: str) -> bool:
