@@ -59,13 +59,11 @@ class ProfileEntry(NamedTuple):
     profile: PerformanceProfileSpec | None
     #: The optimizer's adjustments in force (load shedding lowers the tenants' limits).
     adjustments: Adjustments
-    #: metadata.creationTimestamp
-    created: str | None
 
 
 @kopf.index(*PROFILES)
-async def profile_specs(namespace: str, name: str, spec: kopf.Spec, meta: kopf.Meta,
-                        status: kopf.Status, **_) -> dict:
+async def profile_specs(namespace: str, name: str, spec: kopf.Spec, status: kopf.Status, **_
+                        ) -> dict:
     """The profiles, so a tenant resolves its defaults without an API call."""
     enforced = (status.get("optimization") or {}).get("enforced") or {}
     try:
@@ -74,8 +72,7 @@ async def profile_specs(namespace: str, name: str, spec: kopf.Spec, meta: kopf.M
     except pydantic.ValidationError:
         profile = None
     return {(namespace, name): ProfileEntry(
-        dict(spec), profile, Adjustments.model_validate(enforced.get("adjustments") or {}),
-        meta.get("creationTimestamp"))}
+        dict(spec), profile, Adjustments.model_validate(enforced.get("adjustments") or {}))}
 
 
 @kopf.on.resume(*TENANTS)

@@ -18,11 +18,10 @@ import psycopg
 from redis.asyncio import Redis
 
 from ..postgres.connect import DatabaseUnavailable
-from ..ratelimit.layout import DIGEST_FIELD, OWNER_FIELD, VERSION_FIELD, WRITTEN_AT_FIELD
 from ..secrets import SecretError
 from .connect import RedisTarget, with_client
 from .mirror import MirrorRow, mirror_target, observe_mirrors
-from .tables import DesiredRecord, ObservedRecord, plan_record
+from .tables import DesiredRecord, ObservedRecord, observe_records, plan_record
 from .usage import measurement_due
 
 #: The profile has no database: there is no mirror row to compare.
@@ -63,16 +62,6 @@ def needs_reconcile(check: TenantCheck, record: ObservedRecord, mirror: MirrorRo
         return False
     return (not isinstance(mirror, MirrorRow) or mirror.owner != check.desired.owner
             or mirror.version != record.version or mirror.digest != record.digest)
-
-
-async def observe_records(redis: Redis, keys: Sequence[str]) -> list[ObservedRecord]:
-    """The records at ``keys``, in one pipelined round trip."""
-    async with redis.pipeline(transaction=False) as pipe:
-        for key in keys:
-            pipe.hmget(key, [OWNER_FIELD, DIGEST_FIELD, VERSION_FIELD, WRITTEN_AT_FIELD])
-        replies = await pipe.execute()
-    return [ObservedRecord(owner, digest, int(version or 0), written_at)
-            for owner, digest, version, written_at in replies]
 
 
 async def stale_tenants(redis: Redis, prefix: str, checks: Sequence[TenantCheck],

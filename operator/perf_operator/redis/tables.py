@@ -14,6 +14,7 @@ import datetime
 import hashlib
 import importlib.resources
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -93,10 +94,26 @@ def plan_record(desired: DesiredRecord, observed: ObservedRecord, reported_versi
     return [WriteRecord(reason, max(reported_version, observed.version))]
 
 
-async def observe_record(redis: Redis, key: str) -> ObservedRecord:
-    owner, digest, version, written_at = await redis.hmget(
-        key, [OWNER_FIELD, DIGEST_FIELD, VERSION_FIELD, WRITTEN_AT_FIELD])
+#: The record's fields an observation reads, in the order ``_observed`` takes them.
+_OBSERVED_FIELDS = [OWNER_FIELD, DIGEST_FIELD, VERSION_FIELD, WRITTEN_AT_FIELD]
+
+
+def _observed(reply: list[str | None]) -> ObservedRecord:
+    owner, digest, version, written_at = reply
     return ObservedRecord(owner, digest, int(version or 0), written_at)
+
+
+async def observe_record(redis: Redis, key: str) -> ObservedRecord:
+    return _observed(await redis.hmget(key, _OBSERVED_FIELDS))
+
+
+async def observe_records(redis: Redis, keys: Sequence[str]) -> list[ObservedRecord]:
+    """The records at ``keys``, in one pipelined round trip (the batched re-check)."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.hmget(key, _OBSERVED_FIELDS)
+        replies = await pipe.execute()
+    return [_observed(reply) for reply in replies]
 
 
 async def write_record(redis: Redis, desired: DesiredRecord, step: WriteRecord
