@@ -7,7 +7,7 @@ set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 
 packages=(postgresql-15 postgresql-contrib postgresql-15-hypopg redis-server redis-tools
-          prometheus lua5.1 lua5.4 shellcheck)
+          prometheus lua5.1 lua5.4 shellcheck git)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -21,3 +21,4 @@ fi
 
 python3 -m pip install -q --disable-pip-version-check -e "$repo[test]"
 bash "$repo/tools/controlplane/build.sh" >/dev/null
+bash "$repo/tools/clients/build.sh" kustomize prometheus-operator >/dev/null

@@ -8,7 +8,7 @@ from perf_operator.api import (ALERT_SIGNAL_NAMES, DEFAULT_SIGNAL_QUERIES, SIGNA
 from perf_operator.api.signals import for_profile
 from perf_operator.kube import alerttests
 from perf_operator.kube.alerts import (SIGNALS, RuleTarget, alert_signals, humanize, rule_file,
-                                       rule_group)
+                                       rule_group, rules_not_loaded)
 
 TARGET = RuleTarget("shop", "prod", (("team", "platform"),))
 
@@ -183,3 +183,35 @@ def test_levels_that_cannot_be_fed_are_reported_not_faked():
     _, skipped = _generated({"alerts": {"thresholds": {"errorRate": {
         "warning": 0.999, "critical": 1.0}}}})
     assert skipped == ["errorRate critical past the level: 1.001 is not a ratio"]
+
+
+def _rules_object(kind: str) -> dict:
+    return {"kind": kind, "metadata": {"name": "shop-alerts", "namespace": "team-a", "labels": {
+        "app.kubernetes.io/managed-by": "perf-operator", "perf.idp.io/profile": "shop"}}}
+
+
+def test_loaded_group_with_every_rule_is_loaded():
+    group = {"name": "perf-operator.team-a.shop", "rules": [{}, {}, {}]}
+    assert rules_not_loaded(group, {"perf-operator.team-a.shop": 3, "other": 1},
+                            "http://prom:9090", _rules_object("PrometheusRule")) is None
+
+
+def test_missing_group_names_the_rule_and_its_labels():
+    group = {"name": "perf-operator.team-a.shop", "rules": [{}]}
+    message = rules_not_loaded(group, {"other": 4}, "http://prom:9090",
+                               _rules_object("PrometheusRule"))
+    assert message == (
+        "rule group perf-operator.team-a.shop is not loaded by the Prometheus at "
+        "http://prom:9090 (1 other groups are): PrometheusRule team-a/shop-alerts is not "
+        "selected; its Prometheus object's ruleSelector and ruleNamespaceSelector must select "
+        "it (labels app.kubernetes.io/managed-by=perf-operator, perf.idp.io/profile=shop)")
+    config_map = rules_not_loaded(group, {}, "http://prom:9090", _rules_object("ConfigMap"))
+    assert "ConfigMap team-a/shop-alerts is not selected" in config_map
+    assert "rule_files must include the perf-operator.rules.yaml file" in config_map
+
+
+def test_older_version_of_the_group_is_not_loaded_yet():
+    group = {"name": "g", "rules": [{}, {}, {}]}
+    message = rules_not_loaded(group, {"g": 5}, "http://prom:9090",
+                               _rules_object("PrometheusRule"))
+    assert "another version of rule group g (5 rules" in message and "has 3" in message

@@ -15,9 +15,10 @@ import json
 HERE = pathlib.Path(__file__).resolve().parent
 
 
-def read_versions() -> dict[str, str]:
+def read_versions(path: pathlib.Path = HERE / "versions.env") -> dict[str, str]:
+    """KEY=value lines of a versions.env (also read by tools/clients/gen_gomod.py)."""
     pairs = {}
-    for line in (HERE / "versions.env").read_text().splitlines():
+    for line in path.read_text().splitlines():
         if "=" in line and not line.lstrip().startswith("#"):
             key, value = line.split("=", 1)
             pairs[key.strip()] = value.strip()

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import yaml
 
 from .certs import CertificateAuthority, CertPair, service_account_keys
-from .processes import ManagedProcess, free_port, wait_until
+from .processes import ManagedProcess, Startable, free_port, wait_until
 
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl")
 
@@ -38,21 +38,27 @@ def repository_root() -> pathlib.Path | None:
     return None
 
 
-def control_plane_binaries() -> pathlib.Path:
-    """The directory with the control-plane binaries, building them on first use."""
-    preset = os.environ.get("PERF_OPERATOR_CONTROLPLANE_BIN")
+def built_binaries(script: str, preset_variable: str, *args: str) -> pathlib.Path:
+    """The bin directory that ``tools/<script> args`` prints last (it builds on first use and
+    caches per version); the environment variable ``preset_variable`` may name one instead."""
+    preset = os.environ.get(preset_variable)
     if preset:
         return pathlib.Path(preset)
     root = repository_root()
     if root is None:
-        raise RuntimeError("set PERF_OPERATOR_CONTROLPLANE_BIN: no tools/controlplane/build.sh found")
-    out = subprocess.run(["bash", str(root / "tools" / "controlplane" / "build.sh")],
+        raise RuntimeError(f"set {preset_variable}: no tools/{script} found")
+    out = subprocess.run(["bash", str(root / "tools" / script), *args],
                          check=True, stdout=subprocess.PIPE, text=True)
     return pathlib.Path(out.stdout.strip().splitlines()[-1])
 
 
+def control_plane_binaries() -> pathlib.Path:
+    """The directory with the control-plane binaries, building them on first use."""
+    return built_binaries("controlplane/build.sh", "PERF_OPERATOR_CONTROLPLANE_BIN")
+
+
 @dataclass
-class ControlPlane:
+class ControlPlane(Startable):
     """etcd + kube-apiserver + kube-controller-manager, with an admin kubeconfig."""
 
     workdir: pathlib.Path
@@ -75,13 +81,6 @@ class ControlPlane:
     @property
     def kubectl(self) -> str:
         return str(self.bin_dir / "kubectl")
-
-    def start(self) -> None:
-        try:
-            self._start()
-        except BaseException:
-            self.stop()
-            raise
 
     def _start(self) -> None:
         ca = CertificateAuthority(self.pki)
@@ -161,6 +160,12 @@ class ControlPlane:
         ctx = ssl.create_default_context(cafile=str(self.ca.pair.cert))
         ctx.load_cert_chain(str(self.admin.cert), str(self.admin.key))
         return ctx
+
+    def run_kubectl(self, *args: str, input: str | None = None, check: bool = True
+                    ) -> subprocess.CompletedProcess:
+        """kubectl as the admin, output captured."""
+        return subprocess.run([self.kubectl, f"--kubeconfig={self.kubeconfig}", *args],
+                              input=input, text=True, check=check, capture_output=True)
 
     def install_crds(self, directory: pathlib.Path, field_manager: str = "perf-operator-dev"
                      ) -> None:

@@ -45,6 +45,25 @@ def unprivileged_user() -> str | None:
     raise RuntimeError("running as root and neither 'postgres' nor 'nobody' exists")
 
 
+class Startable:
+    """A part of the stack whose ``start`` undoes what it began (``stop``) when a step fails,
+    so that a failed start leaves no process behind."""
+
+    def _start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def start(self):  # noqa: ANN201 - returns the subclass
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+
 class ManagedProcess:
     """A child process in its own session, with its output in a log file."""
 

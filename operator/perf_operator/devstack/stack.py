@@ -7,7 +7,9 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 
+from .argocd import ArgoCD
 from .controlplane import ControlPlane
+from .prometheus_operator import PrometheusOperator
 from .services import PostgresServer, PrometheusServer, RedisServer
 
 
@@ -19,6 +21,19 @@ class LocalStack:
     postgres: PostgresServer | None = None
     redis: RedisServer | None = None
     prometheus: PrometheusServer | None = None
+    #: Added on request (``add_argocd``, ``add_prometheus_operator``): Go clients built on
+    #: first use, which most tests do not need.
+    argocd: ArgoCD | None = None
+    prometheus_operator: PrometheusOperator | None = None
+
+    def add_argocd(self) -> ArgoCD:
+        self.argocd = ArgoCD(self.root / "argocd", self.control_plane).start()
+        return self.argocd
+
+    def add_prometheus_operator(self) -> PrometheusOperator:
+        self.prometheus_operator = PrometheusOperator(
+            self.root / "prometheus-operator", self.control_plane, self.prometheus).start()
+        return self.prometheus_operator
 
     def start(self) -> LocalStack:
         self.root.chmod(0o755)  # PostgreSQL runs as another user when we are root
@@ -40,6 +55,10 @@ class LocalStack:
         procs = [s.process for s in (self.postgres, self.redis, self.prometheus) if s and s.process]
         if self.control_plane:
             procs += self.control_plane.processes
+        if self.argocd:
+            procs += self.argocd.processes
+        if self.prometheus_operator and self.prometheus_operator.process:
+            procs.append(self.prometheus_operator.process)
         return [p.pid for p in procs]
 
     def ports(self) -> list[int]:
@@ -59,6 +78,13 @@ class LocalStack:
             "redis": {"host": "127.0.0.1", "port": self.redis.port},
             "prometheus": self.prometheus.url,
             "root": str(self.root),
+            **({"argocd": {"namespace": "argocd", "cli": self.argocd.argocd,
+                           "controllerMetrics":
+                               f"http://127.0.0.1:{self.argocd.controller_metrics_port}/metrics"}}
+               if self.argocd else {}),
+            **({"prometheusOperator": {"prometheus": f"{self.prometheus_operator.namespace}/"
+                                                     f"{self.prometheus_operator.name}"}}
+               if self.prometheus_operator else {}),
         }
 
     def write_description(self) -> pathlib.Path:
@@ -67,7 +93,8 @@ class LocalStack:
         return path
 
     def stop(self) -> None:
-        for part in (self.control_plane, self.prometheus, self.redis, self.postgres):
+        for part in (self.argocd, self.prometheus_operator, self.control_plane, self.prometheus,
+                     self.redis, self.postgres):
             if part is not None:
                 part.stop()
         shutil.rmtree(self.root, ignore_errors=True)

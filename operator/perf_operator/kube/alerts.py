@@ -18,13 +18,21 @@ The rules go into a ``monitoring.coreos.com/v1`` PrometheusRule when the Prometh
 CRD is served, otherwise into a ConfigMap holding a rule file (key ``perf-operator.rules.yaml``)
 for a Prometheus that loads rule files. ``alerttests.py`` generates promtool unit tests proving
 that every threshold fires where it says.
+
+Writing the rules proves nothing about alerting: a Prometheus Operator whose ``ruleSelector``
+wants a label the PrometheusRule lacks loads nothing, silently. So when the profile names a
+Prometheus (``spec.prometheus``), AlertsReady also asks it (``/api/v1/rules``) whether the group
+is loaded, and says ``RulesNotLoaded`` with the object's labels when it is not. That condition
+leaves Ready alone: the operator's part is done, the monitoring stack's selection is not.
 """
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import yaml
 
 from ..api import DEFAULT_SIGNAL_QUERIES, signal_queries
@@ -277,10 +285,75 @@ async def reconcile_alerts(ctx: ProfileContext) -> Outcome | None:
     if failed is not None:
         return failed
     alerting = alert_rule_count(group)
+    status = {"alerts": {"kind": kind.kind, "name": name}}
+    if ctx.spec.prometheus is not None:
+        loaded = await _loaded_rule_groups(ctx)
+        if loaded is not None:
+            missing = rules_not_loaded(group, loaded, ctx.spec.prometheus.url, desired)
+            if missing:
+                return Outcome(condition=CONDITION, ready=False, reason="RulesNotLoaded",
+                               message=missing, status=status, affects_ready=False)
     return Outcome(condition=CONDITION, ready=True, reason="RulesApplied",
                    message=f"{alerting} alerting rules for {len(group['rules']) - alerting} "
                            f"signals in {where}",
-                   status={"alerts": {"kind": kind.kind, "name": name}})
+                   status=status)
+
+
+def rules_not_loaded(group: dict[str, Any], loaded: dict[str, int], url: str,
+                     rules_object: dict[str, Any]) -> str | None:
+    """Why the Prometheus at ``url`` (whose loaded groups and their rule counts are ``loaded``)
+    does not evaluate ``group``, or None when it does. A rules object that nothing selects is
+    the usual cause (a Prometheus Operator's ``ruleSelector`` wanting a label the object does
+    not carry), so the message names the object's labels."""
+    name, expected = group["name"], len(group["rules"])
+    metadata = rules_object["metadata"]
+    where = f"{rules_object['kind']} {metadata['namespace']}/{metadata['name']}"
+    if name not in loaded:
+        labels = ", ".join(f"{k}={v}" for k, v in sorted(metadata["labels"].items()))
+        selects = ("its Prometheus object's ruleSelector and ruleNamespaceSelector must select "
+                   f"it (labels {labels})" if rules_object["kind"] == "PrometheusRule"
+                   else f"its rule_files must include the {RULE_FILE_KEY} file of this ConfigMap")
+        return (f"rule group {name} is not loaded by the Prometheus at {url} "
+                f"({len(loaded)} other groups are): {where} is not selected; {selects}")
+    if loaded[name] != expected:
+        return (f"the Prometheus at {url} has another version of rule group {name} "
+                f"({loaded[name]} rules, {where} has {expected}): it has not reloaded yet")
+    return None
+
+
+#: Upper bound of a /api/v1/rules answer the operator reads (one group per profile).
+_RULES_RESPONSE_LIMIT = 16 * 1024 * 1024
+
+
+async def _loaded_rule_groups(ctx: ProfileContext) -> dict[str, int] | None:
+    """Rule group name -> rule count as the profile's Prometheus has loaded them, or None when
+    it cannot be asked (unreachable, refused: MetricsStale reports that)."""
+    from ..optimizer import prometheus_endpoint  # the optimizer imports this package
+
+    endpoint = await prometheus_endpoint(ctx.namespace, ctx.spec.prometheus)
+    headers, auth = {}, None
+    if endpoint.credentials and endpoint.credentials[0] == "bearer":
+        headers["Authorization"] = f"Bearer {endpoint.credentials[1]}"
+    elif endpoint.credentials:
+        user, _, password = endpoint.credentials[1].partition("\0")
+        auth = aiohttp.BasicAuth(user, password)
+    timeout = aiohttp.ClientTimeout(total=endpoint.timeout_seconds)
+    try:
+        async with aiohttp.ClientSession(timeout=timeout, headers=headers, auth=auth) as session:
+            async with session.get(endpoint.url.rstrip("/") + "/api/v1/rules",
+                                   allow_redirects=False) as response:
+                if response.status != 200:
+                    return None
+                body = await response.content.read(_RULES_RESPONSE_LIMIT + 1)
+    except (aiohttp.ClientError, TimeoutError):
+        return None
+    if len(body) > _RULES_RESPONSE_LIMIT:
+        return None
+    try:
+        groups = json.loads(body)["data"]["groups"]
+        return {g["name"]: len(g.get("rules") or []) for g in groups}
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 _KINDS = {k.kind: k for k in (k8s.PROMETHEUS_RULE, k8s.CONFIG_MAP)}

@@ -73,7 +73,8 @@ def _min_index_saving(spec: Any) -> float:
     return spec.optimization.min_index_saving
 
 
-async def _endpoint(namespace: str, prometheus: Any) -> PrometheusEndpoint:
+async def prometheus_endpoint(namespace: str, prometheus: Any) -> PrometheusEndpoint:
+    """The Prometheus a profile names, with its credentials read from the profile's Secret."""
     credentials = None
     ref = prometheus.secret_ref
     if ref is not None and ref.token_key:
@@ -87,7 +88,7 @@ async def _endpoint(namespace: str, prometheus: Any) -> PrometheusEndpoint:
 
 
 async def _read(ctx: ProfileContext) -> tuple[Snapshot, dict[str, SignalReading]]:
-    endpoint = await _endpoint(ctx.namespace, ctx.spec.prometheus)
+    endpoint = await prometheus_endpoint(ctx.namespace, ctx.spec.prometheus)
     return await poller_for(endpoint).readings(ctx.namespace, ctx.name,
                                                profile_queries(ctx.spec),
                                                evaluation_interval(ctx.spec))
