@@ -1,16 +1,42 @@
-"""Checks the OpenAPI schema and CEL cannot make: SQL fragments parsed by a real PostgreSQL parser.
+"""Checks the OpenAPI schema and CEL cannot make: SQL fragments parsed by a real PostgreSQL parser,
+and rate-limit rules that an earlier rule shadows (CEL judges only the ``/**`` prefix case).
 
 Used twice: by the admission webhook (the earliest point, at ``kubectl apply``) and by the
 reconciler (for anything that got in while the webhook was not running).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pydantic
 
 from .api import PerformanceProfileSpec, TenantQuotaSpec
+from .api.limits import EndpointRateLimit
 from .postgres.sqlcheck import check_expression
+from .ratelimit.rules import shadowed_rules
+
+#: The reason of a spec refused because a rule can never apply.
+RULE_SHADOWED = "RuleShadowed"
+
+
+def shadowed_rule_errors(rules: Sequence[EndpointRateLimit] | None, path: str) -> list[str]:
+    """One message per rule that an earlier rule of the same list shadows, naming both."""
+    rules = rules or []
+    return [f"{RULE_SHADOWED}: {path}[{j}] ({rules[j].pattern} {','.join(rules[j].methods)}) "
+            f"would never apply: {path}[{i}] ({rules[i].pattern} "
+            f"{','.join(rules[i].methods)}) is listed before it and matches every request it "
+            f"does (the first matching rule wins); list the narrower rule first"
+            for i, j in shadowed_rules([(r.pattern, r.methods) for r in rules])]
+
+
+def profile_rule_errors(spec: PerformanceProfileSpec) -> list[str]:
+    return shadowed_rule_errors(spec.api.rate_limits.endpoints,
+                                "spec.api.rateLimits.endpoints")
+
+
+def tenant_rule_errors(spec: TenantQuotaSpec) -> list[str]:
+    return shadowed_rule_errors(spec.rate_limits, "spec.rateLimits")
 
 
 def semantic_errors(spec: PerformanceProfileSpec) -> list[str]:
@@ -35,12 +61,12 @@ def profile_errors(spec: dict[str, Any]) -> list[str]:
         model = PerformanceProfileSpec.model_validate(spec)
     except pydantic.ValidationError as err:
         return [describe_validation_error(err)]
-    return semantic_errors(model)
+    return semantic_errors(model) + profile_rule_errors(model)
 
 
 def tenant_errors(spec: dict[str, Any]) -> list[str]:
     try:
-        TenantQuotaSpec.model_validate(spec)
+        model = TenantQuotaSpec.model_validate(spec)
     except pydantic.ValidationError as err:
         return [describe_validation_error(err)]
-    return []
+    return tenant_rule_errors(model)

@@ -171,6 +171,17 @@ INVALID = [
      [{"pattern": "/api/search", "requests": 10, "methods": ["GET", "POST"]},
       {"pattern": "/api/search", "requests": 20, "methods": ["POST"]}],
      ["spec.api.rateLimits.endpoints", "same pattern and a method in common"]),
+    ("endpoint-rule-shadowed", PROFILE, "spec.api.rateLimits.endpoints",
+     [{"pattern": "/**", "requests": 1000}, {"pattern": "/api/search", "requests": 20}],
+     ["spec.api.rateLimits.endpoints", "RuleShadowed: a rule <prefix>/** is listed before"]),
+    ("endpoint-rule-shadowed-by-prefix", PROFILE, "spec.api.rateLimits.endpoints",
+     [{"pattern": "/api/**", "requests": 1000, "methods": ["GET", "POST"]},
+      {"pattern": "/api", "requests": 20, "methods": ["GET"]}],
+     ["spec.api.rateLimits.endpoints", "RuleShadowed"]),
+    ("tenant-rule-shadowed", TENANT, "spec.rateLimits",
+     [{"pattern": "/**", "requests": 60000}, {"pattern": "/api/search", "requests": 3000,
+                                               "methods": ["GET"]}],
+     ["spec.rateLimits", "RuleShadowed: a rule <prefix>/** is listed before"]),
     ("endpoint-pattern-relative", PROFILE, "spec.api.rateLimits.endpoints[0].pattern",
      "api/search", ["spec.api.rateLimits.endpoints[0].pattern", "should match"]),
     ("cache-ttl-zero", PROFILE, "spec.cache.ttlSeconds", {"sessions": 0},
@@ -288,7 +299,8 @@ def test_status_round_trips_with_kopf_bookkeeping(crds, namespace):
                      "indexes": [{"name": "plugins_tenant_idx", "phase": "Ready",
                                   "sizeBytes": 8192, "scans": 3, "definitionHash": "abc"}],
                      "settings": [{"name": "work_mem", "desired": "4MB", "actual": "4MB",
-                                   "state": "Applied"}]},
+                                   "state": "Applied"}],
+                     "building": "plugins_tenant_idx 42%"},
         "redis": {"settings": [{"name": "timeout", "desired": "300", "state": "Drifted",
                                 "actual": "0", "message": "changed outside"}]},
         "tenants": {"count": 2, "websocketCommitted": 2000},
@@ -338,9 +350,10 @@ def test_status_round_trips_with_kopf_bookkeeping(crds, namespace):
 
     wide = crds.run("get", "pp", "subject", "-o", "wide", namespace=namespace).stdout
     header, row = wide.splitlines()[:2]
-    assert header.split() == ["NAME", "READY", "REASON", "INDEXES", "TENANTS", "LATENCY",
-                              "ERRORRATE", "CACHEHITRATE", "MESSAGE", "AGE"]
-    assert row.split()[:8] == ["subject", "True", "Reconciled", "1", "2", "87.5", "0.01", "0.93"]
+    assert header.split() == ["NAME", "READY", "REASON", "INDEXES", "BUILDING", "TENANTS",
+                              "LATENCY", "ERRORRATE", "CACHEHITRATE", "MESSAGE", "AGE"]
+    assert row.split()[:10] == ["subject", "True", "Reconciled", "1", "plugins_tenant_idx",
+                                "42%", "2", "87.5", "0.01", "0.93"]
 
 
 def test_tenant_status_round_trips(crds, namespace):

@@ -100,11 +100,12 @@ def test_names_scope_and_subresources(kind, plural, short):
 def test_profile_printer_columns():
     columns = {c["name"]: c for c in crd(PERFORMANCE_PROFILE)["spec"]["versions"][0]
                ["additionalPrinterColumns"]}
-    assert list(columns) == ["Ready", "Reason", "Indexes", "Tenants", "Latency", "ErrorRate",
+    assert list(columns) == ["Ready", "Reason", "Indexes", "Building", "Tenants", "Latency", "ErrorRate",
                              "CacheHitRate", "Message", "Age"]
     assert columns["Ready"]["jsonPath"] == '.status.conditions[?(@.type=="Ready")].status'
     assert columns["Indexes"]["jsonPath"] == ".status.database.readyIndexes"
     assert columns["Tenants"]["jsonPath"] == ".status.tenants.count"
+    assert columns["Building"]["jsonPath"] == ".status.database.building"
     wide = {name for name, c in columns.items() if c.get("priority") == 1}
     assert wide == {"Latency", "ErrorRate", "CacheHitRate", "Message"}
     assert columns["Latency"]["jsonPath"].startswith(".status.optimization.signals.")

@@ -3,9 +3,12 @@ and jobs. Every crash point of a build is a catalog state here, and each must pl
 to one valid owned index."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 from perf_operator.api.profile import Index
+from perf_operator.postgres import building_summary
 from perf_operator.postgres.connect import APPLICATION_NAME
-from perf_operator.postgres.indexes import (BuildFailure, BuildIndex, CancelBackend, Catalog,
+from perf_operator.postgres.indexes import (BuildFailure, BuildIndex, BuildProgress, CancelBackend, Catalog,
                                             DropIndex, DropReason, IndexDefinition, Marker,
                                             MarkIndex, ObservedIndex, Phase, RefusedIndex,
                                             RenameIndex, definition_from_spec, plan_indexes,
@@ -331,3 +334,44 @@ def test_an_index_the_optimizer_added_is_marked_automatic():
     assert "automatic" not in plain.render()  # markers written before are unchanged
     assert Marker.parse(plain.render()).automatic is False
     assert [r.phase for r in plan([d], ours(d)).reports] == [Phase.READY]
+
+
+def test_a_running_build_reports_its_progress_from_the_catalog():
+    d = index()
+    building = replace(observed(temp(d), valid=False, builder=4242, application=APPLICATION_NAME),
+                       progress=BuildProgress("building index: scanning table", blocks_done=300,
+                                              blocks_total=1000))
+    result = plan([d], building, busy={("public", d.name): Phase.BUILDING})
+    report = result.reports[0]
+    assert result.jobs == () and report.phase is Phase.BUILDING
+    assert report.progress.percent == 12  # 2 % waiting for writers + 50 % * 0.7 * 0.3
+    assert report.as_status()["progress"] == {
+        "phase": "building index: scanning table", "blocksDone": 300, "blocksTotal": 1000,
+        "tuplesDone": 0, "tuplesTotal": 0, "percent": 12}
+    assert report.message == ("building 12% (building index: scanning table, "
+                              "300/1000 blocks)")
+    assert building_summary(result.reports) == f"{d.name} 12%"
+
+
+def test_build_progress_only_grows_through_the_phases_to_100():
+    rows = [("initializing", 0, 0, 0, 0),
+            ("waiting for writers before build", 0, 0, 0, 0),
+            ("building index: scanning table", 0, 100, 0, 0),
+            ("building index: scanning table", 100, 100, 0, 0),
+            ("building index: sorting live tuples", 0, 0, 0, 0),
+            ("building index: loading tuples in tree", 0, 0, 50, 100),
+            ("waiting for writers before validation", 0, 0, 0, 0),
+            ("index validation: scanning index", 5, 10, 0, 0),
+            ("index validation: sorting tuples", 0, 0, 0, 0),
+            ("index validation: scanning table", 10, 10, 0, 0),
+            ("waiting for old snapshots", 0, 0, 0, 0),
+            ("waiting for readers before dropping", 0, 0, 0, 0)]
+    percents = [BuildProgress(*row).percent for row in rows]
+    assert percents == sorted(percents) and percents[0] == 0 and 95 <= percents[-1] <= 100
+    assert BuildProgress("something new in PostgreSQL 19").percent == 0
+
+
+def test_progress_is_only_reported_while_building():
+    d = index()
+    final = replace(ours(d), progress=BuildProgress("building index: scanning table"))
+    assert plan([d], final).reports[0].progress is None  # Ready

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from perf_operator.ratelimit.layout import bucket_key, cache_prefix, glob_escape, record_key
-from perf_operator.ratelimit.rules import EndpointRule, first_match, normalize_path, table_rules
+from perf_operator.ratelimit.rules import (EndpointRule, first_match, normalize_path,
+                                           pattern_covers, shadowed_rules, table_rules)
 
 
 def rule(pattern: str, *methods: str, requests: int = 10, burst: int = 0) -> EndpointRule:
@@ -106,3 +107,42 @@ def test_key_layout_puts_every_key_of_a_tenant_in_one_hash_slot():
 def test_glob_escape():
     assert glob_escape("a*b?c[d]e\\") == "a\\*b\\?c\\[d\\]e\\\\"
     assert glob_escape("p:{acme}:cache:") == "p:{acme}:cache:"
+
+
+@pytest.mark.parametrize("broad, narrow, covers", [
+    ("/**", "/api/search", True),
+    ("/**", "/", True),
+    ("/**", "/api/**", True),
+    ("/api/**", "/api", True),
+    ("/api/**", "/api/search", True),
+    ("/api/**", "/apix", False),
+    ("/api/**", "/**", False),
+    ("/api/*", "/api/search", True),
+    ("/api/*", "/api/*", True),
+    ("/api/*", "/api/**", False),  # ** also matches /api and /api/a/b
+    ("/api/*", "/api", False),
+    ("/api/search", "/api/*", False),
+    ("/api/*/config", "/api/p1/config", True),
+    ("/api/**/health", "/api/x/*/health", True),
+    ("/api/**/health", "/api/health", True),
+    ("/api/**/health", "/api/healthz", False),
+    ("/*/search", "/api/search", True),
+    ("/api/search", "/api/search", True),
+])
+def test_pattern_covers(broad, narrow, covers):
+    assert pattern_covers(broad, narrow) is covers
+    # the claim agrees with the matcher on paths the narrow pattern matches
+    if covers:
+        for path in ("/api/search", "/api", "/api/p1/config", "/api/x/y/health", "/",
+                     "/api/a/b", "/api/health", "/x/search"):
+            if first_match([rule(narrow)], path, "GET"):
+                assert first_match([rule(broad)], path, "GET"), (broad, narrow, path)
+
+
+def test_shadowed_rules_need_the_methods_covered_too():
+    rules = [("/**", ["*"]), ("/api/search", ["GET"])]
+    assert shadowed_rules(rules) == [(0, 1)]
+    assert shadowed_rules(list(reversed(rules))) == []  # narrower first: both apply
+    assert shadowed_rules([("/api/**", ["POST"]), ("/api/search", ["GET"])]) == []
+    assert shadowed_rules([("/api/**", ["GET", "POST"]), ("/api/search", ["GET"])]) == [(0, 1)]
+    assert shadowed_rules([("/api/**", ["GET"]), ("/api/search", ["*"])]) == []

@@ -78,6 +78,8 @@ PERFORMANCE_PROFILE = ResourceKind(
         READY_COLUMN, REASON_COLUMN,
         PrinterColumn("Indexes", "integer", ".status.database.readyIndexes",
                       "Declared indexes that are ready."),
+        PrinterColumn("Building", "string", ".status.database.building",
+                      "Index builds running, with their progress."),
         PrinterColumn("Tenants", "integer", ".status.tenants.count",
                       "TenantQuotas referencing the profile."),
         _signal("Latency", "apiResponseTimeP95Ms"),

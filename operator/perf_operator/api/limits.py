@@ -53,6 +53,15 @@ class EndpointRateLimit(Limit):
                            "by the optimizer's load shedding, even under pressure.")
 
 
+#: CEL: rule ``a`` is listed before ``b`` and matches every request ``b`` does, so ``b`` never
+#: applies. CEL can only judge the common case, a prefix ``<literal path>/**`` before a path
+#: under it; any other shadowing (``*`` segments) is refused by the admission webhook and
+#: reported by the reconciler as RuleShadowed (``validation.shadowed_rule_errors``).
+_SHADOWS = ("(self.indexOf(a) < self.indexOf(b) && a.pattern.endsWith('/**') && "
+            "!a.pattern.substring(0, size(a.pattern) - 3).contains('*') && "
+            "(b.pattern + '/').startsWith(a.pattern.substring(0, size(a.pattern) - 2)) && "
+            "('*' in a.methods || (!('*' in b.methods) && b.methods.all(m, m in a.methods))))")
+
 #: No two rules may match the same request: same pattern and a method in common ('*' overlaps
 #: every method). Otherwise which budget applies would depend on list order.
 EndpointRules = Annotated[
@@ -61,6 +70,12 @@ EndpointRules = Annotated[
     Rule("self.all(a, size(self.filter(b, b.pattern == a.pattern && ('*' in a.methods || "
          "'*' in b.methods || a.methods.exists(m, m in b.methods)))) == 1)",
          "two rules have the same pattern and a method in common"),
+    # Static message: a messageExpression naming both patterns exceeds the API server's cost
+    # budget for the CRD; the webhook and reconciler name them (validation.py).
+    Rule(f"self.all(b, !self.exists(a, {_SHADOWS}))",
+         "RuleShadowed: a rule <prefix>/** is listed before a narrower rule under <prefix> "
+         "with the same methods or fewer, which would never apply (the first matching rule "
+         "wins); list the narrower rule first"),
 ]
 
 TtlSeconds = Annotated[int, Field(ge=1, le=604_800)]

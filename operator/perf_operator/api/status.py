@@ -51,6 +51,18 @@ class ObjectStatus(StatusModel):
 
 # ------------------------------------------------------------------- PerformanceProfile status
 
+class IndexBuildProgress(StatusModel):
+    """A running build as ``pg_stat_progress_create_index`` reports it."""
+
+    phase: Name = Field(description="PostgreSQL's phase, e.g. `building index: scanning "
+                                     "table`.")
+    blocks_done: int = Field(0, ge=0, description="Blocks processed in this phase.")
+    blocks_total: int = Field(0, ge=0, description="Blocks to process in this phase.")
+    tuples_done: int = Field(0, ge=0, description="Tuples processed in this phase.")
+    tuples_total: int = Field(0, ge=0, description="Tuples to process in this phase.")
+    percent: int = Field(0, ge=0, le=100, description="Estimate of the whole build done.")
+
+
 class IndexStatus(StatusModel):
     """One declared index as found in the database."""
 
@@ -65,6 +77,8 @@ class IndexStatus(StatusModel):
     last_error: Message | None = Field(None, description="Last error building the index.")
     definition_hash: Name | None = Field(None, description="Hash of the definition the index "
                                                            "was built from.")
+    progress: IndexBuildProgress | None = Field(None, description="The running build "
+                                                                  "(Building only).")
 
 
 class SettingStatus(StatusModel):
@@ -93,6 +107,9 @@ class DatabaseStatus(StatusModel):
         default_factory=list, max_length=256, description="Declared indexes.")
     settings: Settings = Field(default_factory=list, description="Managed parameters.")
     ready_indexes: int = Field(0, ge=0, description="Indexes in phase Ready.")
+    building: Message | None = Field(None, description="The builds running, with their "
+                                                       "progress (`orders_idx 42%`), for "
+                                                       "`kubectl get`.")
 
 
 class RedisStatus(StatusModel):

@@ -15,7 +15,8 @@ from ..postgres import reconcile_profile as postgres_database
 from ..reconcile import EventRecorder, Outcome, ProfileContext
 from ..redis import reconcile_profile as redis_settings
 from ..redis import redis_peer
-from ..validation import describe_validation_error, semantic_errors
+from ..validation import (RULE_SHADOWED, describe_validation_error, profile_rule_errors,
+                          semantic_errors)
 from .reconciliation import Cleanup, Part, next_requeue, run_cleanups, run_parts, write_status
 from .resources import PROFILES
 from .tenant_registry import TENANTS_BY_PROFILE
@@ -89,9 +90,12 @@ async def reconcile(*, body: kopf.Body, spec: kopf.Spec, status: kopf.Status, me
                      ready_override=("Rejected", describe_validation_error(err)))
         return None
     problems = semantic_errors(model)
-    if problems:
+    shadowed = profile_rule_errors(model)
+    if problems or shadowed:
+        reason = "Rejected" if problems else RULE_SHADOWED
         write_status(patch=patch, current=current, generation=generation, results=[],
-                     extra={"tenants": tenants}, ready_override=("Rejected", "; ".join(problems)))
+                     extra={"tenants": tenants},
+                     ready_override=(reason, "; ".join(problems + shadowed)))
         return None
     if model.paused:
         write_status(patch=patch, current=current, generation=generation, results=[],

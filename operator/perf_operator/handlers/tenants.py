@@ -20,7 +20,7 @@ from ..redis import remove_tenant as remove_redis_tables
 from ..redis.sweep import TenantCheck, tenants_to_reconcile
 from ..redis.tables import desired_record, record_owner
 from ..scrub import scrub
-from ..validation import describe_validation_error
+from ..validation import RULE_SHADOWED, describe_validation_error, tenant_rule_errors
 from .reconciliation import Cleanup, Part, run_cleanups, run_parts, write_status
 from .tenant_registry import TENANTS_BY_PROFILE, TenantEntry
 from .resources import PROFILES, TENANTS
@@ -161,6 +161,11 @@ async def reconcile(*, patch: kopf.Patch, status: kopf.Status, meta: kopf.Meta, 
                                   f"{kwargs['namespace']}")
         write_status(patch=patch, current=current, generation=generation,
                      results=[("ProfileResolved", missing)])
+        return
+    shadowed = tenant_rule_errors(ctx.spec)
+    if shadowed:
+        write_status(patch=patch, current=current, generation=generation, results=[],
+                     ready_override=(RULE_SHADOWED, "; ".join(shadowed)))
         return
     resolved = Outcome(condition="ProfileResolved", ready=True, reason="ProfileFound",
                        message=f"limits merged with PerformanceProfile {ctx.profile_name}")

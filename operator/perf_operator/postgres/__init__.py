@@ -62,6 +62,7 @@ async def reconcile_profile(ctx: ProfileContext) -> Outcome | None:
         "indexes": [r.as_status() for r in reports],
         "settings": [s.as_status() for s in settings],
         "readyIndexes": sum(1 for r in reports if r.phase is Phase.READY),
+        "building": building_summary(reports) or None,  # None removes it
     }}
     busy = indexes.running or indexes.plan.jobs
     return Outcome(CONDITION, ready, reason, message, status=status,
@@ -109,6 +110,12 @@ def desired_indexes(ctx: ProfileContext) -> list[Any]:
         added.append(replace(definition, automatic=True)
                      if isinstance(definition, IndexDefinition) else definition)
     return [*declared, *added]
+
+
+def building_summary(reports: Sequence[IndexReport]) -> str:
+    """``orders_idx 42%, users_idx 3%``: the builds running, short enough for a column."""
+    return ", ".join(f"{r.name} {r.progress.percent}%" for r in reports
+                     if r.phase is Phase.BUILDING and r.progress is not None)
 
 
 def summarise(indexes: Sequence[IndexReport], settings: Sequence[SettingReport],

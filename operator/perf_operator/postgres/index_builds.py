@@ -39,10 +39,10 @@ from psycopg import sql
 from ..config import CONFIG
 from ..scrub import scrub
 from .connect import APPLICATION_NAME, DatabaseTarget
-from .indexes import (BuildFailure, BuildIndex, CancelBackend, Catalog, DropIndex, DropReason,
-                      IndexDefinition, IndexPlan, Job, MarkIndex, ObservedIndex, Phase,
+from .indexes import (BuildFailure, BuildIndex, BuildProgress, CancelBackend, Catalog,
+                      DropIndex, DropReason, IndexDefinition, IndexPlan, Job, MarkIndex, ObservedIndex, Phase,
                       RefusedIndex, RenameIndex, Step, definition_from_spec, plan_indexes,
-                      temporary_name)
+                      step_statement, temporary_name)
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +180,8 @@ async def wait_for_jobs(target: DatabaseTarget, *, cancel: bool = False) -> None
 
 _CATALOG_QUERY = """
 SELECT n.nspname, c.relname, t.relname, x.indisvalid, d.description,
-       pg_relation_size(c.oid), coalesce(s.idx_scan, 0), p.pid, a.application_name
+       pg_relation_size(c.oid), coalesce(s.idx_scan, 0), p.pid, a.application_name,
+       p.phase, p.blocks_done, p.blocks_total, p.tuples_done, p.tuples_total
 FROM pg_index x
 JOIN pg_class c ON c.oid = x.indexrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -216,7 +217,8 @@ async def observe_catalog(target: DatabaseTarget,
         for row in rows:
             index = ObservedIndex(schema=row[0], name=row[1], table=row[2], valid=row[3],
                                   comment=row[4], size_bytes=row[5], scans=row[6],
-                                  builder_pid=row[7], builder_application=row[8])
+                                  builder_pid=row[7], builder_application=row[8],
+                                  progress=BuildProgress(*row[9:14]) if row[7] else None)
             indexes[index.key] = index
         adoption = {}
         for d in definitions:
@@ -283,19 +285,24 @@ async def _run_job(target: DatabaseTarget, running: RunningJob, options: BuildOp
                    slots: BuildSlots, events: Events) -> None:
     job = running.job
     key = (target.key.database, *job.key)
-    started = time.monotonic()
+    queued = time.monotonic()
+    build_seconds = waited_seconds = 0.0
     table_lock = _table_locks.setdefault((target.key.database, job.key[0], job.table),
                                          asyncio.Lock())
     try:
         async with (table_lock if job.locks_table else contextlib.nullcontext(),
                     slots.slot() if job.builds else contextlib.nullcontext()):
             running.phase = Phase.BUILDING
+            waited_seconds = time.monotonic() - queued
             async with target.ddl_connection(
                     lock_timeout_ms=int(options.lock_timeout_seconds * 1000),
                     statement_timeout_ms=int((options.build_timeout_seconds
                                               + SERVER_DEADLINE_MARGIN_SECONDS) * 1000)) as conn:
                 for step in job.steps:
+                    started = time.monotonic()
                     await _execute(step, conn, target, options, events)
+                    if isinstance(step, BuildIndex):
+                        build_seconds = time.monotonic() - started
     except asyncio.CancelledError:
         raise
     except Exception as err:  # noqa: BLE001 - every failure is reported and retried
@@ -315,8 +322,10 @@ async def _run_job(target: DatabaseTarget, running: RunningJob, options: BuildOp
         if job.definition_hash is not None:
             _failures.pop(key, None)
         if job.builds:
+            # the build itself, not the wait for the table or a slot before it
             events.normal("BuildSucceeded", f"index {'.'.join(job.key)} built in "
-                                            f"{time.monotonic() - started:.1f}s")
+                                            f"{build_seconds:.1f}s (after {waited_seconds:.1f}s "
+                                            f"waiting for a build slot)")
     finally:
         _jobs.pop(key, None)
 
@@ -326,23 +335,19 @@ async def _execute(step: Step, conn: psycopg.AsyncConnection, target: DatabaseTa
     if isinstance(step, BuildIndex):
         events.normal("BuildStarted", f"building index {step.definition.schema}."
                                       f"{step.definition.name} concurrently as {step.temporary}")
-        await _create_with_deadline(conn, target, step.definition.create_statement(step.temporary),
+        await _create_with_deadline(conn, target, step_statement(step),
                                     options.build_timeout_seconds)
     elif isinstance(step, MarkIndex):
-        comment = sql.Literal(step.marker.render()) if step.marker else sql.NULL
-        await conn.execute(sql.SQL("COMMENT ON INDEX {} IS {}").format(
-            sql.Identifier(step.schema, step.name), comment))
+        await conn.execute(step_statement(step))
         if step.marker is None:
             events.normal("IndexRetained", f"index {step.schema}.{step.name} left the spec; "
                                            f"kept (indexPrunePolicy Retain) and released")
         elif step.marker.name == step.name:
             events.normal("IndexAdopted", f"index {step.schema}.{step.name} adopted")
     elif isinstance(step, RenameIndex):
-        await conn.execute(sql.SQL("ALTER INDEX {} RENAME TO {}").format(
-            sql.Identifier(step.schema, step.old), sql.Identifier(step.new)))
+        await conn.execute(step_statement(step))
     elif isinstance(step, DropIndex):
-        await conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(
-            sql.Identifier(step.schema, step.name)))
+        await conn.execute(step_statement(step))
         if step.reason is DropReason.LEFTOVER:
             events.normal("LeftoverDropped", f"dropped {step.schema}.{step.name}, left by an "
                                              f"interrupted or failed build")

@@ -43,7 +43,7 @@ import enum
 import hashlib
 import json
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
@@ -244,6 +244,79 @@ def _key_element(position: int, column: Any) -> KeyElement:
 
 # ------------------------------------------------------------------------------ observation
 
+#: The phases of ``CREATE INDEX CONCURRENTLY`` as ``pg_stat_progress_create_index`` names
+#: them, in the order they run, with the share of the whole build each stands for (rough:
+#: scanning the table, sorting and loading the tuples, then validating, are most of the
+#: work). Within a phase that counts blocks or tuples, the share is spread by their count.
+_BUILD_PHASES: tuple[tuple[str, float], ...] = (
+    ("initializing", 0.0),
+    ("waiting for writers before build", 0.02),
+    ("building index", 0.50),
+    ("waiting for writers before validation", 0.02),
+    ("index validation: scanning index", 0.10),
+    ("index validation: sorting tuples", 0.06),
+    ("index validation: scanning table", 0.26),
+    ("waiting for old snapshots", 0.02),
+    ("waiting for readers before marking dead", 0.01),
+    ("waiting for readers before dropping", 0.01),
+)
+
+
+@dataclass(frozen=True)
+class BuildProgress:
+    """One row of ``pg_stat_progress_create_index``: where a running build is."""
+
+    phase: str
+    blocks_done: int = 0
+    blocks_total: int = 0
+    tuples_done: int = 0
+    tuples_total: int = 0
+
+    @property
+    def percent(self) -> int:
+        """An estimate of the whole build done, 0-100, that only grows as the phases advance:
+        the shares of the phases before this one, plus this one's share times its fraction of
+        blocks (else tuples) done. A ``building index`` sub-phase (``scanning table``,
+        ``sorting live tuples``, ``loading tuples in tree``) counts as that phase."""
+        done = 0.0
+        for name, share in _BUILD_PHASES:
+            if self.phase == name or self.phase.startswith(name + ":"):
+                done += share * self._fraction(name)
+                return min(100, int(done * 100))
+            done += share
+        return 0
+
+    def _fraction(self, name: str) -> float:
+        if name == "building index":
+            # scanning the table is most of it; sorting and loading the tuples the rest
+            if "scanning table" in self.phase:
+                return 0.7 * _ratio(self.blocks_done, self.blocks_total)
+            if "loading tuples" in self.phase:
+                return 0.8 + 0.2 * _ratio(self.tuples_done, self.tuples_total)
+            return 0.7
+        if self.blocks_total:
+            return _ratio(self.blocks_done, self.blocks_total)
+        return _ratio(self.tuples_done, self.tuples_total)
+
+    def describe(self) -> str:
+        """``42% (building index: scanning table, 1200/4000 blocks)``."""
+        counts = []
+        if self.blocks_total:
+            counts.append(f"{self.blocks_done}/{self.blocks_total} blocks")
+        if self.tuples_total:
+            counts.append(f"{self.tuples_done}/{self.tuples_total} tuples")
+        return f"{self.percent}% ({', '.join([self.phase, *counts])})"
+
+    def as_status(self) -> dict[str, Any]:
+        return {"phase": self.phase, "blocksDone": self.blocks_done,
+                "blocksTotal": self.blocks_total, "tuplesDone": self.tuples_done,
+                "tuplesTotal": self.tuples_total, "percent": self.percent}
+
+
+def _ratio(done: int, total: int) -> float:
+    return min(1.0, done / total) if total > 0 else 0.0
+
+
 @dataclass(frozen=True)
 class ObservedIndex:
     """An index as the catalog shows it, with a build in progress on it if there is one."""
@@ -257,6 +330,7 @@ class ObservedIndex:
     scans: int = 0
     builder_pid: int | None = None
     builder_application: str | None = None
+    progress: BuildProgress | None = None
 
     @property
     def key(self) -> IndexKey:
@@ -336,6 +410,25 @@ class CancelBackend:
 Step = DropIndex | BuildIndex | MarkIndex | RenameIndex | CancelBackend
 
 
+def step_statement(step: Step) -> sql.Composed:
+    """The SQL a step runs: what the executor sends, and what ``kubectl perf plan`` shows.
+    (A CancelBackend runs on a pooled connection, only after checking that the backend still
+    builds an operator index: see ``index_builds.cancel_build``.)"""
+    if isinstance(step, BuildIndex):
+        return step.definition.create_statement(step.temporary)
+    if isinstance(step, MarkIndex):
+        comment = sql.Literal(step.marker.render()) if step.marker else sql.NULL
+        return sql.SQL("COMMENT ON INDEX {} IS {}").format(
+            sql.Identifier(step.schema, step.name), comment)
+    if isinstance(step, RenameIndex):
+        return sql.SQL("ALTER INDEX {} RENAME TO {}").format(
+            sql.Identifier(step.schema, step.old), sql.Identifier(step.new))
+    if isinstance(step, DropIndex):
+        return sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(
+            sql.Identifier(step.schema, step.name))
+    return sql.SQL("SELECT pg_cancel_backend({})").format(sql.Literal(step.pid))
+
+
 @dataclass(frozen=True)
 class Job:
     """The steps for one index, run in order as one background task. ``key`` is the declared
@@ -369,6 +462,8 @@ class IndexReport:
     scans: int | None = None
     last_error: str | None = None
     definition_hash: str | None = None
+    #: Where the build of the index runs (Building only).
+    progress: BuildProgress | None = None
 
     def as_status(self) -> dict[str, Any]:
         status: dict[str, Any] = {"name": self.name, "phase": self.phase.value}
@@ -377,6 +472,8 @@ class IndexReport:
                            ("definitionHash", self.definition_hash)):
             if value is not None:
                 status[key] = value
+        if self.progress is not None:
+            status["progress"] = self.progress.as_status()
         return status
 
 
@@ -435,18 +532,25 @@ def _plan_declared(owner: str, index: IndexDefinition, catalog: Catalog, running
         else None
 
     def report(phase: Phase, message: str = "") -> IndexReport:
+        progress = None
+        if phase is Phase.BUILDING:
+            progress = next((c.progress for c in (temp, final)
+                             if c is not None and c.progress is not None), None)
         return IndexReport(
             name=index.name, phase=phase, message=message,
             size_bytes=final.size_bytes if final is not None else None,
             scans=final.scans if final is not None else None, last_error=last_error,
-            definition_hash=final.marker.hash if final_owned else None)
+            definition_hash=final.marker.hash if final_owned else None, progress=progress)
 
     def job(*steps: Step, definition_hash: str | None = wanted) -> Job:
         return Job(key=(index.schema, index.name), table=index.table, steps=steps,
                    definition_hash=definition_hash)
 
     if running is not None:
-        return report(running, "a job of this operator is working on the index"), None
+        built = report(running, "a job of this operator is working on the index")
+        if built.progress is not None:
+            built = replace(built, message="building " + built.progress.describe())
+        return built, None
 
     # A build some other session runs on the index or its temporary name.
     for candidate, ours in ((final, final_owned), (temp, True)):

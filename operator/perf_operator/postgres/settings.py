@@ -250,7 +250,7 @@ async def reconcile_settings(target: DatabaseTarget, settings: Any,
         written = []
         for change in changes:
             try:
-                await conn.execute(_set_statement(change.name, change.value, scope,
+                await conn.execute(set_statement(change.name, change.value, scope,
                                                   target.key.dbname))
             except psycopg.Error as err:
                 errors[change.name] = scrub(err.diag.message_primary or err).strip()
@@ -277,7 +277,7 @@ async def reconcile_settings(target: DatabaseTarget, settings: Any,
     return reports
 
 
-def _set_statement(name: str, value: str, scope: str, dbname: str) -> sql.Composed:
+def set_statement(name: str, value: str, scope: str, dbname: str) -> sql.Composed:
     parameter = sql.SQL(".").join(sql.Identifier(part) for part in name.split("."))
     if scope == "Database":
         return sql.SQL("ALTER DATABASE {} SET {} = {}").format(

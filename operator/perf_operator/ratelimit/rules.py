@@ -92,6 +92,40 @@ def pattern_regex(pattern: str) -> str:
     return "".join(parts)
 
 
+def pattern_covers(broad: str, narrow: str) -> bool:
+    """Whether every path ``narrow`` matches is also matched by ``broad``.
+
+    Compares the patterns segment by segment, the narrow one's wildcards standing for any
+    segment(s): a literal covers only the same literal, ``*`` covers one literal or ``*``, and
+    ``**`` covers any run of segments (including ``**``). Exact for these patterns, because a
+    narrow ``*`` or ``**`` can stand for a segment no literal of ``broad`` names."""
+    wide = [s for s in broad.split("/") if s]
+    tight = [s for s in narrow.split("/") if s]
+    # covered[i][j]: wide[i:] covers tight[j:]
+    covered = [[False] * (len(tight) + 1) for _ in range(len(wide) + 1)]
+    covered[len(wide)][len(tight)] = True
+    for i in range(len(wide) - 1, -1, -1):
+        for j in range(len(tight), -1, -1):
+            if wide[i] == "**":
+                covered[i][j] = covered[i + 1][j] or (j < len(tight) and covered[i][j + 1])
+            elif j < len(tight) and tight[j] != "**" and (
+                    wide[i] == tight[j] or (wide[i] == "*" and tight[j] != "**")):
+                covered[i][j] = covered[i + 1][j + 1]
+    return covered[0][0]
+
+
+def methods_cover(broad: Sequence[str], narrow: Sequence[str]) -> bool:
+    return ANY_METHOD in broad or (ANY_METHOD not in narrow and set(narrow) <= set(broad))
+
+
+def shadowed_rules(rules: Sequence[tuple[str, Sequence[str]]]) -> list[tuple[int, int]]:
+    """(earlier, later) index pairs of ``(pattern, methods)`` rules where the later rule can
+    never apply: the earlier one matches every request it matches, and the first match wins."""
+    return [(i, j) for j, (pattern, methods) in enumerate(rules)
+            for i, (earlier, earlier_methods) in enumerate(rules[:j])
+            if pattern_covers(earlier, pattern) and methods_cover(earlier_methods, methods)]
+
+
 def normalize_path(path: str) -> str:
     """``/a//b/?x=1`` -> ``/a/b``; the root is the empty string (no segments)."""
     path = path.split("?", 1)[0].split("#", 1)[0]
