@@ -158,6 +158,17 @@ def _target_text(body: dict[str, Any]) -> str:
 
 # --- executor -------------------------------------------------------------------------------
 
+def desired_hpas(ctx: ProfileContext) -> list[tuple[str, bool, dict[str, Any]]]:
+    """(rule, takeOver, HPA body) per scaling rule, with the optimizer's raised floors (Auto
+    mode; none otherwise): what ``plan_scaling`` takes, for the reconciler and the plan."""
+    adj = adjustments(ctx.status)
+    return [(rule.name, rule.take_over,
+             desired_hpa(rule.model_copy(update={"min_replicas": adj.min_replicas(
+                 rule.name, rule.min_replicas, rule.max_replicas)}),
+                 ctx.name, ctx.namespace, ctx.owner_reference()))
+            for rule in ctx.spec.scaling.rules]
+
+
 async def reconcile_scaling(ctx: ProfileContext) -> Outcome | None:
     """Make the profile's HPAs match ``scaling.rules``."""
     previous = {r["name"]: r for r in (ctx.status.get("scaling") or {}).get("rules") or []}
@@ -165,15 +176,9 @@ async def reconcile_scaling(ctx: ProfileContext) -> Outcome | None:
     if not rules and not previous:
         return None
     observed = await k8s.list_objects(k8s.HPA, ctx.namespace)
-    adj = adjustments(ctx.status)  # the optimizer's raised floors (Auto mode), none otherwise
-    desired = [(rule.name, rule.take_over,
-                desired_hpa(rule.model_copy(update={"min_replicas": adj.min_replicas(
-                    rule.name, rule.min_replicas, rule.max_replicas)}),
-                    ctx.name, ctx.namespace, ctx.owner_reference()))
-               for rule in rules]
     applied = {name for name, state in previous.items() if state.get("state") == "Applied"}
     statuses: list[dict[str, Any]] = []
-    for step in plan_scaling(desired, observed, ctx.uid, applied):
+    for step in plan_scaling(desired_hpas(ctx), observed, ctx.uid, applied):
         if isinstance(step, PruneStep):
             if await k8s.delete_owned(k8s.HPA, ctx.namespace, step.hpa, step.uid):
                 ctx.events.normal("Deleted", f"deleted HPA {step.hpa}: its rule left the spec")
