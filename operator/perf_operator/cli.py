@@ -3,7 +3,6 @@ bring up the local stack."""
 from __future__ import annotations
 
 import argparse
-import logging
 import pathlib
 import sys
 
@@ -13,11 +12,9 @@ def _run(args: argparse.Namespace) -> int:
 
     from . import entry  # noqa: F401  (registers every handler)
     from .handlers import startup
-    from .scrub import install_log_scrubbing
+    from .logs import configure_logging
 
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    install_log_scrubbing()
+    configure_logging(args.log_format, verbose=args.verbose)
     startup.namespaces = tuple(args.namespace)
     if args.webhook_listen:
         addr, _, port = args.webhook_listen.rpartition(":")
@@ -73,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--webhook-cert", help="TLS certificate (PEM) of the webhook")
     run.add_argument("--webhook-key", help="TLS private key (PEM) of the webhook")
     run.add_argument("--webhook-ca", help="CA bundle (PEM) the API server verifies it with")
+    run.add_argument("--log-format", choices=("text", "json"), default="text",
+                     help="text (default) or json: one JSON object per line with timestamp, "
+                          "level, logger, message, and the object's namespace, name, kind and "
+                          "reason when known")
     run.add_argument("--verbose", action="store_true")
     run.set_defaults(func=_run)
 

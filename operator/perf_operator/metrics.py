@@ -22,15 +22,19 @@ from aiohttp import web
 from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram,
                                generate_latest)
 
+from .api.conditions import PROGRESS_REASONS
+
 RECONCILIATIONS = Counter(
     "perf_operator_reconciliations_total",
     "Reconciliations of one target system for one object, by result "
-    "(ready, not_ready, error).",
+    "(ready; progressing: work under way or waiting for data, such as an index build; "
+    "not_ready: failed; error: the reconciler raised).",
     ["kind", "target", "result"])
 RECONCILE_ERRORS = Counter(
     "perf_operator_reconcile_errors_total",
-    "Reconciliations that did not make the target match the spec, by reason (the condition "
-    "reason, or the exception class when the reconciler raised).",
+    "Reconciliations that failed, by reason (the condition reason, or the exception class "
+    "when the reconciler raised). Progress (IndexBuilding, IndexPending, SignalsStale) is "
+    "not an error and is not counted here.",
     ["kind", "target", "reason"])
 RECONCILE_DURATION = Histogram(
     "perf_operator_reconcile_duration_seconds",
@@ -84,9 +88,13 @@ def reconciliation(kind: str, target: str) -> Iterator[Reconciliation]:
         raise
     else:
         if run.outcome is not None:
-            ready = run.outcome.ready
-            _finish(kind, target, started, "ready" if ready else "not_ready",
-                    None if ready else run.outcome.reason)
+            outcome = run.outcome
+            if outcome.ready:
+                _finish(kind, target, started, "ready", None)
+            elif outcome.reason in PROGRESS_REASONS:
+                _finish(kind, target, started, "progressing", None)
+            else:
+                _finish(kind, target, started, "not_ready", outcome.reason)
     finally:
         QUEUE_DEPTH.labels(kind).dec()
 

@@ -7,11 +7,9 @@ conditions, so no reconciler writes status itself.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-
-import kopf
 
 from .scrub import scrub
 
@@ -41,17 +39,26 @@ class Outcome:
 
 
 class EventRecorder:
-    """Kubernetes Events about one object, scrubbed of credentials."""
+    """Kubernetes Events about one object, scrubbed of credentials, posted as
+    ``perf-operator`` with repeats counted on one Event (``kube.events``), and logged."""
 
-    def __init__(self, body: kopf.Body, logger: logging.Logger | logging.LoggerAdapter) -> None:
+    def __init__(self, body: Mapping[str, Any],
+                 logger: logging.Logger | logging.LoggerAdapter) -> None:
         self.body = body
         self.logger = logger
 
     def normal(self, reason: str, message: str) -> None:
-        kopf.info(self.body, reason=reason, message=scrub(message))
+        self._record("Normal", logging.INFO, reason, message)
 
     def warning(self, reason: str, message: str) -> None:
-        kopf.warn(self.body, reason=reason, message=scrub(message))
+        self._record("Warning", logging.WARNING, reason, message)
+
+    def _record(self, type_: str, level: int, reason: str, message: str) -> None:
+        from .kube.events import POSTER, ObjectRef
+
+        text = scrub(message)
+        self.logger.log(level, "%s: %s", reason, text, extra={"reason": reason})
+        POSTER.post(ObjectRef.from_body(self.body), type_, reason, text)
 
 
 @dataclass

@@ -99,6 +99,7 @@ def test_deployment_runs_restricted_with_probes_on_the_metrics_port(kubectl):
     assert {"name": "metrics", "containerPort": 8080, "protocol": "TCP"} in container["ports"]
     assert deployment["spec"]["replicas"] == 2
     assert "--standalone" in container["args"]  # the Lease elects; kopf's peering stays off
+    assert "--log-format json" in " ".join(container["args"])  # one JSON object per log line
     namespace = next(d for d in docs if d["kind"] == "Namespace")
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
 

@@ -52,7 +52,7 @@ def lease_election_in(kubectl: Kubectl, namespace: str) -> None:
 
 
 def start_operator_as_deployed(kubeconfig: str, log_dir: pathlib.Path, *, name: str,
-                               namespace: str):
+                               namespace: str, extra_args: tuple[str, ...] = ()):
     """The real operator as the Deployment runs it (``--standalone``, ``POD_NAME``, its own
     metrics port), with the ServiceAccount ``kubeconfig`` from :func:`operator_kubeconfig`,
     electing in and watching only ``namespace`` (call :func:`lease_election_in` first).
@@ -62,7 +62,7 @@ def start_operator_as_deployed(kubeconfig: str, log_dir: pathlib.Path, *, name: 
 
     port = free_port()
     proc = start_operator(kubeconfig, log_dir, name=name,
-                          extra_args=("--standalone", f"--namespace={namespace}"),
+                          extra_args=("--standalone", f"--namespace={namespace}", *extra_args),
                           env={"POD_NAME": name, "PERF_OPERATOR_NAMESPACE": namespace,
                                "PERF_OPERATOR_METRICS_PORT": str(port)})
     proc.metrics_port = port

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import calendar
 import pathlib
+import re
+import time
 
 import pytest
+import yaml
 
+from perf_operator.api import PROGRESS_REASONS
 from tests.support.lua import argocd_health, interpreters
 
-SCRIPT = pathlib.Path(__file__).resolve().parents[2] / "manifests/argocd/health/health.lua"
+HEALTH = pathlib.Path(__file__).resolve().parents[2] / "manifests/argocd/health"
+SCRIPT = HEALTH / "health.lua"
+CASES = yaml.safe_load((HEALTH / "health_test.yaml").read_text())["tests"]
 NOW = calendar.timegm((2024, 3, 1, 0, 5, 0))  # just after a leap day: exercises the date maths
 INTERPRETERS = interpreters()
 
@@ -94,7 +100,8 @@ def test_failure_across_the_leap_day_is_measured_right(health):
 
 
 @pytest.mark.parametrize("reason", ["Rejected", "ProfileNotFound", "ResourceConflict",
-                                    "WebSocketOvercommitted"])
+                                    "WebSocketOvercommitted", "SettingRejected",
+                                    "SettingsRejected"])
 def test_failures_that_retrying_cannot_fix_are_degraded_at_once(health, reason):
     obj = profile(ready=("False", reason, "needs a new spec", 5), kind="TenantQuota")
     assert health(obj) == ("Degraded", f"{reason}: needs a new spec")
@@ -134,3 +141,36 @@ def test_without_open_libs_only_the_reason_rule_applies(health):
 def test_non_ascii_messages_pass_through(health):
     obj = profile(ready=("True", "Reconciled", "prêt — 準備完了", 5))
     assert health(obj) == ("Healthy", "prêt — 準備完了")
+
+
+@pytest.mark.parametrize("interpreter", INTERPRETERS)
+@pytest.mark.parametrize("case", CASES, ids=[c["inputPath"] for c in CASES])
+def test_case_files_hold_today(case, interpreter):
+    """Argo CD's format: each case file with its expected health, at the real current time."""
+    obj = yaml.safe_load((HEALTH / case["inputPath"]).read_text())
+    assert argocd_health(SCRIPT, obj, now=int(time.time()), interpreter=interpreter) == (
+        case["healthStatus"]["status"], case["healthStatus"]["message"])
+
+
+def test_every_case_file_is_listed():
+    listed = {case["inputPath"] for case in CASES}
+    assert listed == {f"testdata/{p.name}" for p in (HEALTH / "testdata").glob("*.yaml")}
+
+
+def test_lua_knows_the_operators_progress_reasons():
+    table = re.search(r"local PROGRESS_REASONS = {(.*?)\n}", SCRIPT.read_text(), re.S).group(1)
+    assert set(re.findall(r"^\s*(\w+) = true", table, re.M)) == set(PROGRESS_REASONS)
+
+
+@pytest.mark.parametrize("reason", sorted(PROGRESS_REASONS))
+def test_an_eleven_minute_build_is_still_progressing(health, reason):
+    obj = profile(ready=("False", reason, "index i Building", 11 * 60))
+    assert health(obj) == ("Progressing", f"{reason}: index i Building")
+
+
+def test_a_terminating_object_is_progressing_whatever_its_ready(health):
+    for ready in (("False", "DatabaseUnavailable", "refused", 3600),
+                  ("False", "Rejected", "bad", 5), ("True", "Reconciled", "ok", 5)):
+        obj = profile(ready=ready)
+        obj["metadata"]["deletionTimestamp"] = stamp(30)
+        assert health(obj)[0] == "Progressing"

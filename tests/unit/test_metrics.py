@@ -27,6 +27,16 @@ def test_not_ready_outcome_counts_an_error_with_its_reason():
                   reason="ConnectionFailed") == 1
 
 
+@pytest.mark.parametrize("reason", ["IndexBuilding", "IndexPending", "SignalsStale"])
+def test_progress_is_not_an_error(reason):
+    labels = {"kind": "UnitKind", "target": f"Progress{reason}"}
+    with metrics.reconciliation("UnitKind", labels["target"]) as run:
+        run.outcome = Outcome(condition=labels["target"], ready=False, reason=reason)
+    assert sample("perf_operator_reconcile_errors_total", **labels, reason=reason) == 0
+    assert sample("perf_operator_reconciliations_total", **labels, result="progressing") == 1
+    assert sample("perf_operator_reconciliations_total", **labels, result="not_ready") == 0
+
+
 def test_exception_is_counted_as_error_and_propagates():
     with pytest.raises(TimeoutError), metrics.reconciliation("UnitKind", "RaiseTarget"):
         raise TimeoutError("slow")

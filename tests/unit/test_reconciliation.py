@@ -3,15 +3,57 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
+
 from perf_operator.handlers.reconciliation import write_status
 from perf_operator.reconcile import Outcome
+from tests.support.events import RecordedEvents
 
 
-def _conditions(*outcomes: Outcome) -> dict[str, tuple[str, str]]:
+def _conditions(*outcomes: Outcome, events: RecordedEvents | None = None,
+                ready_override: tuple[str, str] | None = None) -> dict[str, tuple[str, str]]:
     patch = SimpleNamespace(status={})
     write_status(patch=patch, current={}, generation=1,
-                 results=[(o.condition, o) for o in outcomes])
+                 results=[(o.condition, o) for o in outcomes],
+                 events=events if events is not None else RecordedEvents(),
+                 ready_override=ready_override)
     return {c["type"]: (c["status"], c["reason"]) for c in patch.status["conditions"]}
+
+
+@pytest.mark.parametrize("outcome", [
+    Outcome("DatabaseReady", False, "SecretNotFound", "Secret pg-credentials not found"),
+    Outcome("DatabaseReady", False, "DatabaseUnavailable", "connection refused"),
+    Outcome("ProfileResolved", False, "ProfileNotFound", "profile p does not exist"),
+    Outcome("Overcommitted", False, "WebSocketOvercommitted", "too many", abnormal_true=True),
+])
+def test_every_failing_ready_is_a_warning_event_with_its_reason(outcome):
+    events = RecordedEvents()
+    _conditions(outcome, events=events)
+    assert events.events == [("Warning", outcome.reason, f"{outcome.condition}: "
+                                                         f"{outcome.message}")]
+
+
+def test_rejected_spec_is_a_warning_event():
+    events = RecordedEvents()
+    _conditions(events=events, ready_override=("Rejected", "spec.x: bad"))
+    assert events.events == [("Warning", "Rejected", "spec.x: bad")]
+
+
+@pytest.mark.parametrize("outcome", [
+    Outcome("DatabaseReady", False, "IndexBuilding", "index i building"),
+    Outcome("DatabaseReady", False, "IndexPending", "index i pending"),
+    Outcome("DatabaseReady", True, "DatabaseInSync", "ok"),
+])
+def test_progress_and_success_are_no_warning(outcome):
+    events = RecordedEvents()
+    _conditions(outcome, events=events)
+    assert events.events == []
+
+
+def test_paused_is_no_warning():
+    events = RecordedEvents()
+    _conditions(events=events, ready_override=("Paused", "spec.paused is true"))
+    assert events.events == []
 
 
 def test_a_condition_that_does_not_affect_ready_shows_on_its_own():

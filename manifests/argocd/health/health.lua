@@ -1,23 +1,42 @@
 -- Argo CD health of perf.idp.io PerformanceProfile and TenantQuota (one script for both).
 --
+--   Progressing  being deleted (metadata.deletionTimestamp set: cleanup runs, the finalizer
+--                goes when it is done)
 --   Suspended    spec.paused is true, or Ready=False with reason Paused (a tenant whose
 --                profile is paused)
 --   Progressing  no Ready condition yet, status.observedGeneration behind metadata.generation,
---                Ready=Unknown, or Ready=False for less than DEGRADED_AFTER_SECONDS
+--                Ready=Unknown, Ready=False with a reason that means work under way
+--                (PROGRESS_REASONS: an index build, however long it takes), or Ready=False
+--                for less than DEGRADED_AFTER_SECONDS
 --   Healthy      Ready=True for the current generation
---   Degraded     Ready=False with a reason that retrying cannot fix (PERSISTENT_REASONS), or
---                Ready=False for DEGRADED_AFTER_SECONDS or longer (measured from the Ready
---                condition's lastTransitionTime, which moves only when its status changes)
+--   Degraded     Ready=False with a reason that retrying cannot fix (PERSISTENT_REASONS: a
+--                rejected spec or setting, a conflict), at once; or any other Ready=False
+--                for DEGRADED_AFTER_SECONDS or longer (measured from the Ready condition's
+--                lastTransitionTime, which moves only when its status changes)
 --
 -- Written for Argo CD's Lua (gopher-lua, Lua 5.1). The time rule needs the string and math
 -- libraries: enable them with resource.customizations.useOpenLibs.<group>_<kind>: "true"
--- (manifests/argocd/health/kustomization.yaml does). Without them only the reason rule applies
--- and a failing object stays Progressing.
+-- (manifests/argocd/health/kustomization.yaml does). Without them only the reason rules apply
+-- and a failing object stays Progressing. health_test.yaml lists a case file per behaviour
+-- (testdata/), in Argo CD's own test format.
 
 local DEGRADED_AFTER_SECONDS = 600
 
+-- The operator's api.conditions.PROGRESS_REASONS (a unit test keeps the two lists equal).
+local PROGRESS_REASONS = {
+  IndexBuilding = true,           -- CREATE INDEX CONCURRENTLY runs: hours on a large table
+  IndexPending = true,            -- an index waits for its turn
+  SignalsStale = true,            -- the application's metrics are not in Prometheus yet
+}
+
 local PERSISTENT_REASONS = {
   Rejected = true,                -- the spec is invalid: only a new spec helps
+  RuleShadowed = true,            -- a rate-limit rule can never match: only a new spec helps
+  SettingRejected = true,         -- PostgreSQL refused a parameter value
+  SettingsRejected = true,        -- Redis refused a CONFIG value
+  SettingsConflict = true,        -- another profile owns a Redis parameter on the same server
+  IndexConflict = true,           -- an index of that name exists and is not the operator's
+  TableConflict = true,           -- another tenant owns the tenant ID's record
   ProfileNotFound = true,         -- the tenant names a profile that does not exist
   ResourceConflict = true,        -- another field manager owns what the operator must set
   WebSocketOvercommitted = true,  -- the tenants commit more connections than the profile has
@@ -73,9 +92,16 @@ local status = obj.status or {}
 local metadata = obj.metadata or {}
 local ready = find_condition(status.conditions, "Ready")
 
+if metadata.deletionTimestamp ~= nil then
+  hs.status = "Progressing"
+  hs.message = "Being deleted: the operator is cleaning up"
+  return hs
+end
+
 if spec.paused == true or (ready ~= nil and ready.status == "False" and ready.reason == "Paused") then
   hs.status = "Suspended"
-  hs.message = ready ~= nil and describe(ready) or "spec.paused is true"
+  hs.message = (ready ~= nil and ready.reason == "Paused") and describe(ready)
+    or "spec.paused is true"
   return hs
 end
 
@@ -99,6 +125,11 @@ if ready.status == "True" then
 end
 
 if ready.status == "False" then
+  if PROGRESS_REASONS[ready.reason] then
+    hs.status = "Progressing"
+    hs.message = describe(ready)
+    return hs
+  end
   if PERSISTENT_REASONS[ready.reason] then
     hs.status = "Degraded"
     hs.message = describe(ready)
@@ -107,8 +138,9 @@ if ready.status == "False" then
   local since = epoch_seconds(ready.lastTransitionTime)
   if since ~= nil and os.time() - since >= DEGRADED_AFTER_SECONDS then
     hs.status = "Degraded"
-    hs.message = describe(ready) .. " (failing for " .. tostring(math.floor((os.time() - since) / 60))
-      .. " minutes)"
+    -- No figure that moves with the clock: Argo CD would see a new message every refresh.
+    hs.message = describe(ready) .. " (failing for " .. tostring(math.floor(DEGRADED_AFTER_SECONDS / 60))
+      .. " minutes or more)"
     return hs
   end
   hs.status = "Progressing"

@@ -11,6 +11,18 @@ from .status import Condition
 #: The condition that sums up a resource; the printer columns show it.
 READY = "Ready"
 
+#: Not-ready reasons that mean work is under way, or waiting for data from outside the operator,
+#: rather than a failure: they are not counted as reconcile errors, get no Warning Event, and
+#: Argo CD shows them as Progressing however long they last (manifests/argocd/health/health.lua
+#: keeps the same list; a unit test compares the two).
+PROGRESS_REASONS = frozenset({
+    "IndexBuilding",  # a CREATE INDEX CONCURRENTLY runs (hours on a large table)
+    "IndexPending",   # an index waits for its turn (one build per table at a time)
+    "SignalsStale",   # the application's metrics are not (yet) in Prometheus
+})
+#: Not-ready on purpose: ``spec.paused`` (or the tenant's profile is paused).
+PAUSED = "Paused"
+
 #: metav1.Condition's limit on a message; longer ones would be refused by the API server.
 MAX_MESSAGE = 32_768
 

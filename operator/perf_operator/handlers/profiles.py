@@ -8,6 +8,7 @@ import pydantic
 
 from ..api import PerformanceProfileSpec
 from ..config import CONFIG
+from ..logs import REQUEUE_MESSAGE
 from ..kube import reconcile_alerts, reconcile_app_config, reconcile_scaling
 from ..optimizer import reconcile_metrics, reconcile_optimization
 from ..postgres import cleanup_profile as postgres_cleanup
@@ -51,7 +52,7 @@ async def profile_changed(**kwargs: Any) -> None:
     if requeue is not None:
         # Work goes on in the background (an index build): look again soon rather than at the
         # next resync. kopf keeps the status patch and retries this handler after the delay.
-        raise kopf.TemporaryError("waiting for background work", delay=requeue)
+        raise kopf.TemporaryError(REQUEUE_MESSAGE, delay=requeue)
 
 
 @kopf.timer(*PROFILES, interval=CONFIG.resync_seconds, initial_delay=CONFIG.resync_seconds)
@@ -81,12 +82,13 @@ async def reconcile(*, body: kopf.Body, spec: kopf.Spec, status: kopf.Status, me
     background (None: the resync timer is soon enough)."""
     generation = meta.get("generation", 0)
     current = dict(status)
+    events = EventRecorder(body, logger)
     tenants = _tenant_summary(namespace, name)
     try:
         model = PerformanceProfileSpec.model_validate(dict(spec))
     except pydantic.ValidationError as err:
         write_status(patch=patch, current=current, generation=generation, results=[],
-                     extra={"tenants": tenants},
+                     events=events, extra={"tenants": tenants},
                      ready_override=("Rejected", describe_validation_error(err)))
         return None
     problems = semantic_errors(model)
@@ -94,22 +96,22 @@ async def reconcile(*, body: kopf.Body, spec: kopf.Spec, status: kopf.Status, me
     if problems or shadowed:
         reason = "Rejected" if problems else RULE_SHADOWED
         write_status(patch=patch, current=current, generation=generation, results=[],
-                     extra={"tenants": tenants},
+                     events=events, extra={"tenants": tenants},
                      ready_override=(reason, "; ".join(problems + shadowed)))
         return None
     if model.paused:
         write_status(patch=patch, current=current, generation=generation, results=[],
-                     extra={"tenants": tenants},
+                     events=events, extra={"tenants": tenants},
                      ready_override=("Paused", "spec.paused is true: nothing is changed"))
         return None
     ctx = ProfileContext(name=name, namespace=namespace, uid=meta["uid"], generation=generation,
-                         spec=model, status=current, events=EventRecorder(body, logger),
+                         spec=model, status=current, events=events,
                          logger=logger, created=meta.get("creationTimestamp"),
                          redis_peers=list(redis_peers.get("all", ())))
     results = await run_parts("PerformanceProfile", PROFILE_PARTS, ctx)
     results.append(("Overcommitted", _overcommit(model, tenants)))
     write_status(patch=patch, current=current, generation=generation, results=results,
-                 extra={"tenants": tenants})
+                 events=events, extra={"tenants": tenants})
     return next_requeue(results)
 
 

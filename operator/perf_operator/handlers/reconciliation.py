@@ -10,8 +10,8 @@ import kopf
 
 from .. import metrics
 from ..config import CONFIG
-from ..api import Condition, set_condition
-from ..reconcile import Outcome
+from ..api import PAUSED, PROGRESS_REASONS, Condition, set_condition
+from ..reconcile import EventRecorder, Outcome
 from ..scrub import scrub
 from ..status import apply_to_kopf_patch
 
@@ -55,13 +55,17 @@ async def run_parts(kind: str, parts: Sequence[tuple[str, Part]], ctx: Any
 
 
 def write_status(*, patch: kopf.Patch, current: dict[str, Any], generation: int,
-                 results: Sequence[tuple[str, Outcome | None]], extra: dict[str, Any] | None = None,
+                 results: Sequence[tuple[str, Outcome | None]], events: EventRecorder,
+                 extra: dict[str, Any] | None = None,
                  ready_override: tuple[str, str] | None = None) -> bool:
     """Merge the outcomes into conditions (plus ``Ready``) and their status fragments, and put
     only what differs from ``current`` into kopf's patch. Returns True when something changed.
     The condition of a part whose section left the spec is removed.
 
     ``ready_override`` (reason, message) forces Ready=False, e.g. for a paused or rejected spec.
+    A Ready=False that is a failure (not progress, not a pause) is also a Warning Event with
+    Ready's reason and message, on every reconcile while it lasts: the EventRecorder counts the
+    repeats on one Event, so ``kubectl describe`` shows how long and how often.
     """
     now = datetime.datetime.now(datetime.timezone.utc)
     absent = {cond for cond, outcome in results if outcome is None}
@@ -85,6 +89,8 @@ def write_status(*, patch: kopf.Patch, current: dict[str, Any], generation: int,
             "all targets match the spec")
     conditions = set_condition(conditions, "Ready", "True" if ready else "False", reason,
                                ready_message, generation, now)
+    if not ready and reason not in PROGRESS_REASONS and reason != PAUSED:
+        events.warning(reason, ready_message)
     desired["conditions"] = [c.model_dump(mode="json", by_alias=True, exclude_none=True)
                              for c in conditions]
     desired.update(extra or {})

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from dataclasses import dataclass
 
 import kopf
@@ -10,6 +9,7 @@ import kopf
 from .. import metrics
 from ..config import CONFIG
 from ..kube import client as kube_client
+from ..kube.events import POSTER
 from ..kube.objects import list_objects, wait_until_served
 from ..leadership import LeaderGate
 from ..postgres import connect as postgres_connect
@@ -48,7 +48,8 @@ def configure(settings: kopf.OperatorSettings, **_) -> None:
     settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(
         field="status.kopf.lastHandledConfiguration")
     settings.persistence.finalizer = "perf.idp.io/finalizer"
-    settings.posting.level = logging.INFO
+    # Events are posted by kube.events (as perf-operator, repeats counted), not from log lines.
+    settings.posting.enabled = False
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 60
@@ -93,6 +94,10 @@ async def seed_tenant_registry(logger, **_) -> None:
 
 @kopf.on.cleanup()
 async def step_down(memo: kopf.Memo, **_) -> None:
+    try:
+        await asyncio.wait_for(POSTER.flush(), timeout=5)
+    except asyncio.TimeoutError:
+        pass  # the API server is not answering: the queued Events are lost with the process
     await memo.leader_gate.release()
     await memo.metrics_server.cleanup()
     await postgres_connect.close_all()

@@ -148,11 +148,12 @@ async def reconcile(*, patch: kopf.Patch, status: kopf.Status, meta: kopf.Meta, 
                     ) -> None:
     generation = meta.get("generation", 0)
     current = dict(status)
+    events = EventRecorder(kwargs["body"], kwargs["logger"])
     try:
         ctx = _context(meta=meta, status=status, **kwargs)
     except pydantic.ValidationError as err:
         write_status(patch=patch, current=current, generation=generation, results=[],
-                     ready_override=("Rejected", describe_validation_error(err)))
+                     events=events, ready_override=("Rejected", describe_validation_error(err)))
         return
     if ctx is None:
         profile = (kwargs["spec"].get("profileRef") or {}).get("name")
@@ -160,7 +161,7 @@ async def reconcile(*, patch: kopf.Patch, status: kopf.Status, meta: kopf.Meta, 
                           message=f"PerformanceProfile {profile!r} does not exist in namespace "
                                   f"{kwargs['namespace']}")
         write_status(patch=patch, current=current, generation=generation,
-                     results=[("ProfileResolved", missing)])
+                     results=[("ProfileResolved", missing)], events=events)
         return
     shadowed = tenant_rule_errors(ctx.spec)
     if shadowed:
@@ -171,12 +172,13 @@ async def reconcile(*, patch: kopf.Patch, status: kopf.Status, meta: kopf.Meta, 
                        message=f"limits merged with PerformanceProfile {ctx.profile_name}")
     if ctx.profile.paused:
         write_status(patch=patch, current=current, generation=generation,
-                     results=[("ProfileResolved", resolved)],
+                     results=[("ProfileResolved", resolved)], events=events,
                      ready_override=("Paused", f"profile {ctx.profile_name} is paused"))
         return
     results = await run_parts("TenantQuota", TENANT_PARTS, ctx)
     results.append(("ProfileResolved", resolved))
-    write_status(patch=patch, current=current, generation=generation, results=results)
+    write_status(patch=patch, current=current, generation=generation, results=results,
+                 events=ctx.events)
 
 
 def _context(*, body: kopf.Body, spec: kopf.Spec, meta: kopf.Meta, status: kopf.Status,

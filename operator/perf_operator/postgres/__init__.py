@@ -122,23 +122,29 @@ def summarise(indexes: Sequence[IndexReport], settings: Sequence[SettingReport],
               released: Sequence[str]) -> tuple[bool, str, str]:
     """(ready, reason, message) of DatabaseReady. Ready means every index is Ready and every
     parameter is recorded where the scope keeps it (PendingRestart counts: the operator did
-    all it may; the message lists what waits for a restart)."""
+    all it may; the message lists what waits for a restart). The reason is the first failure;
+    only when nothing failed is it the work under way (IndexBuilding, IndexPending), so that
+    a rejected setting is not hidden behind a long build."""
     problems: list[tuple[str, str]] = []
     by_phase: dict[Phase, list[IndexReport]] = {}
     for report in indexes:
         by_phase.setdefault(report.phase, []).append(report)
-    for phase, reason in ((Phase.CONFLICT, "IndexConflict"), (Phase.FAILED, "IndexFailed"),
-                          (Phase.INVALID, "IndexInvalid"), (Phase.BUILDING, "IndexBuilding"),
-                          (Phase.PENDING, "IndexPending")):
-        for report in by_phase.get(phase, ()):
-            detail = report.last_error if phase is Phase.FAILED and report.last_error \
-                else report.message
-            problems.append((reason, f"index {report.name} {phase.value}: {detail}"))
+
+    def index_problems(*phases: tuple[Phase, str]) -> None:
+        for phase, reason in phases:
+            for report in by_phase.get(phase, ()):
+                detail = report.last_error if phase is Phase.FAILED and report.last_error \
+                    else report.message
+                problems.append((reason, f"index {report.name} {phase.value}: {detail}"))
+
+    index_problems((Phase.CONFLICT, "IndexConflict"), (Phase.FAILED, "IndexFailed"),
+                   (Phase.INVALID, "IndexInvalid"))
     for setting in settings:
         if setting.state is State.REJECTED:
             problems.append(("SettingRejected", f"{setting.name}: {setting.message}"))
         elif setting.overridden:
             problems.append(("SettingOverridden", f"{setting.name}: {setting.message}"))
+    index_problems((Phase.BUILDING, "IndexBuilding"), (Phase.PENDING, "IndexPending"))
     notes = [f"{len(by_phase.get(Phase.READY, ()))}/{len(indexes)} indexes ready",
              f"{sum(1 for s in settings if s.state is not State.REJECTED)}/{len(settings)} "
              f"parameters set"]
