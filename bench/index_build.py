@@ -79,7 +79,8 @@ async def main(rows: int, repetitions: int) -> None:
                      f"FROM generate_series(1, {rows}) g")
         psql(server, "VACUUM ANALYZE events")
         target = await open_target(TargetKey("bench", "index-build", "127.0.0.1", server.port,
-                                             DATABASE, server.superuser), server.password)
+                                             DATABASE, server.superuser), server.password,
+                                   granted_by="benchmark")
         manual, operator = [], []
         for repetition in range(repetitions):
             order = ("psql", "operator") if repetition % 2 == 0 else ("operator", "psql")

@@ -10,8 +10,13 @@ import subprocess
 import pytest
 
 from tests.support.kube import Kubectl
+from tests.support.operator import INLINE_CONNECTIONS_ENV
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
+
+# Reconcilers the tests call in-process read the same connection policy as the test operators.
+for _name, _value in INLINE_CONNECTIONS_ENV.items():
+    os.environ.setdefault(_name, _value)
 
 
 def pytest_collection_modifyitems(items):

@@ -11,10 +11,17 @@ def _run(args: argparse.Namespace) -> int:
     import kopf
 
     from . import entry  # noqa: F401  (registers every handler)
+    from .config import operator_namespace
     from .handlers import startup
     from .logs import configure_logging
+    from .targets import policy
 
     configure_logging(args.log_format, verbose=args.verbose)
+    hosts = (args.inline_hosts.split(",") if args.inline_hosts is not None
+             else policy.env_list(policy.INLINE_HOSTS_ENV))
+    policy.configure(policy.ConnectionPolicy.from_settings(
+        args.allow_inline_connections or policy.env_flag(policy.ALLOW_INLINE_ENV), hosts))
+    operator_namespace()  # read once, before the event loop starts
     startup.namespaces = tuple(args.namespace)
     if args.webhook_listen:
         addr, _, port = args.webhook_listen.rpartition(":")
@@ -74,6 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="text (default) or json: one JSON object per line with timestamp, "
                           "level, logger, message, and the object's namespace, name, kind and "
                           "reason when known")
+    run.add_argument("--allow-inline-connections", action="store_true",
+                     help="accept profiles that write their own connections (database/redis "
+                          "connection, prometheus) instead of a PerformanceTarget, to hosts on "
+                          "--inline-hosts only: for single-namespace installs and the dev "
+                          "stack (env PERF_OPERATOR_ALLOW_INLINE_CONNECTIONS=1)")
+    run.add_argument("--inline-hosts", metavar="HOST[,HOST...]",
+                     help="where inline connections may go: IP addresses, CIDRs, host names, "
+                          "*.suffix, each optionally :port (env PERF_OPERATOR_INLINE_HOSTS); "
+                          "link-local and metadata addresses are refused regardless")
     run.add_argument("--verbose", action="store_true")
     run.set_defaults(func=_run)
 

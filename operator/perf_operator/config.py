@@ -5,8 +5,12 @@ converge in seconds instead of minutes; nothing else changes.
 """
 from __future__ import annotations
 
+import functools
 import os
+import pathlib
 from dataclasses import dataclass
+
+from kubernetes_asyncio import config as kube_config
 
 
 @dataclass(frozen=True)
@@ -35,3 +39,23 @@ class OperatorConfig:
 
 
 CONFIG = OperatorConfig.from_env()
+
+
+IN_CLUSTER_NAMESPACE_FILE = pathlib.Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+@functools.cache
+def operator_namespace() -> str:
+    """The operator's own namespace (its leader Lease, and the Secrets of PerformanceTargets):
+    ``PERF_OPERATOR_NAMESPACE`` (the downward API in the Deployment), else the in-cluster
+    ServiceAccount's namespace, else the kubeconfig context's namespace, else ``default``.
+    Reads a file once: call it first off the event loop (``perf-operator run`` does)."""
+    if configured := os.environ.get("PERF_OPERATOR_NAMESPACE"):
+        return configured
+    if IN_CLUSTER_NAMESPACE_FILE.is_file():
+        return IN_CLUSTER_NAMESPACE_FILE.read_text().strip()
+    try:
+        _, active = kube_config.list_kube_config_contexts(os.environ.get("KUBECONFIG"))
+    except (kube_config.ConfigException, OSError):
+        return "default"
+    return (active or {}).get("context", {}).get("namespace") or "default"

@@ -3,7 +3,7 @@
 It stays thin on purpose; each resource kind has its own handler module and each target
 system its own package.
 """
-from .handlers import profiles, startup, tenants  # noqa: F401
+from .handlers import profiles, startup, targets, tenants  # noqa: F401
 
 
 def enable_admission_webhooks() -> None:

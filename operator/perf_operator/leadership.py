@@ -41,7 +41,6 @@ import asyncio
 import datetime
 import logging
 import os
-import pathlib
 import secrets
 import socket
 import sys
@@ -51,18 +50,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from kubernetes_asyncio import client, config
+from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from . import metrics
-from .config import CONFIG
+from .config import CONFIG, operator_namespace
 from .kube.client import new_api_client
 from .scrub import scrub
 
 logger = logging.getLogger(__name__)
 
 LEASE_NAME = "perf-operator-leader"
-IN_CLUSTER_NAMESPACE_FILE = pathlib.Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
 @dataclass(frozen=True)
@@ -203,8 +201,7 @@ class LeaderGate:
         the kubeconfig context's namespace, else ``default``. The identity is the pod name
         (``POD_NAME``) or the host name, plus a random suffix so that a restarted container
         never mistakes its predecessor's lease for its own."""
-        namespace = os.environ.get("PERF_OPERATOR_NAMESPACE") or await asyncio.to_thread(
-            _ambient_namespace)
+        namespace = await asyncio.to_thread(operator_namespace)
         base = os.environ.get("POD_NAME") or socket.gethostname()
         return cls(namespace=namespace, identity=f"{base}_{secrets.token_hex(4)}", **kwargs)
 
@@ -407,16 +404,6 @@ class LeaderGate:
             metadata["resourceVersion"] = self._record.resource_version
         return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                 "metadata": metadata, "spec": spec}
-
-
-def _ambient_namespace() -> str:
-    if IN_CLUSTER_NAMESPACE_FILE.is_file():
-        return IN_CLUSTER_NAMESPACE_FILE.read_text().strip()
-    try:
-        _, active = config.list_kube_config_contexts(os.environ.get("KUBECONFIG"))
-    except (config.ConfigException, OSError):
-        return "default"
-    return (active or {}).get("context", {}).get("namespace") or "default"
 
 
 def _micro_time() -> str:

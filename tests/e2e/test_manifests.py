@@ -65,16 +65,21 @@ def test_kustomization_is_accepted_by_the_api_server(kubectl, crds, path):
     assert len(re.findall(r"\(server dry run\)", result.stdout)) == len(docs), result.stdout
 
 
+def with_component(kubectl, tmp_path: pathlib.Path, component: str) -> list[dict]:
+    """The cluster-wide overlay with ``manifests/components/<component>``, rendered."""
+    shutil.copytree(MANIFESTS, tmp_path / "manifests")
+    shutil.copytree(REPO / "crds", tmp_path / "crds")
+    (tmp_path / "composed").mkdir()
+    (tmp_path / "composed" / "kustomization.yaml").write_text(yaml.safe_dump({
+        "resources": ["../manifests/overlays/cluster-wide"],
+        "components": [f"../manifests/components/{component}"]}))
+    return render(kubectl, tmp_path / "composed")
+
+
 def test_component_servicemonitor_selects_the_metrics_service(kubectl, tmp_path):
     """The component composes with an overlay; its ServiceMonitor (a Prometheus Operator
     kind, not served here) selects the metrics Service and names its port."""
-    shutil.copytree(MANIFESTS, tmp_path / "manifests")
-    shutil.copytree(REPO / "crds", tmp_path / "crds")
-    (tmp_path / "with-monitoring").mkdir()
-    (tmp_path / "with-monitoring" / "kustomization.yaml").write_text(yaml.safe_dump({
-        "resources": ["../manifests/overlays/cluster-wide"],
-        "components": ["../manifests/components/servicemonitor"]}))
-    docs = render(kubectl, tmp_path / "with-monitoring")
+    docs = with_component(kubectl, tmp_path, "servicemonitor")
     monitor = next(d for d in docs if d["kind"] == "ServiceMonitor")
     service = next(d for d in docs if d["kind"] == "Service")
     assert monitor["metadata"]["namespace"] == service["metadata"]["namespace"]
@@ -82,6 +87,24 @@ def test_component_servicemonitor_selects_the_metrics_service(kubectl, tmp_path)
     assert selector.items() <= service["metadata"]["labels"].items()
     assert monitor["spec"]["endpoints"][0]["port"] in {p["name"] for p in service["spec"]["ports"]}
     server_dry_run(kubectl, [d for d in docs if d["kind"] not in FOREIGN_KINDS])
+
+
+def test_component_egress_network_policy_limits_the_operator_pod(kubectl, tmp_path):
+    """The egress component composes with the cluster-wide overlay, the API server accepts its
+    NetworkPolicy, and it selects exactly the operator's pods: egress only, to DNS, the API
+    server and the declared servers' ports."""
+    docs = with_component(kubectl, tmp_path, "egress-network-policy")
+    policy = next(d for d in docs if d["kind"] == "NetworkPolicy")
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    assert policy["metadata"]["namespace"] == deployment["metadata"]["namespace"]
+    assert (policy["spec"]["podSelector"]["matchLabels"].items()
+            <= deployment["spec"]["template"]["metadata"]["labels"].items())
+    assert policy["spec"]["policyTypes"] == ["Egress"]
+    ports = {p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"]}
+    assert ports == {53, 443, 6443, 5432, 6379, 9090}
+    assert all(rule.get("to") for rule in policy["spec"]["egress"])  # no rule open to all
+    result = server_dry_run(kubectl, docs)
+    assert "networkpolicy.networking.k8s.io/perf-operator-egress" in result.stdout
 
 
 def test_deployment_runs_restricted_with_probes_on_the_metrics_port(kubectl):
@@ -100,6 +123,9 @@ def test_deployment_runs_restricted_with_probes_on_the_metrics_port(kubectl):
     assert deployment["spec"]["replicas"] == 2
     assert "--standalone" in container["args"]  # the Lease elects; kopf's peering stays off
     assert "--log-format json" in " ".join(container["args"])  # one JSON object per log line
+    # cluster-wide, profiles use PerformanceTargets: inline connections are refused
+    assert "--allow-inline-connections" not in container["args"]
+    assert not any(e["name"].startswith("PERF_OPERATOR_ALLOW_INLINE") for e in container["env"])
     namespace = next(d for d in docs if d["kind"] == "Namespace")
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
 
@@ -109,8 +135,11 @@ def test_single_namespace_overlay_grants_nothing_cluster_wide_on_user_objects(ku
     cluster_bound = {d["roleRef"]["name"] for d in docs if d["kind"] == "ClusterRoleBinding"}
     assert cluster_bound == {"perf-operator-cluster-reader"}
     deployment = next(d for d in docs if d["kind"] == "Deployment")
-    assert "--namespace=$(PERF_OPERATOR_NAMESPACE)" in deployment["spec"]["template"]["spec"][
-        "containers"][0]["args"]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert "--namespace=$(PERF_OPERATOR_NAMESPACE)" in container["args"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["PERF_OPERATOR_ALLOW_INLINE_CONNECTIONS"] == "true"
+    assert env["PERF_OPERATOR_INLINE_HOSTS"].startswith("*.$(PERF_OPERATOR_NAMESPACE).svc")
     for binding in (d for d in docs if d["kind"] in ("RoleBinding", "ClusterRoleBinding")):
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "perf-operator",
                                         "namespace": "perf-operator"}]
@@ -137,7 +166,7 @@ def test_argocd_health_configmap_carries_health_lua(kubectl):
     config_map = render(kubectl, MANIFESTS / "argocd" / "health")[0]
     script = (MANIFESTS / "argocd" / "health" / "health.lua").read_text()
     data = config_map["data"]
-    for kind in ("PerformanceProfile", "TenantQuota"):
+    for kind in ("PerformanceProfile", "TenantQuota", "PerformanceTarget"):
         assert data[f"resource.customizations.health.perf.idp.io_{kind}"] == script
         assert data[f"resource.customizations.useOpenLibs.perf.idp.io_{kind}"] == "true"
     assert config_map["metadata"] == {"name": "argocd-cm", "namespace": "argocd",

@@ -27,6 +27,9 @@ ALLOWED = [
     ("patch", "deployments.apps", "team-a", "web"),
     ("watch", "customresourcedefinitions.apiextensions.k8s.io", None, None),
     ("watch", "namespaces", None, None),
+    ("watch", "performancetargets.perf.idp.io", None, None),
+    ("patch", "performancetargets.perf.idp.io/status", None, "shared"),
+    ("get", "secrets", OPERATOR_NAMESPACE, "shared-postgres"),  # a target's credentials
     ("create", "leases.coordination.k8s.io", OPERATOR_NAMESPACE, None),
     ("update", "leases.coordination.k8s.io", OPERATOR_NAMESPACE, "perf-operator-leader"),
 ]
@@ -44,6 +47,8 @@ DENIED = [
     ("create", "clusterroles.rbac.authorization.k8s.io", None, None),
     ("delete", "customresourcedefinitions.apiextensions.k8s.io", None, None),
     ("delete", "namespaces", None, "team-a"),
+    ("update", "performancetargets.perf.idp.io", None, "shared"),  # never a target's spec
+    ("delete", "performancetargets.perf.idp.io", None, "shared"),
 ]
 
 

@@ -174,3 +174,39 @@ def test_a_terminating_object_is_progressing_whatever_its_ready(health):
         obj = profile(ready=ready)
         obj["metadata"]["deletionTimestamp"] = stamp(30)
         assert health(obj)[0] == "Progressing"
+
+
+@pytest.mark.parametrize("reason", ["NamespaceNotSelected", "InlineConnectionsRefused",
+                                    "ParameterNotAllowed", "HostNotAllowed", "AddressRefused",
+                                    "URLRefused"])
+def test_trust_boundary_refusals_are_degraded_at_once(health, reason):
+    """Retrying cannot fix them: a platform admin (the target, the operator's flags) or a new
+    spec must act."""
+    obj = profile(ready=("False", reason, "refused, nothing connected", 5))
+    assert health(obj) == ("Degraded", f"{reason}: refused, nothing connected")
+
+
+def target(ready):
+    """A PerformanceTarget (cluster-scoped, no namespace) in the shape the operator writes."""
+    obj = profile(ready=ready, kind="PerformanceTarget")
+    del obj["metadata"]["namespace"]
+    obj["spec"] = {"namespaceSelector": {"matchLabels": {"team": "a"}},
+                   "redis": {"host": "redis.platform", "port": 6379}}
+    obj["status"]["servers"] = [{"server": "redis", "address": "redis.platform:6379",
+                                 "reachable": ready[0] == "True", "message": ""}]
+    return obj
+
+
+def test_target_whose_servers_answer_is_healthy(health):
+    assert health(target(("True", "Reconciled", "all targets match the spec", 5))) == (
+        "Healthy", "all targets match the spec")
+
+
+def test_target_with_a_server_down_is_progressing_then_degraded(health):
+    down = ("False", "Unreachable", "no TCP connection to redis.platform:6379", 60)
+    assert health(target(down))[0] == "Progressing"
+    assert health(target(down[:3] + (601,)))[0] == "Degraded"
+
+
+def test_target_with_an_invalid_spec_is_degraded(health):
+    assert health(target(("False", "Rejected", "spec.redis.keyPrefix: bad", 5)))[0] == "Degraded"

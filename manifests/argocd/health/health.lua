@@ -1,4 +1,5 @@
--- Argo CD health of perf.idp.io PerformanceProfile and TenantQuota (one script for both).
+-- Argo CD health of perf.idp.io PerformanceProfile, TenantQuota and PerformanceTarget (one
+-- script for all three).
 --
 --   Progressing  being deleted (metadata.deletionTimestamp set: cleanup runs, the finalizer
 --                goes when it is done)
@@ -40,6 +41,13 @@ local PERSISTENT_REASONS = {
   ProfileNotFound = true,         -- the tenant names a profile that does not exist
   ResourceConflict = true,        -- another field manager owns what the operator must set
   WebSocketOvercommitted = true,  -- the tenants commit more connections than the profile has
+  -- the trust boundary (docs/security.md): a platform admin or a new spec must act
+  NamespaceNotSelected = true,    -- the PerformanceTarget does not select the namespace
+  InlineConnectionsRefused = true, -- inline connections, and the operator accepts none
+  ParameterNotAllowed = true,     -- a parameter the PerformanceTarget does not allow
+  HostNotAllowed = true,          -- an inline host not on the operator's allow-list
+  AddressRefused = true,          -- a link-local or metadata address
+  URLRefused = true,              -- a Prometheus URL that is not http(s) or carries credentials
 }
 
 local function find_condition(conditions, wanted)

@@ -205,7 +205,7 @@ def crd(kind: ResourceKind) -> dict[str, Any]:
             "names": {"kind": kind.kind, "listKind": f"{kind.kind}List",
                       "plural": kind.plural, "singular": kind.singular,
                       "shortNames": [kind.short_name], "categories": [CATEGORY]},
-            "scope": "Namespaced",
+            "scope": kind.scope,
             "versions": [{
                 "name": API_VERSION,
                 "served": True,

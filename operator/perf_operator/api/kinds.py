@@ -1,4 +1,4 @@
-"""The two custom resources: names, models and printer columns, i.e. everything a CRD says
+"""The custom resources: names, models and printer columns, i.e. everything a CRD says
 besides the schema the models give. Handlers register on these names too."""
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from .conditions import READY
 from .profile import PerformanceProfileSpec
 from .schema import SpecModel, StatusModel
 from .status import ProfileStatus, TenantStatus
+from .target import PerformanceTargetSpec, TargetStatus
 from .tenant import TenantQuotaSpec
 
 #: kopf keeps its progress and diff-base under status.<this>, not in annotations (see the
@@ -40,6 +41,8 @@ class ResourceKind:
     spec: type[SpecModel]
     status: type[StatusModel]
     columns: tuple[PrinterColumn, ...]
+    #: Namespaced, or Cluster for what only platform admins declare.
+    scope: str = "Namespaced"
 
     @property
     def singular(self) -> str:
@@ -104,4 +107,19 @@ TENANT_QUOTA = ResourceKind(
         AGE_COLUMN, MESSAGE_COLUMN,
     ))
 
-KINDS: tuple[ResourceKind, ...] = (PERFORMANCE_PROFILE, TENANT_QUOTA)
+PERFORMANCE_TARGET = ResourceKind(
+    kind="PerformanceTarget", plural="performancetargets", short_name="ptgt",
+    description="PerformanceTarget declares shared servers (PostgreSQL, Redis, Prometheus) once, "
+                "cluster-scoped, for platform admins: where they are, credentials as Secrets in "
+                "the operator's namespace, and the policy of their use (which namespaces, which "
+                "PostgreSQL parameters and scopes, which Redis key prefix, who owns server-wide "
+                "settings). Profiles reference it by name in spec.targetRef.",
+    spec=PerformanceTargetSpec, status=TargetStatus, scope="Cluster",
+    columns=(
+        READY_COLUMN, REASON_COLUMN,
+        PrinterColumn("Profiles", "integer", ".status.profiles",
+                      "PerformanceProfiles using the target."),
+        MESSAGE_COLUMN, AGE_COLUMN,
+    ))
+
+KINDS: tuple[ResourceKind, ...] = (PERFORMANCE_PROFILE, TENANT_QUOTA, PERFORMANCE_TARGET)

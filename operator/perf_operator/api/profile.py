@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, PrivateAttr, StringConstraints
 
 from .limits import CacheTTLs, EndpointRules, Limit
 from .schema import (Duration, Host, ItemName, ListMap, ListSet, ObjectName, Port, PromQL, Ratio,
@@ -29,6 +29,27 @@ class SecretRef(SpecModel):
 
     name: ObjectName = Field(description="Name of a Secret in the same namespace as this "
                                          "resource. Cross-namespace references are refused.")
+
+
+class ServerEndpoint(SpecModel):
+    """A server the operator connects to for a profile: written inline in the profile, or
+    granted by a PerformanceTarget (``targets.resolve`` fills it in). Which of the two decides
+    where its Secret is read (the profile's namespace, or the operator's) and which connection
+    policy applies (``targets.policy``); it is never read from a spec, so a profile cannot
+    claim to be granted."""
+
+    _granted_by: str | None = PrivateAttr(None)
+
+    @property
+    def granted_by(self) -> str | None:
+        """The PerformanceTarget that granted this server; None for an inline connection."""
+        return self._granted_by
+
+    def granted(self, target: str) -> ServerEndpoint:
+        """A copy marked as granted by the PerformanceTarget ``target``."""
+        copy = self.model_copy()
+        copy._granted_by = target
+        return copy
 
 
 # --------------------------------------------------------------------------------- PostgreSQL
@@ -56,7 +77,7 @@ class PostgresSecretRef(SecretRef):
     password_key: SecretKey = Field("password", description="Key of the password in the Secret.")
 
 
-class PostgresConnection(SpecModel):
+class PostgresConnection(ServerEndpoint):
     """Where the database is and how to log in."""
 
     host: Host = Field(description="Host name or IP address of the PostgreSQL server.")
@@ -159,7 +180,9 @@ class Pool(SpecModel):
 class DatabaseSpec(SpecModel):
     """PostgreSQL: indexes, server settings and the application's connection pool."""
 
-    connection: PostgresConnection = Field(description="How to reach the database.")
+    connection: PostgresConnection | None = Field(
+        None, description="How to reach the database. Required without spec.targetRef; "
+                          "forbidden with it (the PerformanceTarget says where the database is).")
     indexes: Annotated[list[Index], ListMap(("name",))] = Field(
         default_factory=list, max_length=200,
         description="Indexes the operator creates and keeps as declared. Names are unique in the "
@@ -238,7 +261,7 @@ class RedisSecretRef(SecretRef):
                                                              "user authenticates.")
 
 
-class RedisConnection(SpecModel):
+class RedisConnection(ServerEndpoint):
     """Where Redis is and how to log in."""
 
     host: Host = Field(description="Host name or IP address of the Redis server.")
@@ -254,7 +277,9 @@ class RedisSpec(SpecModel):
     """Redis: server configuration, and the tables (rate limits, cache policy) the application
     reads under the key prefix."""
 
-    connection: RedisConnection = Field(description="How to reach Redis.")
+    connection: RedisConnection | None = Field(
+        None, description="How to reach Redis. Required without spec.targetRef; forbidden with "
+                          "it (the PerformanceTarget says where Redis is).")
     key_prefix: str = Field("saas-idp:prod:", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}:$",
                             max_length=64,
                             description="Prefix of every key the platform and the operator use "
@@ -702,11 +727,15 @@ class PrometheusSecretRef(SecretRef):
     password_key: SecretKey | None = Field(None, description="Key of a basic-auth password.")
 
 
-class PrometheusSpec(SpecModel):
+class PrometheusSpec(ServerEndpoint):
     """Where the signals come from."""
 
-    url: str = Field(pattern=r"^https?://[^\s]+$", max_length=2048,
-                     description="Base URL of the Prometheus HTTP API.")
+    url: Annotated[str, Rule("!self.matches('^[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#]*@')",
+                             "the URL must not carry credentials (user:password@); put them "
+                             "in secretRef")] = Field(
+        pattern=r"^https?://[^\s]+$", max_length=2048,
+        description="Base URL of the Prometheus HTTP API (http or https, without credentials "
+                    "in it: those go in secretRef).")
     secret_ref: PrometheusSecretRef | None = Field(None, description="Credentials, if "
                                                                      "Prometheus needs them.")
     timeout_seconds: int = Field(10, ge=1, le=120, description="Timeout of one query.")
@@ -723,18 +752,40 @@ class AppConfigSpec(SpecModel):
 
 # --------------------------------------------------------------------------------------- Spec
 
+class TargetRef(SpecModel):
+    """A PerformanceTarget: shared servers a platform admin declared, cluster-scoped."""
+
+    name: ObjectName = Field(description="Name of the PerformanceTarget (cluster-scoped). It "
+                                         "must select this profile's namespace.")
+
+
 class PerformanceProfileSpec(SpecModel):
     """The desired performance configuration of one installation of the platform."""
 
     __rules__ = (
-        Rule("self.optimization.mode != 'Auto' || has(self.prometheus)",
-             "Auto optimization needs prometheus", field_path=".optimization.mode"),
+        Rule("!has(self.targetRef) || (!has(self.prometheus) && (!has(self.database) || "
+             "!has(self.database.connection)) && (!has(self.redis) || "
+             "!has(self.redis.connection)))",
+             "with targetRef, the PerformanceTarget says where the servers are: remove "
+             "database.connection, redis.connection and prometheus", field_path=".targetRef"),
+        Rule("has(self.targetRef) || ((!has(self.database) || has(self.database.connection)) "
+             "&& (!has(self.redis) || has(self.redis.connection)))",
+             "database and redis need a connection, or the profile a targetRef"),
+        Rule("self.optimization.mode != 'Auto' || has(self.prometheus) || has(self.targetRef)",
+             "Auto optimization needs prometheus (or a targetRef whose PerformanceTarget has "
+             "one)", field_path=".optimization.mode"),
         Rule("!self.optimization.allowIndexCreation || has(self.database)",
              "allowIndexCreation needs database", field_path=".optimization.allowIndexCreation"),
     )
 
     paused: bool = Field(False, description="Stop reconciling (nothing is changed, status is "
                                             "kept) until set back to false.")
+    target_ref: TargetRef | None = Field(
+        None, description="The PerformanceTarget whose servers (PostgreSQL, Redis, Prometheus) "
+                          "this profile configures, with the credentials and the policy a "
+                          "platform admin gave them. Exclusive with database.connection, "
+                          "redis.connection and prometheus, which only an operator started with "
+                          "--allow-inline-connections accepts.")
     database: DatabaseSpec | None = Field(None, description="PostgreSQL; omit to leave the "
                                                             "database alone.")
     redis: RedisSpec | None = Field(None, description="Redis; omit to leave Redis alone.")

@@ -92,10 +92,13 @@ Prometheus: {stack.prometheus.url}
 
 
 def _env(kubeconfig: pathlib.Path) -> dict[str, str]:
-    """The demo's operator: the stack's kubeconfig, and its metrics on a free port (8080 may be
-    taken on a developer's machine)."""
+    """The demo's operator: the stack's kubeconfig, its metrics on a free port (8080 may be
+    taken on a developer's machine), and inline connections to the stack's address allowed
+    (the examples write their connections; a cluster-wide install refuses them)."""
     return {**os.environ, "KUBECONFIG": str(kubeconfig),
-            "PERF_OPERATOR_METRICS_PORT": str(free_port())}
+            "PERF_OPERATOR_METRICS_PORT": str(free_port()),
+            "PERF_OPERATOR_ALLOW_INLINE_CONNECTIONS": "1",
+            "PERF_OPERATOR_INLINE_HOSTS": "127.0.0.1"}
 
 
 def _create_database(stack: LocalStack, name: str, schema: pathlib.Path) -> None:

@@ -16,6 +16,7 @@ from ..postgres import reconcile_profile as postgres_database
 from ..reconcile import EventRecorder, Outcome, ProfileContext
 from ..redis import reconcile_profile as redis_settings
 from ..redis import redis_peer
+from ..targets import TARGET_RESOLVED, Resolution, TargetRefused, resolve_profile
 from ..validation import (RULE_SHADOWED, describe_validation_error, profile_rule_errors,
                           semantic_errors)
 from .reconciliation import Cleanup, Part, next_requeue, run_cleanups, run_parts, write_status
@@ -65,9 +66,10 @@ async def profile_deleted(*, body: kopf.Body, spec: kopf.Spec, status: kopf.Stat
                           meta: kopf.Meta, name: str, namespace: str, logger, retry: int,
                           **_) -> None:
     try:
-        model = PerformanceProfileSpec.model_validate(dict(spec))
-    except pydantic.ValidationError:
-        return  # a spec that never validated configured nothing
+        model = resolve_profile(namespace, name,
+                                PerformanceProfileSpec.model_validate(dict(spec))).spec
+    except (pydantic.ValidationError, TargetRefused):
+        return  # a spec that never validated, or a target it may not use, configured nothing
     ctx = ProfileContext(name=name, namespace=namespace, uid=meta["uid"],
                          generation=meta.get("generation", 0), spec=model, status=dict(status),
                          events=EventRecorder(body, logger), logger=logger)
@@ -104,15 +106,34 @@ async def reconcile(*, body: kopf.Body, spec: kopf.Spec, status: kopf.Status, me
                      events=events, extra={"tenants": tenants},
                      ready_override=("Paused", "spec.paused is true: nothing is changed"))
         return None
+    try:
+        resolution = resolve_profile(namespace, name, model)
+    except TargetRefused as err:
+        refused = Outcome(TARGET_RESOLVED, False, err.reason, str(err))
+        write_status(patch=patch, current=current, generation=generation,
+                     results=[(TARGET_RESOLVED, refused)], events=events,
+                     extra={"tenants": tenants})
+        return None
     ctx = ProfileContext(name=name, namespace=namespace, uid=meta["uid"], generation=generation,
-                         spec=model, status=current, events=events,
+                         spec=resolution.spec, status=current, events=events,
                          logger=logger, created=meta.get("creationTimestamp"),
                          redis_peers=list(redis_peers.get("all", ())))
     results = await run_parts("PerformanceProfile", PROFILE_PARTS, ctx)
+    results.append((TARGET_RESOLVED, _target_outcome(resolution)))
     results.append(("Overcommitted", _overcommit(model, tenants)))
     write_status(patch=patch, current=current, generation=generation, results=results,
                  events=events, extra={"tenants": tenants})
     return next_requeue(results)
+
+
+def _target_outcome(resolution: Resolution) -> Outcome | None:
+    """``TargetResolved`` for a profile using a PerformanceTarget: which one, and what its
+    policy left out (server-wide settings of a profile that does not own them)."""
+    if resolution.target is None:
+        return None
+    return Outcome(TARGET_RESOLVED, True,
+                   "SettingsLeftOut" if resolution.left_out else "TargetGranted",
+                   resolution.describe())
 
 
 def _tenant_summary(namespace: str, profile: str) -> dict[str, int]:

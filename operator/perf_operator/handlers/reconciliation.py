@@ -14,6 +14,7 @@ from ..api import PAUSED, PROGRESS_REASONS, Condition, set_condition
 from ..reconcile import EventRecorder, Outcome
 from ..scrub import scrub
 from ..status import apply_to_kopf_patch
+from ..targets.policy import ConnectionRefused
 
 Part = Callable[[Any], Awaitable[Outcome | None]]
 Cleanup = Callable[[Any], Awaitable[None]]
@@ -45,6 +46,9 @@ async def run_parts(kind: str, parts: Sequence[tuple[str, Part]], ctx: Any
             with metrics.reconciliation(kind, condition) as observed:
                 observed.outcome = await part(ctx)
             return observed.outcome
+        except ConnectionRefused as err:  # the connection policy: nothing was connected
+            return Outcome(condition=condition, ready=False, reason=err.reason,
+                           message=str(err))
         except Exception as err:  # noqa: BLE001 - reported in status, logged with traceback
             ctx.logger.exception("%s failed", condition)
             return Outcome(condition=condition, ready=False, reason="ReconcileError",

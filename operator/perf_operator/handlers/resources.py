@@ -3,3 +3,5 @@ from .. import API_GROUP, API_VERSION
 
 PROFILES = (API_GROUP, API_VERSION, "performanceprofiles")
 TENANTS = (API_GROUP, API_VERSION, "tenantquotas")
+TARGETS = (API_GROUP, API_VERSION, "performancetargets")
+NAMESPACES = ("", "v1", "namespaces")

@@ -5,16 +5,19 @@ import asyncio
 from dataclasses import dataclass
 
 import kopf
+import pydantic
 
 from .. import metrics
 from ..config import CONFIG
 from ..kube import client as kube_client
 from ..kube.events import POSTER
-from ..kube.objects import list_objects, wait_until_served
+from ..kube.objects import (list_cluster_objects, list_objects, namespace_labels,
+                            wait_until_served)
 from ..leadership import LeaderGate
 from ..postgres import connect as postgres_connect
 from ..redis import connect as redis_connect
-from .resources import PROFILES, TENANTS
+from ..targets import REGISTRY
+from .resources import PROFILES, TARGETS, TENANTS
 from .tenant_registry import TENANTS_BY_PROFILE
 
 
@@ -90,6 +93,24 @@ async def seed_tenant_registry(logger, **_) -> None:
         TENANTS_BY_PROFILE.seed(body["metadata"]["namespace"], body)
         count += 1
     logger.info("%d TenantQuotas known before the watch starts", count)
+
+
+@kopf.on.startup()
+async def seed_target_registry(logger, **_) -> None:
+    """Fill the registry target resolution reads (PerformanceTargets, namespace labels) from
+    one LIST each before any handler runs: otherwise every profile on a target would report
+    TargetNotFound until the watch events arrive."""
+    await wait_until_served(TARGETS[2])
+    REGISTRY.clear()
+    async for body in list_cluster_objects(TARGETS[2]):
+        try:
+            REGISTRY.put_target(body["metadata"]["name"], body.get("spec") or {})
+        except pydantic.ValidationError:
+            pass  # its own status says why
+    for name, labels in (await namespace_labels()).items():
+        REGISTRY.put_namespace(name, labels)
+    logger.info("%d PerformanceTargets and %d namespaces known before the watch starts",
+                len(REGISTRY.targets), len(REGISTRY.namespace_labels))
 
 
 @kopf.on.cleanup()

@@ -20,6 +20,7 @@ from ..redis import remove_tenant as remove_redis_tables
 from ..redis.sweep import TenantCheck, tenants_to_reconcile
 from ..redis.tables import desired_record, record_owner
 from ..scrub import scrub
+from ..targets import TARGET_RESOLVED, TargetRefused, resolve_profile
 from ..validation import RULE_SHADOWED, describe_validation_error, tenant_rule_errors
 from .reconciliation import Cleanup, Part, run_cleanups, run_parts, write_status
 from .tenant_registry import TENANTS_BY_PROFILE, TenantEntry
@@ -106,10 +107,15 @@ async def resync_tenants(namespace: str, name: str, profile_specs: kopf.Index) -
                if "observedGeneration" in entry.status}
     checks = [(entry, ctx) for entry in entries.values()
               if (ctx := _entry_context(namespace, entry, profile_specs)) is not None]
-    if not checks:
+    refusal = _target_refusal(namespace, name, profile_specs) if entries else None
+    if not checks and refusal is None:
         return
-    profile = checks[0][1].profile
-    if profile.paused or profile.redis is None:
+    profile = checks[0][1].profile if checks else None
+    if refusal is not None:
+        # The profile may not use its target (any more): the tenants say so.
+        stale = [entry.name for entry in entries.values()
+                 if not _reports(entry, "Ready", refusal.reason)]
+    elif profile.paused or profile.redis is None:
         # Nothing to look at in Redis: only statuses that do not say so yet need a reconcile.
         stale = [entry.name for entry, _ in checks
                  if _reports(entry, "Ready", "Paused") != profile.paused
@@ -139,7 +145,10 @@ async def resync_tenants(namespace: str, name: str, profile_specs: kopf.Index) -
 @kopf.on.delete(*TENANTS)
 async def tenant_deleted(*, retry: int, **kwargs: Any) -> None:
     """Remove the tenant's tables (bounded retries, then released: see run_cleanups)."""
-    ctx = _context(**kwargs)
+    try:
+        ctx = _context(**kwargs)
+    except TargetRefused:
+        return  # its profile may not use its servers: the operator reaches nothing to clean
     if ctx is not None:
         await run_cleanups(TENANT_CLEANUPS, ctx, retry)
 
@@ -155,6 +164,11 @@ async def reconcile(*, patch: kopf.Patch, status: kopf.Status, meta: kopf.Meta, 
         write_status(patch=patch, current=current, generation=generation, results=[],
                      events=events, ready_override=("Rejected", describe_validation_error(err)))
         return
+    except TargetRefused as err:
+        refused = Outcome(TARGET_RESOLVED, False, err.reason, f"its profile: {err}")
+        write_status(patch=patch, current=current, generation=generation,
+                     results=[(TARGET_RESOLVED, refused)], events=events)
+        return
     if ctx is None:
         profile = (kwargs["spec"].get("profileRef") or {}).get("name")
         missing = Outcome(condition="ProfileResolved", ready=False, reason="ProfileNotFound",
@@ -166,7 +180,7 @@ async def reconcile(*, patch: kopf.Patch, status: kopf.Status, meta: kopf.Meta, 
     shadowed = tenant_rule_errors(ctx.spec)
     if shadowed:
         write_status(patch=patch, current=current, generation=generation, results=[],
-                     ready_override=(RULE_SHADOWED, "; ".join(shadowed)))
+                     events=events, ready_override=(RULE_SHADOWED, "; ".join(shadowed)))
         return
     resolved = Outcome(condition="ProfileResolved", ready=True, reason="ProfileFound",
                        message=f"limits merged with PerformanceProfile {ctx.profile_name}")
@@ -191,8 +205,11 @@ def _context(*, body: kopf.Body, spec: kopf.Spec, meta: kopf.Meta, status: kopf.
     if not stored:
         return None
     entry: ProfileEntry = stored[0]
-    # an invalid profile raises its own validation error, which the tenant reports
-    profile = entry.profile or PerformanceProfileSpec.model_validate(entry.spec)
+    # an invalid profile raises its own validation error, which the tenant reports, and a
+    # target it may not use its TargetRefused
+    profile = resolve_profile(
+        namespace, profile_name,
+        entry.profile or PerformanceProfileSpec.model_validate(entry.spec)).spec
     limits = entry.adjustments.shed_limits(effective_limits(profile, tenant))
     return TenantContext(
         name=name, namespace=namespace, uid=meta["uid"], generation=meta.get("generation", 0),
@@ -217,8 +234,21 @@ def _entry_context(namespace: str, entry: TenantEntry, profile_specs: kopf.Index
     that, and only a spec change can fix it) or its profile is gone."""
     try:
         return _context(**_entry_kwargs(namespace, entry, profile_specs))
-    except pydantic.ValidationError:
+    except (pydantic.ValidationError, TargetRefused):
         return None
+
+
+def _target_refusal(namespace: str, profile_name: str, profile_specs: kopf.Index
+                    ) -> TargetRefused | None:
+    """Why the profile may not use the servers it names (None: it may, or it is not valid)."""
+    stored = list(profile_specs.get((namespace, profile_name), ()))
+    if not stored or stored[0].profile is None:
+        return None
+    try:
+        resolve_profile(namespace, profile_name, stored[0].profile)
+    except TargetRefused as err:
+        return err
+    return None
 
 
 def _condition(entry: TenantEntry, type_: str) -> dict | None:

@@ -51,6 +51,27 @@ async def list_objects(plural: str, namespaces: Sequence[str] = ()
             yield item
 
 
+async def list_cluster_objects(plural: str) -> AsyncIterator[dict[str, Any]]:
+    """Every object of a cluster-scoped custom resource, page by page."""
+    api = client.CustomObjectsApi(await api_client())
+    async for item in _pages(api.list_cluster_custom_object, API_GROUP, API_VERSION, plural):
+        yield item
+
+
+async def namespace_labels() -> dict[str, dict[str, str]]:
+    """The labels of every namespace."""
+    api = client.CoreV1Api(await api_client())
+    labels: dict[str, dict[str, str]] = {}
+    token = None
+    while True:
+        page = await api.list_namespace(limit=PAGE_SIZE, _continue=token)
+        for item in page.items:
+            labels[item.metadata.name] = dict(item.metadata.labels or {})
+        token = page.metadata._continue
+        if not token:
+            return labels
+
+
 async def wait_until_served(plural: str, namespaces: Sequence[str] = (),
                             interval: float = 0.5) -> None:
     """Wait until the API server serves ``plural`` from its watch cache (a LIST at

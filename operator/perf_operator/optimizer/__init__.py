@@ -25,6 +25,8 @@ from ..reconcile import Outcome, ProfileContext
 from ..redis.connect import read_secret_cached
 from ..scrub import scrub
 from ..secrets import SecretError
+from ..targets import secret_namespace
+from ..targets.policy import ConnectionRefused, admit_url
 from . import actions, advisor
 from .policy import Action, Decision, Policy, evaluate, watched_signals
 from .signals import (PrometheusEndpoint, SignalReading, Snapshot, forget_profile, poller_for,
@@ -74,7 +76,12 @@ def _min_index_saving(spec: Any) -> float:
 
 
 async def prometheus_endpoint(namespace: str, prometheus: Any) -> PrometheusEndpoint:
-    """The Prometheus a profile names, with its credentials read from the profile's Secret."""
+    """The Prometheus a profile names, with its credentials read from the profile's Secret (or
+    the operator's namespace, for a PerformanceTarget's), after the connection policy vetted
+    its URL (http or https, no credentials in it, an allowed host:
+    ``targets.policy.admit_url``)."""
+    await admit_url(prometheus.url, granted_by=prometheus.granted_by)
+    namespace = secret_namespace(prometheus, namespace)
     credentials = None
     ref = prometheus.secret_ref
     if ref is not None and ref.token_key:
@@ -106,7 +113,7 @@ async def reconcile_metrics(ctx: ProfileContext) -> Outcome | None:
         return None
     try:
         _, readings = await _read(ctx)
-    except SecretError as err:
+    except (SecretError, ConnectionRefused) as err:
         return _metrics(False, err.reason, str(err))
     watched = watched_signals(_policy(ctx.spec))
     stale = [f"{name} ({readings[name].reason})" for name in watched if readings[name].stale]
@@ -131,7 +138,7 @@ async def reconcile_optimization(ctx: ProfileContext) -> Outcome | None:
         return await _turn_off(ctx, state)
     try:
         snapshot, readings = await _read(ctx)
-    except SecretError as err:
+    except (SecretError, ConnectionRefused) as err:
         return Outcome(OPTIMIZING, False, err.reason, str(err))
     interval = evaluation_interval(spec)
     last = state.last_evaluated_at

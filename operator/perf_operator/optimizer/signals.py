@@ -231,12 +231,17 @@ class PrometheusPoller:
 
 def _short_error(err: Exception) -> str:
     """The error for status: without the request URL (the whole query, which would hide the
-    cause behind it), scrubbed, bounded."""
-    text = scrub(_REQUEST_URL.sub("", f"{type(err).__name__}: {err}"))
+    cause behind it) and without a response body (whatever the server at the URL chose to
+    send must not reach status), scrubbed, bounded."""
+    text = _RESPONSE_BODY.sub(r"\1 (response body not shown)",
+                              _REQUEST_URL.sub("", f"{type(err).__name__}: {err}"))
+    text = scrub(text)
     return text if len(text) <= 300 else text[:297] + "..."
 
 
 _REQUEST_URL = re.compile(r" with url: \S+")
+#: prometheus-api-client's "HTTP Status Code 500 (b'<body>')".
+_RESPONSE_BODY = re.compile(r"(HTTP Status Code \d+) \(.*", re.S)
 
 
 def _now() -> datetime:

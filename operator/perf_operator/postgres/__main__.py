@@ -44,8 +44,11 @@ async def converge(args: argparse.Namespace) -> int:
     database = PerformanceProfileSpec.model_validate(document["spec"]).database
     options = BuildOptions.from_spec(database)
     namespace, _, profile = args.owner.partition("/")
+    # The server is the command line's, vouched for by whoever runs it (not a profile's inline
+    # connection): only the connection policy's always-refused addresses apply.
     target = await open_target(TargetKey(namespace, profile, args.host, args.port, args.dbname,
-                                         args.user), os.environ.get("PGPASSWORD", ""))
+                                         args.user), os.environ.get("PGPASSWORD", ""),
+                               granted_by="command line")
     events = PrintedEvents(lambda line: print(line, flush=True))
     try:
         while True:

@@ -30,6 +30,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from ..scrub import register_secret, scrub
 from ..secrets import read_secret_keys
+from ..targets import secret_namespace
+from ..targets.policy import admit
 
 APPLICATION_NAME = "perf-operator"
 SEARCH_PATH = "pg_catalog, public"
@@ -109,20 +111,27 @@ _targets_lock = asyncio.Lock()
 
 async def target_for_profile(namespace: str, profile: str, connection: Any) -> DatabaseTarget:
     """The pool for a profile's ``spec.database.connection`` (an api PostgresConnection), with
-    the login read from the Secret it references in the profile's own namespace."""
+    the login read from the Secret it references (in the profile's own namespace, or in the
+    operator's for a server a PerformanceTarget granted: ``targets.secret_namespace``)."""
     ref = connection.secret_ref
-    username, password = await read_secret_keys(namespace, ref.name, ref.username_key,
-                                                ref.password_key)
+    username, password = await read_secret_keys(secret_namespace(connection, namespace),
+                                                ref.name, ref.username_key, ref.password_key)
     key = TargetKey(namespace=namespace, profile=profile, host=connection.host,
                     port=connection.port, dbname=connection.database, user=username)
-    return await open_target(key, password, sslmode=connection.ssl_mode)
+    return await open_target(key, password, sslmode=connection.ssl_mode,
+                             granted_by=connection.granted_by)
 
 
-async def open_target(key: TargetKey, password: str, *, sslmode: str = "prefer"
-                      ) -> DatabaseTarget:
-    """The pool for ``key``, opened on first use and reopened when the password changed."""
+async def open_target(key: TargetKey, password: str, *, sslmode: str = "prefer",
+                      granted_by: str | None = None) -> DatabaseTarget:
+    """The pool for ``key``, opened on first use and reopened when the password changed (or
+    the address the connection policy vets, ``targets.policy.admit``: checked before every
+    use, and the pool connects to exactly that address). ``granted_by`` names who vouches for
+    the server (a PerformanceTarget, or a tool's command line); None is a profile's inline
+    connection, allowed only by the operator-wide allow-list."""
     register_secret(password)
-    fingerprint = hashlib.sha256(f"{sslmode}\0{password}".encode()).hexdigest()
+    hostaddr = await admit(key.host, key.port, granted_by=granted_by)
+    fingerprint = hashlib.sha256(f"{sslmode}\0{hostaddr}\0{password}".encode()).hexdigest()
     async with _targets_lock:
         current = _targets.get(key)
         if current is not None and current.credential_fingerprint == fingerprint:
@@ -131,7 +140,8 @@ async def open_target(key: TargetKey, password: str, *, sslmode: str = "prefer"
             del _targets[key]
             await current.close()
         kwargs = {
-            "host": key.host, "port": key.port, "dbname": key.dbname, "user": key.user,
+            "host": key.host, "hostaddr": hostaddr, "port": key.port, "dbname": key.dbname,
+            "user": key.user,
             "password": password, "sslmode": sslmode, "application_name": APPLICATION_NAME,
             "connect_timeout": CONNECT_TIMEOUT_SECONDS,
             "options": f"-c search_path={SEARCH_PATH.replace(' ', '')} "

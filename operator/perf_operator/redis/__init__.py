@@ -48,7 +48,10 @@ def redis_peer(namespace: str, name: str, meta: Mapping[str, Any], spec: Mapping
                ) -> RedisPeer | None:
     """A profile's claim on its Redis server's CONFIG, for the handlers' index; None when it
     sets nothing: no Redis section, paused, being deleted, or a spec the operator rejects."""
-    if not spec.get("redis") or spec.get("paused") or meta.get("deletionTimestamp"):
+    if (not spec.get("redis") or spec.get("paused") or meta.get("deletionTimestamp")
+            or spec.get("targetRef")):
+        # A PerformanceTarget's server has one settings owner (its serverSettingsOwner):
+        # its profiles never contest CONFIG with one another.
         return None
     try:
         model = PerformanceProfileSpec.model_validate(dict(spec))

@@ -24,6 +24,8 @@ from redis.backoff import ConstantBackoff
 from redis.exceptions import AuthenticationError
 
 from ..secrets import read_secret_keys
+from ..targets import secret_namespace
+from ..targets.policy import admit
 
 #: How long a password read from a Secret is trusted before it is read again.
 CREDENTIALS_MAX_AGE = 300.0
@@ -40,6 +42,8 @@ T = TypeVar("T")
 class RedisTarget:
     """A Redis server and the Secret that logs in to it, from a profile's ``redis.connection``."""
 
+    #: Where the Secret is: the profile's namespace, or the operator's for a server a
+    #: PerformanceTarget granted (``targets.secret_namespace``).
     namespace: str
     host: str
     port: int
@@ -48,14 +52,18 @@ class RedisTarget:
     secret: str | None
     password_key: str | None
     username_key: str | None
+    #: The PerformanceTarget that granted the server (None: inline), for the connection policy.
+    granted_by: str | None = None
 
     @classmethod
     def from_spec(cls, namespace: str, connection: Any) -> RedisTarget:
         ref = connection.secret_ref
-        return cls(namespace=namespace, host=connection.host, port=connection.port,
-                   db=connection.db, tls=connection.tls, secret=ref.name if ref else None,
+        return cls(namespace=secret_namespace(connection, namespace), host=connection.host,
+                   port=connection.port, db=connection.db, tls=connection.tls,
+                   secret=ref.name if ref else None,
                    password_key=ref.password_key if ref else None,
-                   username_key=ref.username_key if ref else None)
+                   username_key=ref.username_key if ref else None,
+                   granted_by=connection.granted_by)
 
 
 @dataclass
@@ -91,11 +99,14 @@ async def read_secret_cached(namespace: str, name: str, *keys: str | None,
         return cached.values
 
 
-def _new_client(target: RedisTarget, login: Login) -> Redis:
+def _new_client(target: RedisTarget, login: Login, address: str) -> Redis:
+    """A client connecting to ``address``, the one the connection policy vetted for
+    ``target.host``; with TLS, to the host name (the certificate is checked against it)."""
     username, password = login
     pool = BlockingConnectionPool(
         connection_class=SSLConnection if target.tls else Connection,
-        host=target.host, port=target.port, db=target.db, username=username, password=password,
+        host=target.host if target.tls else address, port=target.port, db=target.db,
+        username=username, password=password,
         # timeout=None: a reconcile waits its turn for a connection however many queue (10,000
         # tenants created at once would otherwise report "No connection available"); a Redis
         # that is down or hung still fails each command within the socket timeouts.
@@ -109,7 +120,9 @@ def _new_client(target: RedisTarget, login: Login) -> Redis:
 
 async def client_for(target: RedisTarget, *, refresh: bool = False) -> Redis:
     """The shared client of ``target``'s server and login (a changed Secret gives a new one;
-    the old one is closed when no other target still uses it)."""
+    the old one is closed when no other target still uses it). The connection policy
+    (``targets.policy.admit``) vets the server before anything is read or connected."""
+    address = await admit(target.host, target.port, granted_by=target.granted_by)
     login: Login = (None, None)
     if target.secret is not None:
         username, password = await read_secret_cached(
@@ -120,7 +133,7 @@ async def client_for(target: RedisTarget, *, refresh: bool = False) -> Redis:
     async with _locks.setdefault(key, asyncio.Lock()):
         client = _clients.get(key)
         if client is None:
-            client = _clients[key] = _new_client(target, login)
+            client = _clients[key] = _new_client(target, login, address)
     previous = _target_clients.get(target)
     _target_clients[target] = key
     if previous is not None and previous != key and previous not in _target_clients.values():

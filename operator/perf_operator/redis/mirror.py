@@ -15,6 +15,7 @@ from typing import Any
 import psycopg
 
 from ..postgres.connect import DatabaseTarget, TargetKey, open_target
+from ..targets import secret_namespace
 from .connect import read_secret_cached
 from .tables import DesiredRecord, ObservedRecord
 
@@ -60,11 +61,12 @@ def plan_mirror(desired: MirrorRow, observed: MirrorRow | None, document: str,
 async def mirror_target(namespace: str, profile: str, connection: Any) -> DatabaseTarget:
     """The profile's database pool, with the login from the cached Secret read."""
     ref = connection.secret_ref
-    username, password = await read_secret_cached(namespace, ref.name, ref.username_key,
-                                                  ref.password_key)
+    username, password = await read_secret_cached(secret_namespace(connection, namespace),
+                                                  ref.name, ref.username_key, ref.password_key)
     key = TargetKey(namespace=namespace, profile=profile, host=connection.host,
                     port=connection.port, dbname=connection.database, user=username)
-    return await open_target(key, password, sslmode=connection.ssl_mode)
+    return await open_target(key, password, sslmode=connection.ssl_mode,
+                             granted_by=connection.granted_by)
 
 
 async def migrate(target: DatabaseTarget) -> None:
