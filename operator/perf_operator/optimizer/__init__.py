@@ -89,7 +89,8 @@ async def prometheus_endpoint(namespace: str, prometheus: Any) -> PrometheusEndp
         credentials = ("bearer", token)
     elif ref is not None:
         user, password = await read_secret_cached(namespace, ref.name, ref.username_key,
-                                                  ref.password_key)
+                                                  ref.password_key,
+                                                  identity_keys=(ref.username_key,))
         credentials = ("basic", f"{user}\0{password}")
     return PrometheusEndpoint(prometheus.url, prometheus.timeout_seconds, credentials)
 

@@ -115,7 +115,8 @@ async def target_for_profile(namespace: str, profile: str, connection: Any) -> D
     operator's for a server a PerformanceTarget granted: ``targets.secret_namespace``)."""
     ref = connection.secret_ref
     username, password = await read_secret_keys(secret_namespace(connection, namespace),
-                                                ref.name, ref.username_key, ref.password_key)
+                                                ref.name, ref.username_key, ref.password_key,
+                                                identity_keys=(ref.username_key,))
     key = TargetKey(namespace=namespace, profile=profile, host=connection.host,
                     port=connection.port, dbname=connection.database, user=username)
     return await open_target(key, password, sslmode=connection.ssl_mode,
@@ -129,7 +130,7 @@ async def open_target(key: TargetKey, password: str, *, sslmode: str = "prefer",
     use, and the pool connects to exactly that address). ``granted_by`` names who vouches for
     the server (a PerformanceTarget, or a tool's command line); None is a profile's inline
     connection, allowed only by the operator-wide allow-list."""
-    register_secret(password)
+    register_secret(("login", key), password)
     hostaddr = await admit(key.host, key.port, granted_by=granted_by)
     fingerprint = hashlib.sha256(f"{sslmode}\0{hostaddr}\0{password}".encode()).hexdigest()
     async with _targets_lock:
@@ -176,6 +177,7 @@ async def forget_target(target: DatabaseTarget) -> None:
     async with _targets_lock:
         if _targets.get(target.key) is target:
             del _targets[target.key]
+            register_secret(("login", target.key), None)
     await target.close()
 
 

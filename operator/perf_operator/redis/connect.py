@@ -76,7 +76,8 @@ Login = tuple[str | None, str | None]
 #: (host, port, db, tls, login): what makes two targets the same server seen the same way.
 ClientKey = tuple[str, int, int, bool, Login]
 
-_secrets: dict[tuple[str, str, tuple[str | None, ...]], _CachedSecret] = {}
+_secrets: dict[tuple[str, str, tuple[str | None, ...], tuple[str | None, ...]],
+               _CachedSecret] = {}
 _clients: dict[ClientKey, Redis] = {}
 #: The client each target used last, to close a client no target uses any more.
 _target_clients: dict[RedisTarget, ClientKey] = {}
@@ -84,18 +85,20 @@ _locks: dict[object, asyncio.Lock] = {}
 
 
 async def read_secret_cached(namespace: str, name: str, *keys: str | None,
+                             identity_keys: tuple[str | None, ...] = (),
                              refresh: bool = False) -> list[str | None]:
     """``secrets.read_secret_keys``, read at most once per ``CREDENTIALS_MAX_AGE`` however
     many tenants ask; concurrent askers share one read. ``refresh`` (a refused login) reads
     again unless another caller just did."""
-    cache_key = (namespace, name, keys)
+    cache_key = (namespace, name, keys, identity_keys)
     async with _locks.setdefault(cache_key, asyncio.Lock()):
         cached = _secrets.get(cache_key)
         now = time.monotonic()
         age = now - cached.read_at if cached else None
         if age is None or age >= CREDENTIALS_MAX_AGE or (refresh and age >= REFRESH_MIN_AGE):
             cached = _secrets[cache_key] = _CachedSecret(
-                await read_secret_keys(namespace, name, *keys), now)
+                await read_secret_keys(namespace, name, *keys, identity_keys=identity_keys),
+                now)
         return cached.values
 
 
@@ -127,7 +130,7 @@ async def client_for(target: RedisTarget, *, refresh: bool = False) -> Redis:
     if target.secret is not None:
         username, password = await read_secret_cached(
             target.namespace, target.secret, target.username_key, target.password_key,
-            refresh=refresh)
+            identity_keys=(target.username_key,), refresh=refresh)
         login = (username, password)
     key: ClientKey = (target.host, target.port, target.db, target.tls, login)
     async with _locks.setdefault(key, asyncio.Lock()):

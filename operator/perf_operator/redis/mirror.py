@@ -62,7 +62,8 @@ async def mirror_target(namespace: str, profile: str, connection: Any) -> Databa
     """The profile's database pool, with the login from the cached Secret read."""
     ref = connection.secret_ref
     username, password = await read_secret_cached(secret_namespace(connection, namespace),
-                                                  ref.name, ref.username_key, ref.password_key)
+                                                  ref.name, ref.username_key, ref.password_key,
+                                                  identity_keys=(ref.username_key,))
     key = TargetKey(namespace=namespace, profile=profile, host=connection.host,
                     port=connection.port, dbname=connection.database, user=username)
     return await open_target(key, password, sslmode=connection.ssl_mode,
