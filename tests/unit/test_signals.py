@@ -42,7 +42,7 @@ def test_json_line_without_object_has_no_object_fields():
 
 def test_json_line_is_scrubbed_and_carries_the_traceback_on_one_line():
     install_log_scrubbing()
-    register_secret("hunter2-secret")
+    register_secret(("test", "signals"), "hunter2-secret")
     try:
         raise RuntimeError("connect failed: password=hunter2-secret")
     except RuntimeError:
