@@ -7,7 +7,8 @@ set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 
 packages=(postgresql-15 postgresql-contrib postgresql-15-hypopg redis-server redis-tools
-          prometheus lua5.1 lua5.4 shellcheck git)
+          prometheus lua5.1 lua5.4 shellcheck git
+          chromium)  # chromium: renders kubectl perf's HTML report in its screenshot test
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

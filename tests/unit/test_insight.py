@@ -75,3 +75,23 @@ def test_plan_marks_destructive_steps():
     assert "  + [redis] maxmemory-policy: CONFIG SET" in text
     assert "  ? alerts: not observed" in text and "(! marks a destructive step)" in text
     assert "nothing to do" in render_plan(Plan("x/y", ()))
+
+
+def test_report_time_over_target_and_html_escapes_database_text():
+    import datetime as dt
+
+    from perf_operator.insight.report import ReportData, Series, render_html, summarise
+
+    latency = Series("apiResponseTimeP95Ms", ((0, 100), (10, 300), (20, 300), (30, 100)),
+                     200, 1000, "apiResponseTimeP95Ms")
+    summary = summarise(latency)
+    assert (summary.seconds_over, summary.peak, summary.last) == (20, 300, 100)
+    hits = summarise(Series("cacheHitRate", ((0, 0.9), (10, 0.5), (20, 0.9)), 0.85, 0.7,
+                            "cacheHitRate"))
+    assert (hits.seconds_over, hits.peak) == (10, 0.5)  # lower is worse
+    data = ReportData("a/b", "hour", dt.datetime(2026, 1, 1, tzinfo=dt.UTC), series=[latency],
+                      slow_queries=[{"query": "SELECT '<script>alert(1)</script>'",
+                                     "calls": 1, "meanMs": 1.0, "totalMs": 1.0, "rows": 1}])
+    page = render_html(data)
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    assert page.count("<svg") == 2 and "<polyline" in page  # the chart and the usage bars

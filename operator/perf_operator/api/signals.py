@@ -51,15 +51,18 @@ class SignalDefinition:
 _REQUESTS = "http_request_duration_seconds"
 _QUERIES = "db_query_duration_seconds"
 
+def latency_quantile_query(quantile: float) -> str:
+    """The API's latency at ``quantile``, in ms: the p95 signal's query, and the report's p50
+    and p99."""
+    return _while_reported(f"1000 * histogram_quantile({quantile:g}, sum by ({_BY}, le) "
+                           f"(rate({_REQUESTS}_bucket[5m])))", f"{_REQUESTS}_count")
+
+
 #: The signals, named as in the profile's thresholds (``spec.alerts.thresholds``), plus the
 #: API's 95th percentile the targets name (``targets.apiResponseTimeP95Ms``; no alert, the
 #: optimizer's latency signal). Metric names follow prom-client's conventions.
 SIGNALS: tuple[SignalDefinition, ...] = (
-    SignalDefinition(
-        "apiResponseTimeP95Ms",
-        _while_reported(f"1000 * histogram_quantile(0.95, sum by ({_BY}, le) "
-                        f"(rate({_REQUESTS}_bucket[5m])))", f"{_REQUESTS}_count"),
-        "higher"),
+    SignalDefinition("apiResponseTimeP95Ms", latency_quantile_query(0.95), "higher"),
     SignalDefinition(
         "apiResponseTimeMs",
         _while_reported(f"1000 * {_by(f'rate({_REQUESTS}_sum[5m])')} / "

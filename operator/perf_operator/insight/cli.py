@@ -3,6 +3,7 @@
     kubectl perf status [profile] [-n NS | -A] [-o json|yaml]
     kubectl perf plan <file-or-profile> [-n NS] [-o json|yaml]
     kubectl perf tenant <tenantId> [-n NS | -A] [-o json|yaml]
+    kubectl perf report <profile> [--period hour|day|week] [--html FILE] [-n NS]
 
 It runs as the user: their kubeconfig (``--kubeconfig`` or ``KUBECONFIG``) and their RBAC, also
 for the Secrets a profile references when ``plan`` and ``tenant`` read the live servers.
@@ -41,6 +42,15 @@ def _parser() -> argparse.ArgumentParser:
     tenant = commands.add_parser("tenant", parents=[common],
                                  help="a tenant's effective limits and record")
     tenant.add_argument("tenant_id")
+    report = commands.add_parser("report", parents=[common],
+                                 help="the performance report of a profile")
+    report.add_argument("profile")
+    report.add_argument("--period", choices=("hour", "day", "week"), default="day")
+    report.add_argument("--html", metavar="FILE", help="also write a self-contained HTML "
+                                                      "report with charts")
+    report.add_argument("--unused-after-days", type=float, default=7.0,
+                        help="report an index unused when it has had no scan over this many "
+                             "days of statistics (default 7)")
     return parser
 
 
@@ -150,6 +160,18 @@ async def _tenant(args: argparse.Namespace, namespace: str | None) -> int:
     return 0
 
 
+async def _report(args: argparse.Namespace, namespace: str) -> int:
+    from . import cluster, report
+
+    profile = await cluster.profile(namespace, args.profile)
+    data = await report.gather(profile, args.period,
+                               unused_min_age_seconds=args.unused_after_days * 86400)
+    if args.html:
+        pathlib.Path(args.html).write_text(report.render_html(data))
+    _emit(report.as_data(data), report.render_text(data), args.output)
+    return 0
+
+
 async def _run(args: argparse.Namespace) -> int:
     from kubernetes_asyncio.client.exceptions import ApiException
     from kubernetes_asyncio.config import ConfigException
@@ -167,6 +189,8 @@ async def _run(args: argparse.Namespace) -> int:
             return await _status(args, namespace)
         if args.command == "plan":
             return await _plan(args, namespace or cluster.current_namespace())
+        if args.command == "report":
+            return await _report(args, namespace or cluster.current_namespace())
         return await _tenant(args, namespace)
     except ApiException as err:
         print(f"Error from server ({err.reason}): {err.status}", file=sys.stderr)
