@@ -102,17 +102,7 @@ async def gather(profile: Mapping[str, Any], period: str, *,
 
 async def _series(namespace: str, name: str, spec: PerformanceProfileSpec,
                   now: datetime.datetime, seconds: int) -> list[Series]:
-    from prometheus_api_client import PrometheusConnect
-
-    endpoint = await prometheus_endpoint(namespace, spec.prometheus)
-    headers, auth = None, None
-    if endpoint.credentials and endpoint.credentials[0] == "bearer":
-        headers = {"Authorization": f"Bearer {endpoint.credentials[1]}"}
-    elif endpoint.credentials:
-        user, _, password = endpoint.credentials[1].partition("\0")
-        auth = (user, password)
-    connection = PrometheusConnect(url=endpoint.url, headers=headers, auth=auth,
-                                   timeout=endpoint.timeout_seconds)
+    connection = (await prometheus_endpoint(namespace, spec.prometheus)).connect()
     targets = signal_targets(spec)
     thresholds = spec.alerts.thresholds
     queries = {n: (q, n) for n, q in signal_queries(spec, optimizer=True).items()}

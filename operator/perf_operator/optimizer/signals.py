@@ -126,6 +126,17 @@ class PrometheusEndpoint:
     #: ("bearer", token) or ("basic", "user\\0password"); compared, never shown.
     credentials: tuple[str, str] | None = field(default=None, repr=False)
 
+    def connect(self, **options: Any) -> PrometheusConnect:
+        """A (blocking) client of this Prometheus with its login: the poller's, the report's."""
+        headers, auth = None, None
+        if self.credentials and self.credentials[0] == "bearer":
+            headers = {"Authorization": f"Bearer {self.credentials[1]}"}
+        elif self.credentials:
+            user, _, password = self.credentials[1].partition("\0")
+            auth = (user, password)
+        return PrometheusConnect(url=self.url, headers=headers, auth=auth,
+                                 timeout=self.timeout_seconds, **options)
+
 
 @dataclass
 class _Registration:
@@ -145,16 +156,9 @@ class PrometheusPoller:
 
     def __init__(self, endpoint: PrometheusEndpoint) -> None:
         self.endpoint = endpoint
-        headers, auth = None, None
-        if endpoint.credentials and endpoint.credentials[0] == "bearer":
-            headers = {"Authorization": f"Bearer {endpoint.credentials[1]}"}
-        elif endpoint.credentials:
-            user, _, password = endpoint.credentials[1].partition("\0")
-            auth = (user, password)
         # One quick retry for a dropped keep-alive connection; a Prometheus that is down must
         # make the signals stale within one timeout, not after urllib3's default back-off.
-        self._client = PrometheusConnect(
-            url=endpoint.url, headers=headers, auth=auth, timeout=endpoint.timeout_seconds,
+        self._client = endpoint.connect(
             retry=Retry(total=1, backoff_factor=0.1, status_forcelist=(502, 503, 504)))
         self._registrations: dict[tuple[str, str], _Registration] = {}
         self._snapshot: Snapshot | None = None
