@@ -203,6 +203,40 @@ def test_profile_on_a_target_works_end_to_end_without_any_credential_in_the_name
         client.close()
 
 
+def test_target_status_names_unreachable_servers_and_never_dials_metadata(operator, kubectl):
+    """A target's own status: a closed port is Unreachable (with a Warning Event about the
+    cluster-scoped target, in namespace default), a metadata address AddressRefused without a
+    connection attempt."""
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there now
+    name = f"broken-{secrets.token_hex(3)}"
+    kubectl.apply(json.dumps({"apiVersion": API, "kind": "PerformanceTarget",
+                              "metadata": {"name": name},
+                              "spec": {"namespaceSelector": {},
+                                       "redis": {"host": "127.0.0.1", "port": port},
+                                       "prometheus": {"url": "http://169.254.169.254/"}}}))
+    try:
+        found = wait_ready(kubectl, "performancetarget", name, status="False")
+        body = kubectl.get("performancetarget", name)
+        servers = {s["server"]: s for s in body["status"]["servers"]}
+        assert not servers["redis"]["reachable"] and not servers["prometheus"]["reachable"]
+        assert condition(body, "RedisReachable")["reason"] == "Unreachable"
+        assert condition(body, "PrometheusReachable")["reason"] == "AddressRefused"
+        assert found["reason"] in ("Unreachable", "AddressRefused")
+
+        def warned():
+            events = json.loads(kubectl.run("get", "events", "-o", "json",
+                                            namespace="default").stdout)["items"]
+            return [e for e in events if e["involvedObject"].get("name") == name
+                    and e["involvedObject"].get("kind") == "PerformanceTarget"
+                    and e["type"] == "Warning"]
+        assert eventually(warned, timeout=30, what="a Warning Event about the target")
+    finally:
+        kubectl.run("delete", "performancetarget", name, "--wait=false", check=False)
+
+
 def test_a_namespace_the_target_does_not_select_gets_nothing(
         operator, stack, kubectl, namespace, other_namespace, psql, pg_database, target,
         tmp_path):

@@ -275,3 +275,15 @@ def test_examples_resolve_as_their_comments_say():
     assert result.spec.database.settings.parameters == {"work_mem": "8MB",
                                                         "random_page_cost": "1.1"}
     assert result.left_out == ()
+
+
+def test_webhook_refuses_inline_connections_only_when_the_operator_does(monkeypatch):
+    from perf_operator.targets import inline_errors
+
+    inline = PerformanceProfileSpec.model_validate({"redis": {"connection": {"host": "h"}}})
+    monkeypatch.setattr(policy, "POLICY", ConnectionPolicy.from_settings(False, []))
+    (error,) = inline_errors(inline)
+    assert "redis.connection" in error and "targetRef" in error
+    assert inline_errors(profile(redis={})) == []
+    monkeypatch.setattr(policy, "POLICY", LOCAL)
+    assert inline_errors(inline) == []

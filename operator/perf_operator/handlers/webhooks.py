@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import kopf
 
+from ..api import PerformanceProfileSpec
+from ..targets import inline_errors
 from ..validation import profile_errors, tenant_errors
 from .resources import PROFILES, TENANTS
 
 
 @kopf.on.validate(*PROFILES, id="profile-sql", operations=["CREATE", "UPDATE"])
 def validate_profile(spec: kopf.Spec, **_) -> None:
-    errors = profile_errors(dict(spec))
+    errors = profile_errors(dict(spec)) or inline_errors(
+        PerformanceProfileSpec.model_validate(dict(spec)))
     if errors:
         raise kopf.AdmissionError("; ".join(errors), code=422)
 

@@ -57,6 +57,13 @@ class ObjectRef:
                    name=meta.get("name", ""), namespace=meta.get("namespace", ""),
                    uid=meta.get("uid"))
 
+    @property
+    def event_namespace(self) -> str:
+        """Where its Events live: its namespace, or for a cluster-scoped object (a
+        PerformanceTarget) ``default``, the only one the API server accepts for those (as for
+        Nodes; ``kubectl describe`` finds them there)."""
+        return self.namespace or "default"
+
     def as_involved_object(self) -> dict[str, Any]:
         ref = {"apiVersion": self.api_version, "kind": self.kind, "name": self.name,
                "namespace": self.namespace}
@@ -164,7 +171,8 @@ class EventPoster:
         if repeat is not None:
             try:
                 await api.patch_namespaced_event(
-                    repeat.name, key.ref.namespace, {"count": repeat.count, "lastTimestamp": stamp},
+                    repeat.name, key.ref.event_namespace,
+                    {"count": repeat.count, "lastTimestamp": stamp},
                     _content_type="application/merge-patch+json")
                 return
             except ApiException as err:
@@ -172,9 +180,9 @@ class EventPoster:
                     raise
                 self.correlator.forget(key)
         name = f"{key.ref.name}.{time.time_ns():x}"
-        await api.create_namespaced_event(key.ref.namespace, {
+        await api.create_namespaced_event(key.ref.event_namespace, {
             "apiVersion": "v1", "kind": "Event",
-            "metadata": {"name": name, "namespace": key.ref.namespace},
+            "metadata": {"name": name, "namespace": key.ref.event_namespace},
             "involvedObject": key.ref.as_involved_object(),
             "type": key.type, "reason": key.reason, "message": key.message,
             "count": 1, "firstTimestamp": stamp, "lastTimestamp": stamp,

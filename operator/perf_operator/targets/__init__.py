@@ -9,10 +9,10 @@ from ..api.profile import PerformanceProfileSpec
 from ..config import operator_namespace
 from . import policy
 from .registry import REGISTRY
-from .resolve import TARGET_RESOLVED, Resolution, TargetRefused, resolve
+from .resolve import TARGET_RESOLVED, Resolution, TargetRefused, check_inline, resolve
 
-__all__ = ["REGISTRY", "TARGET_RESOLVED", "Resolution", "TargetRefused", "resolve",
-           "resolve_profile", "secret_namespace"]
+__all__ = ["REGISTRY", "TARGET_RESOLVED", "Resolution", "TargetRefused", "inline_errors",
+           "resolve", "resolve_profile", "secret_namespace"]
 
 
 def resolve_profile(namespace: str, name: str, spec: PerformanceProfileSpec) -> Resolution:
@@ -29,3 +29,13 @@ def secret_namespace(server: Any, profile_namespace: str) -> str:
     for a server a PerformanceTarget granted (teams never see those credentials), the
     profile's own namespace for an inline one."""
     return operator_namespace() if server.granted_by else profile_namespace
+
+
+def inline_errors(spec: PerformanceProfileSpec) -> list[str]:
+    """For the admission webhook: a profile writing its own connections, refused at
+    ``kubectl apply`` by an operator that accepts none (the reconciler refuses it too)."""
+    try:
+        check_inline(spec, policy.POLICY.allow_inline)
+    except TargetRefused as err:
+        return [str(err)]
+    return []

@@ -101,15 +101,23 @@ def resolve(namespace: str, name: str, spec: PerformanceProfileSpec, *,
     return Resolution(spec.model_copy(update=updates), target_name, tuple(left_out))
 
 
-def _inline(spec: PerformanceProfileSpec, allow_inline: bool) -> Resolution:
+def check_inline(spec: PerformanceProfileSpec, allow_inline: bool) -> None:
+    """Refuse a profile without targetRef that configures servers, unless the operator allows
+    inline connections (also asked by the admission webhook, at ``kubectl apply``)."""
+    if spec.target_ref is not None or allow_inline:
+        return
     written = [section for section, present in (
         ("database.connection", spec.database is not None),
         ("redis.connection", spec.redis is not None),
         ("prometheus", spec.prometheus is not None)) if present]
-    if written and not allow_inline:
+    if written:
         raise TargetRefused("InlineConnectionsRefused",
                             f"{', '.join(written)}: this operator accepts no inline "
                             f"connections; name a PerformanceTarget in spec.targetRef")
+
+
+def _inline(spec: PerformanceProfileSpec, allow_inline: bool) -> Resolution:
+    check_inline(spec, allow_inline)
     missing = [f"{section}.connection" for section, value in (
         ("database", spec.database), ("redis", spec.redis))
         if value is not None and value.connection is None]
