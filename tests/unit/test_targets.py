@@ -287,3 +287,11 @@ def test_webhook_refuses_inline_connections_only_when_the_operator_does(monkeypa
     assert inline_errors(profile(redis={})) == []
     monkeypatch.setattr(policy, "POLICY", LOCAL)
     assert inline_errors(inline) == []
+
+
+def test_a_users_own_tool_may_reach_any_host_but_metadata():
+    mine = ConnectionPolicy.users_own()
+    assert choose_address("db.team", 5432, addresses("10.2.3.4"), granted_by=None, policy=mine)
+    assert choose_address("db6", 5432, addresses("2001:db8::1"), granted_by=None, policy=mine)
+    with pytest.raises(ConnectionRefused):
+        choose_address("x", 80, addresses("169.254.169.254"), granted_by=None, policy=mine)

@@ -181,8 +181,12 @@ async def _run(args: argparse.Namespace) -> int:
     from ..secrets import SecretError
     from ..postgres.connect import close_all as close_databases
     from ..redis.connect import close_all as close_redis
+    from ..targets import policy
     from . import cluster
 
+    # The plugin connects with the user's own credentials, not the operator's: the operator's
+    # inline allow-list does not apply, the always-refused addresses do.
+    policy.configure(policy.ConnectionPolicy.users_own())
     namespace = None if args.all_namespaces else (args.namespace or cluster.current_namespace())
     try:
         if args.command == "status":

@@ -105,9 +105,15 @@ async def plan_profile(namespace: str, name: str, spec: dict[str, Any],
                          created=(live or {}).get("metadata", {}).get("creationTimestamp"))
     steps: list[PlannedStep] = []
     unknown: list[str] = []
-    parts = (("postgres", _postgres(ctx)), ("redis", _redis(ctx, spec, peers)),
-             ("tenants", _tenants(ctx, tenants)), ("scaling", _scaling(ctx)),
-             ("alerts", _alerts(ctx)))
+    if model.target_ref is None:
+        parts = [("postgres", _postgres(ctx)), ("redis", _redis(ctx, spec, peers)),
+                 ("tenants", _tenants(ctx, tenants))]
+    else:
+        # Its servers' credentials are in the operator's namespace: only the operator plans them.
+        parts = []
+        unknown.append(f"postgres, redis, tenants: not observed: the servers are those of "
+                       f"PerformanceTarget {model.target_ref.name}, reached by the operator only")
+    parts += [("scaling", _scaling(ctx)), ("alerts", _alerts(ctx))]
     for part, planned in parts:
         try:
             steps += await planned

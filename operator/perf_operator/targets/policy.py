@@ -125,6 +125,14 @@ class ConnectionPolicy:
         return cls.from_settings(env_flag(ALLOW_INLINE_ENV), env_list(INLINE_HOSTS_ENV))
 
 
+    @classmethod
+    def users_own(cls) -> ConnectionPolicy:
+        """For tools that connect with their user's own credentials from the user's machine
+        (``kubectl perf``): any host, but still never a link-local or metadata address."""
+        return cls(allow_inline=True, inline_hosts=(HostRule(ipaddress.ip_network("0.0.0.0/0")),
+                                                    HostRule(ipaddress.ip_network("::/0"))))
+
+
 ALLOW_INLINE_ENV = "PERF_OPERATOR_ALLOW_INLINE_CONNECTIONS"
 INLINE_HOSTS_ENV = "PERF_OPERATOR_INLINE_HOSTS"
 
