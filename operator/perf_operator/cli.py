@@ -55,7 +55,8 @@ def _docs(args: argparse.Namespace) -> int:
 def _dev(args: argparse.Namespace) -> int:
     from .devstack.demo import run_demo
 
-    return run_demo(examples=pathlib.Path(args.examples), keep_running=not args.once)
+    return run_demo(examples=pathlib.Path(args.examples), keep_running=not args.once,
+                    argocd=args.argocd)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--examples", default="examples")
     dev.add_argument("--once", action="store_true",
                      help="stop after the examples are Ready instead of running until Ctrl-C")
+    dev.add_argument("--argocd", action="store_true",
+                     help="also run Argo CD headless (application controller, repo-server)")
     dev.set_defaults(func=_dev)
     return parser
 

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from perf_operator.api import PROGRESS_REASONS
+from tests.support.argocd import argocd_engine_health
 from tests.support.lua import argocd_health, interpreters
 
 HEALTH = pathlib.Path(__file__).resolve().parents[2] / "manifests/argocd/health"
@@ -47,8 +48,15 @@ def profile(*, generation=2, observed=2, ready=None, paused=None, kind="Performa
     return obj
 
 
-@pytest.fixture(params=INTERPRETERS)
+@pytest.fixture(params=[*INTERPRETERS, "argocd"])
 def health(request):
+    """Every case runs under Debian's Lua interpreters and under Argo CD's own engine
+    (``argocd admin settings resource-overrides health``, built by tools/clients/build.sh)."""
+    if request.param == "argocd":
+        from perf_operator.devstack.argocd import argocd_binaries
+
+        argocd = argocd_binaries() / "argocd"
+        return lambda obj, **kw: argocd_engine_health(argocd, HEALTH, obj, now=NOW, **kw)
     return lambda obj, **kw: argocd_health(SCRIPT, obj, now=NOW, interpreter=request.param, **kw)
 
 
@@ -150,6 +158,24 @@ def test_case_files_hold_today(case, interpreter):
     obj = yaml.safe_load((HEALTH / case["inputPath"]).read_text())
     assert argocd_health(SCRIPT, obj, now=int(time.time()), interpreter=interpreter) == (
         case["healthStatus"]["status"], case["healthStatus"]["message"])
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["inputPath"] for c in CASES])
+def test_case_files_hold_in_argo_cds_engine(case):
+    """The same case files through Argo CD itself: its Lua VM and its argocd-cm parsing. An
+    object being deleted never reaches the script: Argo CD says Progressing with its own
+    message first, so for those only the status is the script's."""
+    from perf_operator.devstack.argocd import argocd_binaries
+
+    obj = yaml.safe_load((HEALTH / case["inputPath"]).read_text())
+    status, message = argocd_engine_health(argocd_binaries() / "argocd", HEALTH, obj,
+                                           now=int(time.time()))
+    assert status == case["healthStatus"]["status"]
+    if obj["metadata"].get("deletionTimestamp"):
+        assert message == ("Pending deletion; blocked by finalizers: "
+                           + ", ".join(obj["metadata"]["finalizers"]))
+    else:
+        assert message == case["healthStatus"]["message"]
 
 
 def test_every_case_file_is_listed():

@@ -14,21 +14,28 @@ export CGO_ENABLED=0
 # Argo CD is one main package that dispatches on the name it is run as.
 build_argocd() {
   local dir="$root/argocd-${ARGOCD_VERSION}" bin="$root/argocd-${ARGOCD_VERSION}/bin"
-  local names=(argocd-application-controller argocd-repo-server)
-  if [[ -x "$bin/argocd" && -d "$dir/manifests/crds" ]]; then echo "$bin"; return; fi
+  if [[ -x "$bin/argocd" && -x "$bin/git-verify-wrapper.sh" && -d "$dir/manifests/crds" ]]; then
+    echo "$bin"; return
+  fi
   mkdir -p "$bin"
-  echo "building argocd ${ARGOCD_VERSION} with ${ARGOCD_TOOLCHAIN}" >&2
-  (cd "$here/argocd" && GOTOOLCHAIN="$ARGOCD_TOOLCHAIN" go build -trimpath \
-    -ldflags "-s -w -X github.com/argoproj/argo-cd/v3/common.version=${ARGOCD_VERSION#v}" \
-    -o "$bin/argocd.tmp" github.com/argoproj/argo-cd/v3/cmd)
-  for n in "${names[@]}"; do ln -sf argocd "$bin/$n"; done
-  local src
+  if [[ ! -x "$bin/argocd" ]]; then
+    echo "building argocd ${ARGOCD_VERSION} with ${ARGOCD_TOOLCHAIN}" >&2
+    (cd "$here/argocd" && GOTOOLCHAIN="$ARGOCD_TOOLCHAIN" go build -trimpath \
+      -ldflags "-s -w -X github.com/argoproj/argo-cd/v3/common.version=${ARGOCD_VERSION#v}" \
+      -o "$bin/argocd.tmp" github.com/argoproj/argo-cd/v3/cmd)
+    mv "$bin/argocd.tmp" "$bin/argocd"
+  fi
+  local n src
+  for n in argocd-application-controller argocd-repo-server; do ln -sf argocd "$bin/$n"; done
   src="$(cd "$here/argocd" && GOTOOLCHAIN="$ARGOCD_TOOLCHAIN" go list -m -f '{{.Dir}}' \
     github.com/argoproj/argo-cd/v3)"
-  rm -rf "$dir/manifests"; mkdir -p "$dir/manifests"
-  cp -r "$src/manifests/crds" "$src/manifests/base/config/argocd-cm.yaml" "$dir/manifests/"
-  chmod -R u+w "$dir/manifests"
-  mv "$bin/argocd.tmp" "$bin/argocd"
+  # The repo-server runs these scripts (its image has them in /usr/local/bin).
+  install -m 0755 "$src/hack/git-verify-wrapper.sh" "$src/hack/gpg-wrapper.sh" "$bin/"
+  rm -rf "$dir/manifests.tmp"; mkdir -p "$dir/manifests.tmp/crds"
+  cp "$src"/manifests/crds/*-crd.yaml "$dir/manifests.tmp/crds/"
+  cp "$src/manifests/base/config/argocd-cm.yaml" "$dir/manifests.tmp/"
+  chmod -R u+w "$dir/manifests.tmp"
+  rm -rf "$dir/manifests"; mv "$dir/manifests.tmp" "$dir/manifests"
   echo "$bin"
 }
 

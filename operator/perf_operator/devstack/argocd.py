@@ -155,13 +155,16 @@ class ArgoCD(Startable):
                "REDIS_PASSWORD": self.redis.password,
                "KUBECONFIG": str(self.control_plane.kubeconfig),
                "HOME": str(self.workdir / "home"), "TMPDIR": str(self.workdir / "tmp"),
-               "PATH": f"{self.kustomize_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+               # kustomize, and the git-verify-wrapper.sh the repo-server runs
+               "PATH": f"{self.bin_dir}:{self.kustomize_dir}:"
+                       f"{os.environ.get('PATH', '/usr/bin:/bin')}",
                "ARGOCD_GPG_ENABLED": "false"}
         redis = f"127.0.0.1:{self.redis.port}"
         repo_server = self._spawn("argocd-repo-server", [
             str(self.bin_dir / "argocd-repo-server"), "--address=127.0.0.1",
             f"--port={self.repo_server_port}", "--metrics-address=127.0.0.1",
-            f"--metrics-port={free_port()}", "--disable-tls", f"--redis={redis}",
+            f"--metrics-port={free_port()}", "--disable-tls", "--client-ca-path=",
+            f"--redis={redis}",
             "--revision-cache-expiration=1s", "--loglevel=warn", "--logformat=text",
         ], env)
         wait_until(lambda: repo_server.check_alive() or port_is_open(self.repo_server_port),
@@ -173,6 +176,9 @@ class ArgoCD(Startable):
             f"--redis={redis}", f"--metrics-port={self.controller_metrics_port}",
             f"--app-resync={APP_RESYNC_SECONDS}", "--app-resync-jitter=0",
             "--status-processors=4", "--operation-processors=4",
+            # each resource's health in the Application's status, where kubectl (and the
+            # tests) read it, instead of only in Argo CD's Redis
+            "--persist-resource-health",
             "--loglevel=warn", "--logformat=text",
         ], env)
         wait_until(lambda: controller.check_alive() or
