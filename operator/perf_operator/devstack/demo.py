@@ -13,6 +13,7 @@ import urllib.request
 
 import yaml
 
+from ..kube.apply import COMPONENT_LABEL, MANAGED_BY
 from .controlplane import repository_root
 from .demo_app import DemoApplication
 from .processes import ManagedProcess, free_port
@@ -21,7 +22,7 @@ from .stack import LocalStack
 
 DEMO_NAMESPACE = "perf-demo"
 #: The operator's rule-file ConfigMaps (its alerts without the Prometheus Operator).
-RULE_CONFIG_MAPS = "app.kubernetes.io/managed-by=perf-operator,app.kubernetes.io/component=alerts"
+RULE_CONFIG_MAPS = f"{MANAGED_BY[0]}={MANAGED_BY[1]},{COMPONENT_LABEL}=alerts"
 
 
 def demo_database(profile: str) -> str:
