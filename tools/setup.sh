@@ -22,4 +22,4 @@ fi
 
 python3 -m pip install -q --disable-pip-version-check -e "$repo[test]"
 bash "$repo/tools/controlplane/build.sh" >/dev/null
-bash "$repo/tools/clients/build.sh" kustomize prometheus-operator >/dev/null
+bash "$repo/tools/clients/build.sh" >/dev/null
