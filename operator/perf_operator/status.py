@@ -1,7 +1,46 @@
-"""One place that turns a desired status into the smallest patch: no change, no write."""
+"""One place that turns a desired status into the smallest patch: no change, no write.
+
+Readings (values measured rather than decided: signal values, index scans and sizes) would
+differ on every pass by noise alone, so they go through :func:`steady_reading` first: a reading
+is rewritten only when it moved by more than :data:`READING_TOLERANCE` of its last written
+value (or appeared, or went), and is rounded to :data:`READING_DIGITS` significant digits, so
+that float noise (50.000000000000234) never shows. Their timestamps follow them.
+"""
 from __future__ import annotations
 
+import math
 from typing import Any
+
+#: Share of its last written value a reading must move by to be written again.
+READING_TOLERANCE = 0.05
+#: Significant digits a reading is written with.
+READING_DIGITS = 6
+
+
+def round_reading(value: float) -> float:
+    """``value`` to :data:`READING_DIGITS` significant digits (integers stay integers)."""
+    if isinstance(value, int) or value == 0 or not math.isfinite(value):
+        return value
+    return round(value, READING_DIGITS - 1 - math.floor(math.log10(abs(value))))
+
+
+def reading_moved(previous: float | None, current: float | None,
+                  tolerance: float = READING_TOLERANCE) -> bool:
+    """Whether ``current`` must be written over ``previous`` (see module doc)."""
+    if previous is None or current is None:
+        return previous is not current
+    if previous == 0:
+        return current != 0
+    return abs(current - previous) > tolerance * abs(previous)
+
+
+def steady_reading(previous: float | None, current: float | None,
+                   tolerance: float = READING_TOLERANCE) -> float | None:
+    """The value to write: ``previous`` while ``current`` is within tolerance of it, else
+    ``current`` rounded."""
+    if not reading_moved(previous, current, tolerance):
+        return previous
+    return None if current is None else round_reading(current)
 
 
 def merge_patch(current: dict[str, Any] | None, desired: dict[str, Any]) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from ..scrub import scrub
 from ..secrets import SecretError
 from ..targets import secret_namespace
 from ..targets.policy import ConnectionRefused, admit_url
+from ..status import reading_moved, round_reading
 from . import actions, advisor
 from .policy import Action, Decision, Policy, evaluate, watched_signals
 from .signals import (PrometheusEndpoint, SignalReading, Snapshot, forget_profile, poller_for,
@@ -147,13 +148,37 @@ async def reconcile_optimization(ctx: ProfileContext) -> Outcome | None:
         return _outcome(state)
     policy = _policy(spec)
     evaluation = evaluate(readings, policy, state, snapshot.at)
-    signals = {name: SignalStatus(value=reading.value, target=policy.targets.get(name),
-                                  stale=reading.stale, reason=reading.reason or None,
-                                  observed_at=snapshot.at)
+    signals = {name: _steady_signal((state.signals or {}).get(name), SignalStatus(
+                   value=reading.value, target=policy.targets.get(name), stale=reading.stale,
+                   reason=reading.reason or None, observed_at=snapshot.at))
                for name, reading in readings.items()}
-    state = evaluation.state.model_copy(update={"notes": list(evaluation.notes)[:NOTES_LIMIT],
-                                                "signals": signals})
-    return _outcome(await _execute(ctx, evaluation.decisions, state, snapshot.at))
+    evaluated = evaluation.state.model_copy(update={
+        "notes": list(evaluation.notes)[:NOTES_LIMIT], "signals": signals})
+    if not evaluation.decisions and _only_time_moved(state, evaluated):
+        return _outcome(state)
+    return _outcome(await _execute(ctx, evaluation.decisions, evaluated, snapshot.at))
+
+
+def _steady_signal(previous: SignalStatus | None, current: SignalStatus) -> SignalStatus:
+    """The reading as status shows it: the previous one (value and ``observedAt``) while the
+    value stays within ``status.READING_TOLERANCE`` and nothing else about it changed, so that
+    a steady signal costs no status write; else the new one, rounded."""
+    if (previous is not None and (previous.stale, previous.reason, previous.target)
+            == (current.stale, current.reason, current.target)
+            and not reading_moved(previous.value, current.value)):
+        return previous
+    return current.model_copy(update={
+        "value": None if current.value is None else round_reading(current.value)})
+
+
+def _only_time_moved(previous: OptimizerState, evaluated: OptimizerState) -> bool:
+    """An evaluation that changed nothing but ``lastEvaluatedAt`` is not written: the state
+    stays as it was (the next resync evaluates again, at no cost but the pure policy). Not
+    when the last evaluation's actions failed: a quiet one clears that failure."""
+    failed = any(h.failed and h.at == previous.last_evaluated_at for h in previous.history)
+    return (not failed and previous.last_evaluated_at is not None
+            and evaluated.model_copy(update={"last_evaluated_at": previous.last_evaluated_at})
+            == previous)
 
 
 async def _turn_off(ctx: ProfileContext, state: OptimizerState) -> Outcome | None:

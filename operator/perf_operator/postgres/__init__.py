@@ -19,6 +19,7 @@ from ..api.optimization import adjustments
 from ..api.profile import Index
 from ..reconcile import Outcome, ProfileContext
 from ..scrub import scrub
+from ..status import steady_reading
 from ..secrets import SecretError
 from .connect import DatabaseUnavailable, forget_target, target_for_profile
 from .index_builds import BuildOptions, reconcile_indexes, wait_for_jobs
@@ -59,7 +60,8 @@ async def reconcile_profile(ctx: ProfileContext) -> Outcome | None:
     _announce_conflicts(reports, previous.get("indexes") or [], ctx.events)
     ready, reason, message = summarise(reports, settings, indexes.plan.released)
     status = {"database": {
-        "indexes": [r.as_status() for r in reports],
+        "indexes": steady_index_readings([r.as_status() for r in reports],
+                                         previous.get("indexes") or []),
         "settings": [s.as_status() for s in settings],
         "readyIndexes": sum(1 for r in reports if r.phase is Phase.READY),
         "building": building_summary(reports) or None,  # None removes it
@@ -116,6 +118,26 @@ def building_summary(reports: Sequence[IndexReport]) -> str:
     """``orders_idx 42%, users_idx 3%``: the builds running, short enough for a column."""
     return ", ".join(f"{r.name} {r.progress.percent}%" for r in reports
                      if r.phase is Phase.BUILDING and r.progress is not None)
+
+
+def steady_index_readings(indexes: Sequence[dict[str, Any]],
+                          previous: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The indexes' status with their readings (``sizeBytes``, ``scans``: they move with
+    every query the application runs) kept at their last written values while they stay
+    within ``status.READING_TOLERANCE``: a used index costs no status write per resync."""
+    before = {entry.get("name"): entry for entry in previous}
+    steady = []
+    for entry in indexes:
+        old = before.get(entry["name"]) or {}
+        entry = dict(entry)
+        for key in ("sizeBytes", "scans"):
+            value = steady_reading(old.get(key), entry.get(key))
+            if value is None:
+                entry.pop(key, None)
+            else:
+                entry[key] = int(value)
+        steady.append(entry)
+    return steady
 
 
 def summarise(indexes: Sequence[IndexReport], settings: Sequence[SettingReport],
