@@ -8,7 +8,10 @@ registry), and a Secret found deleted is forgotten.
 from __future__ import annotations
 
 import base64
-from collections.abc import Collection
+import contextlib
+import contextvars
+from collections import OrderedDict
+from collections.abc import Collection, Iterator, Mapping
 
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -25,10 +28,41 @@ class SecretError(Exception):
         self.reason = reason
 
 
-async def read_secret_keys(namespace: str, name: str, *keys: str | None,
-                           identity_keys: Collection[str | None] = ()) -> list[str | None]:
-    """The decoded values of ``keys`` (None for a key asked for as None). Every value is
-    registered with the scrubber as a credential but those of ``identity_keys`` (user names)."""
+#: Secrets' data (base64, as the API returns it) last read, by (namespace, name), bounded: what
+#: a deferred cleanup copies when namespace teardown has deleted the Secret before the
+#: finalizer ran (see handlers/deferred.py).
+_last_read: OrderedDict[tuple[str, str], dict[str, str]] = OrderedDict()
+LAST_READ_LIMIT = 1024
+#: Copies that stand in for Secrets while a deferred cleanup runs (its own task only).
+_copies: contextvars.ContextVar[Mapping[tuple[str, str], dict[str, str]] | None] = \
+    contextvars.ContextVar("secret_copies", default=None)
+
+
+@contextlib.contextmanager
+def serving_copies(copies: Mapping[tuple[str, str], dict[str, str]]) -> Iterator[None]:
+    """Within this block (and the tasks it starts), read these copies instead of the API."""
+    token = _copies.set(copies)
+    try:
+        yield
+    finally:
+        _copies.reset(token)
+
+
+async def secret_data(namespace: str, name: str) -> dict[str, str]:
+    """The Secret's data (base64 values): read now, else as last read by this process.
+    Raises SecretError when it is neither."""
+    try:
+        return await _read(namespace, name)
+    except SecretError:
+        if (namespace, name) in _last_read:
+            return dict(_last_read[(namespace, name)])
+        raise
+
+
+async def _read(namespace: str, name: str) -> dict[str, str]:
+    copies = _copies.get()
+    if copies is not None and (namespace, name) in copies:
+        return copies[(namespace, name)]
     api = client.CoreV1Api(await api_client())
     try:
         secret = await api.read_namespaced_secret(name, namespace)
@@ -40,7 +74,19 @@ async def read_secret_keys(namespace: str, name: str, *keys: str | None,
             raise SecretError("SecretForbidden",
                               f"not allowed to read Secret {namespace}/{name}") from None
         raise
-    data = secret.data or {}
+    data = dict(secret.data or {})
+    _last_read[(namespace, name)] = data
+    _last_read.move_to_end((namespace, name))
+    while len(_last_read) > LAST_READ_LIMIT:
+        _last_read.popitem(last=False)
+    return data
+
+
+async def read_secret_keys(namespace: str, name: str, *keys: str | None,
+                           identity_keys: Collection[str | None] = ()) -> list[str | None]:
+    """The decoded values of ``keys`` (None for a key asked for as None). Every value is
+    registered with the scrubber as a credential but those of ``identity_keys`` (user names)."""
+    data = await _read(namespace, name)
     values: list[str | None] = []
     for key in keys:
         if key is None:

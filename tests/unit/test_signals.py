@@ -109,3 +109,36 @@ def test_a_failure_is_the_reason_even_while_an_index_builds():
     assert (ready, reason) == (False, "SettingRejected")
     assert "i_big" in message
     assert summarise([building], [], [])[1] == "IndexBuilding"
+
+
+def test_readings_within_tolerance_keep_their_written_value():
+    from perf_operator.status import round_reading, steady_reading
+
+    assert round_reading(50.000000000000234) == 50.0
+    assert round_reading(0.123456789) == 0.123457
+    assert steady_reading(100.0, 104.9) == 100.0
+    assert steady_reading(100.0, 105.1) == 105.1
+    assert steady_reading(0, 0) == 0 and steady_reading(0, 1) == 1
+    assert steady_reading(None, 3.0) == 3.0 and steady_reading(3.0, None) is None
+
+
+def test_index_scans_move_the_status_only_beyond_the_tolerance():
+    from perf_operator.postgres import steady_index_readings
+
+    previous = [{"name": "i", "phase": "Ready", "scans": 1000, "sizeBytes": 8192}]
+    now = [{"name": "i", "phase": "Ready", "scans": 1030, "sizeBytes": 8192}]
+    assert steady_index_readings(now, previous) == previous
+    later = [{"name": "i", "phase": "Ready", "scans": 2000, "sizeBytes": 8192}]
+    assert steady_index_readings(later, previous)[0]["scans"] == 2000
+
+
+def test_deferred_cleanup_copies_every_secret_the_spec_references():
+    from perf_operator.handlers.deferred import entry_key, secret_names
+
+    entry = {"kind": "TenantQuota", "namespace": "team-a", "name": "acme", "uid": "0123456789",
+             "spec": {"tenantId": "acme"},
+             "profile": {"spec": {"redis": {"connection": {"secretRef": {"name": "redis-cred"}}},
+                                  "database": {"connection": {"secretRef": {"name": "pg"}}},
+                                  "targets": [{"secretRef": {"name": "t"}}]}}}
+    assert sorted(secret_names(entry)) == ["pg", "redis-cred", "t"]
+    assert entry_key(entry) == "TenantQuota.team-a.acme.01234567"

@@ -50,6 +50,11 @@ class PostgresServer:
             "--no-sync",
         ], check=True, capture_output=True, user=user)
         pwfile.unlink()
+        self.launch()
+
+    def launch(self) -> None:
+        """Start the server on its existing data directory (after :meth:`stop`)."""
+        user = unprivileged_user()
         self.process = ManagedProcess("postgres", [
             str(POSTGRES_BIN / "postgres"), "-D", str(self.data_dir),
             "-c", "listen_addresses=127.0.0.1", "-c", f"port={self.port}",

@@ -19,6 +19,10 @@ from ..redis import redis_peer
 from ..targets import TARGET_RESOLVED, Resolution, TargetRefused, resolve_profile
 from ..validation import (RULE_SHADOWED, describe_validation_error, profile_rule_errors,
                           semantic_errors)
+from ..kube.objects import namespace_exists
+from ..postgres.connect import forget_target
+from ..redis.mirror import delete_profile_mirrors, mirror_target
+from . import deferred
 from .reconciliation import Cleanup, Part, next_requeue, run_cleanups, run_parts, write_status
 from .resources import PROFILES
 from .tenant_registry import TENANTS_BY_PROFILE
@@ -73,7 +77,29 @@ async def profile_deleted(*, body: kopf.Body, spec: kopf.Spec, status: kopf.Stat
     ctx = ProfileContext(name=name, namespace=namespace, uid=meta["uid"],
                          generation=meta.get("generation", 0), spec=model, status=dict(status),
                          events=EventRecorder(body, logger), logger=logger)
-    await run_cleanups(PROFILE_CLEANUPS, ctx, retry)
+    entry = {"kind": "PerformanceProfile", "namespace": namespace, "name": name,
+             "uid": meta["uid"], "spec": dict(spec),
+             "status": {"optimization": dict(status).get("optimization"),
+                        "database": dict(status).get("database")}}
+    await run_cleanups(PROFILE_CLEANUPS, ctx, retry, entry)
+
+
+@deferred.replayer("PerformanceProfile")
+async def replay_profile_cleanup(entry: dict[str, Any], events: EventRecorder) -> None:
+    """A deferred profile cleanup (see handlers/deferred): its indexes by indexPrunePolicy and,
+    once its namespace is gone, the mirror rows of its tenants."""
+    namespace, name = entry["namespace"], entry["name"]
+    model = resolve_profile(namespace, name,
+                            PerformanceProfileSpec.model_validate(entry["spec"])).spec
+    ctx = ProfileContext(name=name, namespace=namespace, uid=entry["uid"], generation=0,
+                         spec=model, status=entry["status"], events=events,
+                         logger=deferred.logger)
+    for cleanup in PROFILE_CLEANUPS:
+        await cleanup(ctx)
+    if model.database is not None and not await namespace_exists(namespace):
+        target = await mirror_target(namespace, name, model.database.connection)
+        await delete_profile_mirrors(target, namespace, name)
+        await forget_target(target)
 
 
 async def reconcile(*, body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta,

@@ -13,6 +13,7 @@ from ..config import CONFIG
 from ..api import PAUSED, PROGRESS_REASONS, Condition, set_condition
 from ..reconcile import EventRecorder, Outcome
 from ..scrub import scrub
+from .deferred import defer
 from ..status import apply_to_kopf_patch
 from ..targets.policy import ConnectionRefused
 
@@ -20,19 +21,31 @@ Part = Callable[[Any], Awaitable[Outcome | None]]
 Cleanup = Callable[[Any], Awaitable[None]]
 
 
-async def run_cleanups(cleanups: Sequence[Cleanup], ctx: Any, retry: int) -> None:
-    """Undo what an object configured, before its finalizer is removed. When a target stays
-    unreachable, give up after a bounded number of retries and release the object with a
-    warning Event, so that deleting a namespace never hangs on a system that is gone for good."""
+async def run_cleanups(cleanups: Sequence[Cleanup], ctx: Any, retry: int,
+                       entry: dict[str, Any]) -> None:
+    """Undo what an object configured, before its finalizer is removed. When that fails (a
+    server down), the work is written to the operator's cleanup ledger with copies of the
+    credentials it needs (``deferred.defer``; ``entry`` is what a replay needs) and the object
+    is released at once: deleting a namespace never waits on a server, nor depends on the
+    Secrets its teardown deletes. Only when the ledger itself cannot be written is the
+    deletion retried, and after a bounded number of retries released with a warning Event."""
     try:
         for cleanup in cleanups:
             await cleanup(ctx)
-    except Exception as err:  # noqa: BLE001 - retried, then released
-        if retry + 1 < CONFIG.finalizer_retries:
-            raise kopf.TemporaryError(scrub(err), delay=CONFIG.retry_backoff_seconds) from None
-        ctx.events.warning("CleanupAbandoned",
-                           f"cleanup not finished after {retry + 1} attempts, releasing: "
-                           f"{scrub(err)}")
+        return
+    except Exception as err:  # noqa: BLE001 - deferred, else retried, then released
+        error = scrub(err)
+    try:
+        await defer(entry, error)
+        ctx.logger.warning("cleanup deferred to the operator's ledger: %s", error,
+                           extra={"reason": "CleanupDeferred"})
+        return
+    except Exception as err:  # noqa: BLE001 - the ledger is out of reach too
+        error = f"{error}; not deferred either: {scrub(err)}"
+    if retry + 1 < CONFIG.finalizer_retries:
+        raise kopf.TemporaryError(error, delay=CONFIG.retry_backoff_seconds)
+    ctx.events.warning("CleanupAbandoned",
+                       f"cleanup not finished after {retry + 1} attempts, releasing: {error}")
 
 
 async def run_parts(kind: str, parts: Sequence[tuple[str, Part]], ctx: Any

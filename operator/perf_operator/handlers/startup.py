@@ -17,6 +17,7 @@ from ..leadership import LeaderGate
 from ..postgres import connect as postgres_connect
 from ..redis import connect as redis_connect
 from ..targets import REGISTRY
+from . import deferred
 from .resources import PROFILES, TARGETS, TENANTS
 from .tenant_registry import TENANTS_BY_PROFILE
 
@@ -57,6 +58,9 @@ def configure(settings: kopf.OperatorSettings, **_) -> None:
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 60
     settings.execution.max_workers = 8
+    # A deleted profile keeps its finalizer until its timers have exited; kopf looks again
+    # only this often (default 60 s), which delayed every namespace deletion by up to a minute.
+    settings.background.cancellation_polling = 1.0 if CONFIG.test_mode else 5.0
     if CONFIG.test_mode:
         settings.watching.reconnect_backoff = 0.5
     if webhook is not None:
@@ -78,6 +82,9 @@ async def elect_leader(memo: kopf.Memo, logger, **_) -> None:
     memo.leader_task = asyncio.create_task(gate.run())
     logger.info("waiting to lead: Lease %s/%s as %s", gate.namespace, gate.name, gate.identity)
     await gate.elected.wait()
+    # Only the leader replays deferred cleanups (they run DDL), from when it leads.
+    memo.deferred_cleanups = asyncio.create_task(deferred.replay_forever(),
+                                                 name="deferred-cleanups")
 
 
 @kopf.on.startup()
@@ -115,6 +122,8 @@ async def seed_target_registry(logger, **_) -> None:
 
 @kopf.on.cleanup()
 async def step_down(memo: kopf.Memo, **_) -> None:
+    if getattr(memo, "deferred_cleanups", None) is not None:
+        memo.deferred_cleanups.cancel()
     try:
         await asyncio.wait_for(POSTER.flush(), timeout=5)
     except asyncio.TimeoutError:

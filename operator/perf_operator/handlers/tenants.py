@@ -22,6 +22,7 @@ from ..redis.tables import desired_record, record_owner
 from ..scrub import scrub
 from ..targets import TARGET_RESOLVED, TargetRefused, resolve_profile
 from ..validation import RULE_SHADOWED, describe_validation_error, tenant_rule_errors
+from . import deferred
 from .reconciliation import Cleanup, Part, run_cleanups, run_parts, write_status
 from .tenant_registry import TENANTS_BY_PROFILE, TenantEntry
 from .resources import PROFILES, TENANTS
@@ -150,7 +151,30 @@ async def tenant_deleted(*, retry: int, **kwargs: Any) -> None:
     except TargetRefused:
         return  # its profile may not use its servers: the operator reaches nothing to clean
     if ctx is not None:
-        await run_cleanups(TENANT_CLEANUPS, ctx, retry)
+        profile = list(kwargs["profile_specs"].get((ctx.namespace, ctx.profile_name), ()))[0]
+        entry = {"kind": "TenantQuota", "namespace": ctx.namespace, "name": ctx.name,
+                 "uid": ctx.uid, "spec": dict(kwargs["spec"]), "status": ctx.status,
+                 "profile": {"spec": profile.spec,
+                             "adjustments": profile.adjustments.model_dump(mode="json")}}
+        await run_cleanups(TENANT_CLEANUPS, ctx, retry, entry)
+
+
+@deferred.replayer("TenantQuota")
+async def replay_tenant_cleanup(entry: dict[str, Any], events: EventRecorder) -> None:
+    """A deferred tenant cleanup (see handlers/deferred): its record and mirror row, found
+    with the profile as it was when the tenant was deleted."""
+    tenant = TenantQuotaSpec.model_validate(entry["spec"])
+    profile = ProfileEntry(entry["profile"]["spec"], None,
+                           Adjustments.model_validate(entry["profile"]["adjustments"]))
+    meta = {"name": entry["name"], "namespace": entry["namespace"], "uid": entry["uid"]}
+    ctx = _context(body={"metadata": meta}, spec=entry["spec"], meta=meta,
+                   status=entry["status"], name=entry["name"], namespace=entry["namespace"],
+                   logger=deferred.logger,
+                   profile_specs={(entry["namespace"], tenant.profile_ref.name): [profile]})
+    assert ctx is not None  # the profile is given
+    ctx.events = events
+    for cleanup in TENANT_CLEANUPS:
+        await cleanup(ctx)
 
 
 async def reconcile(*, patch: kopf.Patch, status: kopf.Status, meta: kopf.Meta, **kwargs: Any

@@ -99,6 +99,17 @@ async def wait_until_served(plural: str, namespaces: Sequence[str] = (),
         await asyncio.sleep(interval)
 
 
+async def namespace_exists(name: str) -> bool:
+    """Whether the namespace exists (terminating or not)."""
+    try:
+        await client.CoreV1Api(await api_client()).read_namespace(name)
+    except ApiException as err:
+        if err.status == 404:
+            return False
+        raise
+    return True
+
+
 def _is_plain_name(pattern: str) -> bool:
     return not any(c in pattern for c in "*?[]!,")
 

@@ -126,6 +126,19 @@ async def delete_mirror(target: DatabaseTarget, row: MirrorRow) -> None:
             (row.profile_namespace, row.profile_name, row.tenant_id, row.owner))
 
 
+async def delete_profile_mirrors(target: DatabaseTarget, profile_namespace: str,
+                                 profile_name: str) -> None:
+    """Delete every mirror row filed under a profile (its namespace is gone, and with it every
+    TenantQuota that could own one)."""
+    try:
+        async with target.connection() as conn:
+            await conn.execute(
+                "DELETE FROM perf_operator.tenant_limits WHERE profile_namespace = %s AND "
+                "profile_name = %s", (profile_namespace, profile_name))
+    except psycopg.errors.UndefinedTable:
+        return  # no tenant was ever mirrored in this database
+
+
 async def sync_mirror(target: DatabaseTarget, row: MirrorRow, desired: DesiredRecord,
                       record: ObservedRecord) -> str | None:
     """Make the mirror row match the Redis record ``record``. Returns the owner of a row that

@@ -1,0 +1,202 @@
+"""Cleanup that outlives the deleted object: remembered in the operator's own namespace.
+
+A profile or tenant deleted while its server is down (a namespace deleted during a PostgreSQL
+outage) used to hold its finalizer for ten retries, then release with the work undone: its
+index (policy ``Delete``) and mirror rows stayed forever, the stated cause was the Secret that
+namespace teardown had deleted meanwhile, and the ``CleanupAbandoned`` Event was refused by the
+terminating namespace. Deletion must not depend on what teardown removes first, so when a
+cleanup fails the object is released at once and the work is written down where teardown
+cannot reach it, in the operator's namespace (``PERF_OPERATOR_NAMESPACE``):
+
+* ConfigMap :data:`LEDGER`: one key per object, the JSON of what its cleanup needs (kind,
+  namespace, name, uid, spec, status; a tenant's profile spec too);
+* a Secret per entry (``perf-operator-cleanup-<hash>``, owned by the ConfigMap): copies of the
+  Secrets the spec references, read at finalization time (or, if teardown deleted them first,
+  as this process last read them: ``secrets.secret_data``).
+
+The leader replays the ledger every resync with those copies standing in for the deleted
+Secrets (``secrets.serving_copies``), running the same cleanup functions; when one finishes its
+entry and Secret are removed and a ``CleanupFinished`` Event is posted on the ConfigMap, in the
+operator's namespace (``CleanupDeferred`` when it was written down).
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from ..config import CONFIG
+from ..kube.client import api_client
+from ..kube.events import POSTER, EventKey, ObjectRef
+from ..reconcile import EventRecorder
+from ..scrub import scrub
+from ..secrets import SecretError, secret_data, serving_copies
+
+LEDGER = "perf-operator-cleanup"
+SECRET_PREFIX = "perf-operator-cleanup-"
+COPIES_KEY = "secrets.json"
+
+#: What replays one kind's entry: ``async fn(entry, events) -> None``, raising while it cannot.
+Replayer = Callable[[dict[str, Any], EventRecorder], Awaitable[None]]
+REPLAYERS: dict[str, Replayer] = {}
+
+logger = logging.getLogger(__name__)
+
+
+def replayer(kind: str) -> Callable[[Replayer], Replayer]:
+    """Register the function that replays ``kind``'s deferred cleanups."""
+    def register(function: Replayer) -> Replayer:
+        REPLAYERS[kind] = function
+        return function
+    return register
+
+
+def operator_namespace() -> str:
+    from ..leadership import _ambient_namespace
+
+    return os.environ.get("PERF_OPERATOR_NAMESPACE") or _ambient_namespace()
+
+
+def entry_key(entry: dict[str, Any]) -> str:
+    """The ledger key of an object's entry (a valid ConfigMap key)."""
+    return f"{entry['kind']}.{entry['namespace']}.{entry['name']}.{entry['uid'][:8]}"
+
+
+def secret_names(spec: Any) -> Iterator[str]:
+    """Every ``secretRef.name`` in a spec (the Secrets its cleanup may log in with)."""
+    if isinstance(spec, dict):
+        for key, value in spec.items():
+            if key == "secretRef" and isinstance(value, dict) and value.get("name"):
+                yield value["name"]
+            else:
+                yield from secret_names(value)
+    elif isinstance(spec, list):
+        for item in spec:
+            yield from secret_names(item)
+
+
+async def defer(entry: dict[str, Any], error: str) -> None:
+    """Write the entry and copies of its Secrets to the ledger, then say so in an Event in
+    the operator's namespace. Raises when the ledger cannot be written (the caller keeps its
+    finalizer and retries)."""
+    namespace = operator_namespace()
+    copies: dict[str, dict[str, str]] = {}
+    for name in sorted(set(secret_names(entry))):
+        try:
+            copies[f"{entry['namespace']}/{name}"] = await secret_data(entry["namespace"], name)
+        except SecretError:
+            pass  # never read and now gone: the cleanup will say so when it runs
+    api = client.CoreV1Api(await api_client())
+    key = entry_key(entry)
+    ledger = await _ledger(api, namespace, create=True)
+    secret_name = SECRET_PREFIX + hashlib.sha256(key.encode()).hexdigest()[:12]
+    secret = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+              "metadata": {"name": secret_name, "namespace": namespace,
+                           "labels": {"app.kubernetes.io/managed-by": "perf-operator"},
+                           "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap",
+                                                "name": LEDGER, "uid": ledger.metadata.uid}]},
+              "data": {COPIES_KEY: base64.b64encode(json.dumps(copies).encode()).decode()}}
+    try:
+        await api.create_namespaced_secret(namespace, secret)
+    except ApiException as err:
+        if err.status != 409:
+            raise
+        await api.replace_namespaced_secret(secret_name, namespace, secret)
+    entry = {**entry, "secret": secret_name, "error": error}
+    await api.patch_namespaced_config_map(LEDGER, namespace, {"data": {key: json.dumps(entry)}},
+                                          _content_type="application/merge-patch+json")
+    await _event(ledger, "CleanupDeferred",
+                 f"{entry['kind']} {entry['namespace']}/{entry['name']} was deleted before its "
+                 f"cleanup could finish ({error}); it is retried from ConfigMap {LEDGER} until "
+                 f"the server is back")
+
+
+async def replay_forever() -> None:
+    """Replay the ledger every resync until cancelled (the leader runs it)."""
+    while True:
+        try:
+            await replay_once()
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:  # noqa: BLE001 - the ledger is retried next time
+            logger.warning("cleanup ledger not replayed: %s", scrub(err))
+        await asyncio.sleep(CONFIG.resync_seconds)
+
+
+async def replay_once() -> int:
+    """Try every entry once; returns how many are left."""
+    namespace = operator_namespace()
+    api = client.CoreV1Api(await api_client())
+    ledger = await _ledger(api, namespace, create=False)
+    if ledger is None:
+        return 0
+    left = 0
+    for key, text in sorted((ledger.data or {}).items()):
+        entry = json.loads(text)
+        try:
+            await _replay(api, namespace, ledger, entry)
+        except Exception as err:  # noqa: BLE001 - retried at the next resync
+            left += 1
+            logger.debug("deferred cleanup of %s still waits: %s", key, scrub(err))
+            continue
+        await api.patch_namespaced_config_map(LEDGER, namespace, {"data": {key: None}},
+                                              _content_type="application/merge-patch+json")
+        try:
+            await api.delete_namespaced_secret(entry["secret"], namespace)
+        except ApiException as err:
+            if err.status != 404:
+                raise
+        await _event(ledger, "CleanupFinished",
+                     f"the deferred cleanup of {entry['kind']} {entry['namespace']}/"
+                     f"{entry['name']} is done")
+    return left
+
+
+async def _replay(api: client.CoreV1Api, namespace: str, ledger: Any,
+                  entry: dict[str, Any]) -> None:
+    secret = await api.read_namespaced_secret(entry["secret"], namespace)
+    copies = json.loads(base64.b64decode((secret.data or {})[COPIES_KEY]))
+    stand_ins = {tuple(ref.split("/", 1)): data for ref, data in copies.items()}
+    events = EventRecorder(_ledger_body(ledger), logger)
+    with serving_copies(stand_ins):
+        await REPLAYERS[entry["kind"]](entry, events)
+
+
+async def _ledger(api: client.CoreV1Api, namespace: str, *, create: bool) -> Any:
+    try:
+        return await api.read_namespaced_config_map(LEDGER, namespace)
+    except ApiException as err:
+        if err.status != 404 or not create:
+            if err.status == 404:
+                return None
+            raise
+    try:
+        return await api.create_namespaced_config_map(namespace, {
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": LEDGER, "namespace": namespace,
+                         "labels": {"app.kubernetes.io/managed-by": "perf-operator"}},
+            "data": {}})
+    except ApiException as err:
+        if err.status != 409:
+            raise
+        return await api.read_namespaced_config_map(LEDGER, namespace)
+
+
+def _ledger_body(ledger: Any) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": LEDGER, "namespace": ledger.metadata.namespace,
+                         "uid": ledger.metadata.uid}}
+
+
+async def _event(ledger: Any, reason: str, message: str) -> None:
+    """An Event on the ledger, posted now (the caller's namespace may be terminating)."""
+    await POSTER.send(EventKey(ObjectRef.from_body(_ledger_body(ledger)), "Normal", reason,
+                               scrub(message)))
