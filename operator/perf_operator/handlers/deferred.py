@@ -26,14 +26,13 @@ import base64
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from ..config import CONFIG
+from ..config import CONFIG, operator_namespace
 from ..kube.client import api_client
 from ..kube.events import POSTER, EventKey, ObjectRef
 from ..reconcile import EventRecorder
@@ -57,12 +56,6 @@ def replayer(kind: str) -> Callable[[Replayer], Replayer]:
         REPLAYERS[kind] = function
         return function
     return register
-
-
-def operator_namespace() -> str:
-    from ..leadership import _ambient_namespace
-
-    return os.environ.get("PERF_OPERATOR_NAMESPACE") or _ambient_namespace()
 
 
 def entry_key(entry: dict[str, Any]) -> str:
