@@ -73,13 +73,14 @@ async def main(rows: int, repetitions: int) -> None:
     server = PostgresServer(workdir / "postgres")
     server.start()
     try:
-        psql(server, f"CREATE DATABASE {DATABASE}", database="postgres")
+        server.create_database(DATABASE)  # owned by the application's role
         psql(server, f"CREATE TABLE events AS SELECT g AS id, (g % 1000)::int AS tenant_id, "
                      f"(g % 7)::int AS kind, now() - g * interval '1 second' AS created_at "
                      f"FROM generate_series(1, {rows}) g")
         psql(server, "VACUUM ANALYZE events")
         target = await open_target(TargetKey("bench", "index-build", "127.0.0.1", server.port,
-                                             DATABASE, server.superuser), server.password,
+                                             DATABASE, server.operator_user),
+                                   server.operator_password,  # the operator's own login
                                    granted_by="benchmark")
         manual, operator = [], []
         for repetition in range(repetitions):

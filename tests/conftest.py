@@ -66,9 +66,12 @@ def namespace(kubectl, request) -> str:
 
 @pytest.fixture
 def pg_database(stack) -> dict:
-    """A fresh database; the dict carries its name and the server's address (not credentials)."""
+    """A fresh database owned by the application's role, with pg_stat_statements and hypopg;
+    the superuser's sessions in it run as the application's role, so what a test creates there
+    (``psql``, ``stack.postgres.dsn``) belongs to the application, as in a real installation.
+    The dict carries its name and the server's address (not credentials)."""
     name = f"t_{secrets.token_hex(4)}"
-    _psql(stack, "postgres", f"CREATE DATABASE {name}")
+    stack.postgres.create_database(name)
     yield {"host": "127.0.0.1", "port": stack.postgres.port, "database": name}
     _psql(stack, "postgres", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
@@ -91,10 +94,13 @@ async def redis(stack):
 
 @pytest.fixture
 def credentials(kubectl, stack, namespace) -> dict[str, str]:
-    """Secrets holding the PostgreSQL and Redis credentials in the test's namespace."""
+    """Secrets holding the PostgreSQL and Redis credentials in the test's namespace. The
+    PostgreSQL login is the operator's own role (sql/operator-role.sql), never a superuser:
+    every test that touches PostgreSQL runs the operator with least privilege."""
     kubectl.run("create", "secret", "generic", "pg-credentials",
-                "--from-literal=username=" + stack.postgres.superuser,
-                "--from-literal=password=" + stack.postgres.password, namespace=namespace)
+                "--from-literal=username=" + stack.postgres.operator_user,
+                "--from-literal=password=" + stack.postgres.operator_password,
+                namespace=namespace)
     kubectl.run("create", "secret", "generic", "redis-credentials",
                 "--from-literal=password=" + stack.redis.password, namespace=namespace)
     return {"postgres": "pg-credentials", "redis": "redis-credentials"}
@@ -113,7 +119,9 @@ def _psql(stack, database: str, sql: str) -> str:
 
 @pytest.fixture(scope="session")
 def psql(stack):
-    """psql(database, sql) -> stdout, as the superuser of the test PostgreSQL."""
+    """psql(database, sql) -> stdout, as the superuser of the test PostgreSQL (which runs as
+    the application's role in a ``pg_database``: use database "postgres" for server-wide
+    statements such as ALTER SYSTEM)."""
     return lambda database, sql: _psql(stack, database, sql)
 
 

@@ -49,7 +49,10 @@ create_secret() {  # name key=value...: created once, never rotated by a re-run
     kubectl -n "$demo_namespace" create secret generic "$name" "${args[@]}"
   fi
 }
-create_secret pg-credentials username=postgres "password=$(openssl rand -hex 16)"
+# The server's superuser stays with the server; the operator gets its own login, no superuser
+# (sql/operator-role.sql, docs/deploy.md "The PostgreSQL login").
+create_secret pg-superuser username=postgres "password=$(openssl rand -hex 16)"
+create_secret pg-credentials username=perf_operator "password=$(openssl rand -hex 16)"
 create_secret redis-credentials "password=$(openssl rand -hex 16)"
 kubectl -n "$demo_namespace" create configmap perf-operator-alerts \
   --from-file=perf-operator-alerts.yaml="$repo/manifests/prometheus/perf-operator-alerts.yaml" \
@@ -58,6 +61,17 @@ kubectl apply -k "$here/services"
 for deployment in postgres redis prometheus; do
   kubectl -n "$demo_namespace" rollout status "deployment/$deployment" --timeout=180s
 done
+
+log "creating the operator's PostgreSQL login (no superuser)"
+operator_password="$(kubectl -n "$demo_namespace" get secret pg-credentials \
+  -o jsonpath='{.data.password}' | base64 -d)"
+pg() { kubectl -n "$demo_namespace" exec -i deployment/postgres -- psql -U postgres -v ON_ERROR_STOP=1 "$@"; }
+if ! pg -d postgres -Atc "SELECT 1 FROM pg_roles WHERE rolname = 'perf_operator'" | grep -q 1; then
+  pg -d postgres -c "CREATE ROLE app_owner NOLOGIN" -c "ALTER DATABASE idp OWNER TO app_owner"
+  pg -d postgres -v operator=perf_operator -v "password=$operator_password" -v owner=app_owner \
+    < "$repo/sql/operator-role.sql"
+  pg -d idp -v operator=perf_operator < "$repo/sql/operator-database.sql"
+fi
 
 log "applying the demo profile and tenants"
 kubectl -n "$demo_namespace" apply -f "$here/demo.yaml"

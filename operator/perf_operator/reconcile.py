@@ -79,6 +79,9 @@ class ProfileContext:
     #: Every PerformanceProfile with a Redis section the operator knows of, this one included or
     #: not (``redis.RedisPeer``, from the handlers' index): who else sets CONFIG on its server.
     redis_peers: Sequence[Any] = ()
+    #: Every profile's claim on its PostgreSQL server's System-scoped parameters
+    #: (``postgres.PostgresPeer``, from the handlers' index): the oldest owns what they contest.
+    postgres_peers: Sequence[Any] = ()
 
     def owner_reference(self) -> dict[str, Any]:
         from . import API_GROUP, API_VERSION

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import pathlib
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -32,6 +33,25 @@ from tests.support.contexts import profile_context
 from tests.support.events import RecordedEvents
 
 BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, float("inf"))
+SCHEMA = pathlib.Path(__file__).resolve().parents[2] / "sql" / "schema.sql"
+#: A query of the reference schema that no index serves.
+MISSING = ("SELECT id, name FROM plugins WHERE tenant_id = %s AND category = %s "
+           "ORDER BY downloads DESC LIMIT 20")
+
+
+def reference_plugins(psql: Callable[[str, str], str], database: str) -> list[str]:
+    """The reference schema (sql/schema.sql) with 100,000 plugins of 200 tenants, analyzed;
+    the tenants' ids by slug."""
+    psql(database, SCHEMA.read_text())
+    psql(database, """
+        INSERT INTO tenants (slug, name) SELECT 't' || i, 'Tenant ' || i
+        FROM generate_series(1, 200) AS i;
+        INSERT INTO plugins (tenant_id, name, version, category, is_public, downloads)
+        SELECT t.id, 'plugin-' || i, '1.0.0', 'category-' || (i % 20), i % 2 = 0, i
+        FROM tenants AS t, generate_series(1, 500) AS i;
+        ANALYZE plugins; ANALYZE tenants;
+    """)
+    return psql(database, "SELECT id FROM tenants ORDER BY slug").split()
 
 
 @pytest.fixture(autouse=True)

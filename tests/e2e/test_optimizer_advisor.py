@@ -3,7 +3,6 @@ missing index recorded by pg_stat_statements, a latency breach from the test exp
 the real Prometheus, and hypothetical indexes from hypopg."""
 from __future__ import annotations
 
-import pathlib
 
 import psycopg
 import pytest
@@ -11,13 +10,10 @@ import pytest
 from perf_operator.api.profile import Index
 from perf_operator.optimizer import advisor
 from tests.e2e.optimizer_support import (  # noqa: F401 - fixtures
-    Profile, exporter, operator_test_mode, optimized_profile, until)
+    MISSING, Profile, exporter, operator_test_mode, optimized_profile, reference_plugins, until)
 from tests.e2e.postgres_support import converge, phases
 from tests.support.contexts import profile_context
 
-SCHEMA = pathlib.Path(__file__).resolve().parents[2] / "sql" / "schema.sql"
-MISSING = ("SELECT id, name FROM plugins WHERE tenant_id = %s AND category = %s "
-           "ORDER BY downloads DESC LIMIT 20")
 #: Half the plugins are public: an index on is_public would not be used by the planner.
 IRRELEVANT = "SELECT count(*) FROM plugins WHERE is_public = %s"
 #: Served by the UNIQUE constraint's index already.
@@ -28,18 +24,8 @@ SERVED = "SELECT name FROM tenants WHERE slug = %s"
 def workload(stack, psql, pg_database):
     """The reference schema with 100,000 plugins of 200 tenants, and a query mix."""
     db = pg_database["database"]
-    psql(db, "CREATE EXTENSION pg_stat_statements; CREATE EXTENSION hypopg")
-    psql(db, SCHEMA.read_text())
-    psql(db, """
-        INSERT INTO tenants (slug, name) SELECT 't' || i, 'Tenant ' || i
-        FROM generate_series(1, 200) AS i;
-        INSERT INTO plugins (tenant_id, name, version, category, is_public, downloads)
-        SELECT t.id, 'plugin-' || i, '1.0.0', 'category-' || (i % 20), i % 2 = 0, i
-        FROM tenants AS t, generate_series(1, 500) AS i;
-        ANALYZE;
-        SELECT pg_stat_statements_reset();
-    """)
-    tenants = [row for row in psql(db, "SELECT id FROM tenants ORDER BY slug").split()]
+    tenants = reference_plugins(psql, db)
+    psql(db, "SELECT pg_stat_statements_reset()")
     with psycopg.connect(stack.postgres.dsn(db)) as conn:
         for i in range(200):
             conn.execute(MISSING, (tenants[i % len(tenants)], f"category-{i % 20}"))
@@ -53,7 +39,8 @@ def database_section(pg_database: dict) -> dict:
     return {"connection": {"host": pg_database["host"], "port": pg_database["port"],
                            "database": pg_database["database"],
                            "secretRef": {"name": "pg-credentials"}, "sslMode": "disable"},
-            "settings": {"scope": "Database", "parameters": {}}}
+            "settings": {"scope": "Database", "parameters": {}},
+            "applicationRole": "perf_app"}
 
 
 SLOW = (20_000, 2.0, "200")
@@ -80,9 +67,11 @@ async def test_a_latency_breach_recommends_the_missing_index_only(
 
     # The irrelevant candidate was costed, not overlooked: without a minimum saving it shows,
     # saving nothing (the planner would not use it); the served query has no candidate at all.
-    async with await psycopg.AsyncConnection.connect(stack.postgres.dsn(workload["database"]),
-                                                     autocommit=True) as conn:
-        everything = await advisor.advise(conn, min_saving=0.0)
+    async with await psycopg.AsyncConnection.connect(
+            stack.postgres.dsn(workload["database"], user=stack.postgres.operator_user),
+            autocommit=True) as conn:
+        everything = await advisor.advise(conn, application_role=stack.postgres.app_user,
+                                          min_saving=0.0)
     by_columns = {tuple(r.columns): r for r in everything}
     assert by_columns[("is_public",)].saving < 0.01
     assert by_columns[("tenant_id", "category", "downloads")].saving >= 0.3

@@ -62,8 +62,8 @@ class Child:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "perf_operator.postgres", "--profile",
              str(profile), "--owner", OWNER, "--port", str(stack.postgres.port), "--dbname",
-             pg_database["database"], "--user", stack.postgres.superuser],
-            env={**os.environ, "PGPASSWORD": stack.postgres.password},
+             pg_database["database"], "--user", stack.postgres.operator_user],
+            env={**os.environ, "PGPASSWORD": stack.postgres.operator_password},
             stdout=self.log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
 
     def wait_for_first_reconcile(self) -> None:
@@ -98,11 +98,17 @@ def wait_for(check, *, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def observed(psql, db: str, query: str) -> str:
+    """One value, read as the superuser: the progress views show the details of other roles'
+    sessions (the operator's builds) only to it."""
+    return psql(db, f"SET ROLE NONE; {query}").split()[-1]
+
+
 def building(psql, db: str) -> bool:
-    return psql(db, "SELECT count(*) FROM pg_stat_progress_create_index p "
-                    "JOIN pg_database d ON d.oid = p.datid "
-                    "WHERE d.datname = current_database() "
-                    "AND p.phase LIKE 'building index%'").strip() != "0"
+    return observed(psql, db, "SELECT count(*) FROM pg_stat_progress_create_index p "
+                              "JOIN pg_database d ON d.oid = p.datid "
+                              "WHERE d.datname = current_database() "
+                              "AND p.phase LIKE 'building index%'") != "0"
 
 
 def index_rows(psql, db: str) -> dict[str, tuple[str, str, bool, str]]:
@@ -225,8 +231,9 @@ def test_a_build_left_running_by_a_previous_operator_process_is_cancelled(stack,
     temporary = temporary_name(OWNER, V1["name"])
     outcome: list[BaseException | None] = []
 
-    def previous_process_build() -> None:
-        with psycopg.connect(stack.postgres.dsn(db), autocommit=True,
+    def previous_process_build() -> None:  # with the operator's login, as it would be
+        with psycopg.connect(stack.postgres.dsn(db, user=stack.postgres.operator_user),
+                             autocommit=True,
                              application_name=APPLICATION_NAME) as conn:
             try:
                 conn.execute(f"CREATE INDEX CONCURRENTLY {temporary} ON events (tenant_id)")
@@ -238,8 +245,8 @@ def test_a_build_left_running_by_a_previous_operator_process_is_cancelled(stack,
         writer.execute("UPDATE events SET kind = kind WHERE id = 1")  # open, uncommitted
         orphan = threading.Thread(target=previous_process_build)
         orphan.start()
-        wait_for(lambda: psql(db, "SELECT count(*) FROM pg_stat_progress_create_index "
-                                  "WHERE index_relid <> 0").strip() == "1",
+        wait_for(lambda: observed(psql, db, "SELECT count(*) FROM pg_stat_progress_create_index "
+                                            "WHERE index_relid <> 0") == "1",
                  timeout=30, what="the orphan build to wait for writers")
         child = Child(stack, events_db, tmp_path, V1, "restarted")
         wait_for(lambda: "InterruptedBuildCancelled" in child.log.read_text(), timeout=60,

@@ -256,7 +256,7 @@ async def test_a_slow_build_does_not_hold_up_another_database(users_db, namespac
     import psycopg
 
     other = {**users_db, "database": users_db["database"] + "_b"}
-    psql("postgres", f"CREATE DATABASE {other['database']}")
+    stack.postgres.create_database(other["database"])
     try:
         psql(other["database"], USERS)
         slow = profile_context(namespace, database_section(

@@ -25,8 +25,8 @@ def states(outcome) -> dict[str, tuple[str, str | None]]:
 
 
 @pytest.fixture
-def statements_db(pg_database, psql):
-    psql(pg_database["database"], "CREATE EXTENSION pg_stat_statements")
+def statements_db(pg_database):
+    """pg_database comes with pg_stat_statements."""
     return pg_database
 
 
@@ -41,7 +41,7 @@ async def test_database_scope(statements_db, namespace, credentials, psql):
                                "random_page_cost": ("Applied", "1.1"),
                                "log_min_duration_statement": ("Applied", "1s")}
     recorded = psql(db, "SELECT array_to_string(setconfig, ',') FROM pg_db_role_setting "
-                        "WHERE setdatabase = (SELECT oid FROM pg_database "
+                        "WHERE setrole = 0 AND setdatabase = (SELECT oid FROM pg_database "
                         "WHERE datname = current_database())").strip()
     assert set(recorded.split(",")) == {"work_mem=8MB", "random_page_cost=1.1",
                                         "log_min_duration_statement=1s"}
@@ -76,8 +76,9 @@ async def test_rejected_parameters_carry_postgres_message(statements_db, namespa
     messages = {s["name"]: s.get("message", "") for s in outcome.status["database"]["settings"]}
     assert states(outcome)["random_page_cost"] == ("Applied", "1.5")
     assert 'invalid value for parameter "work_mem": "lots"' in messages["work_mem"]
-    assert 'unrecognized configuration parameter "no_such_parameter"' in \
-        messages["no_such_parameter"]
+    assert messages["no_such_parameter"] == (
+        "no_such_parameter is not a performance parameter the operator may set; it was not "
+        "sent")
     assert "cannot be changed without restarting" in messages["shared_buffers"]
     assert {states(outcome)[n][0] for n in ("work_mem", "no_such_parameter",
                                            "shared_buffers")} == {"Rejected"}
@@ -109,8 +110,8 @@ async def test_system_scope_with_reload_pending_restart_and_drift(statements_db,
             await reconcile(ctx)
         assert psql(db, ALTERS).strip() == alters
 
-        psql(db, "ALTER SYSTEM SET work_mem = '32MB'")
-        psql(db, "SELECT pg_reload_conf()")
+        psql("postgres", "ALTER SYSTEM SET work_mem = '32MB'")
+        psql("postgres", "SELECT pg_reload_conf()")
         outcome = await reconcile(ctx)
         assert states(outcome)["work_mem"] == ("Drifted", "6MB")
         assert "SettingDrifted" in [e[1] for e in events.events]
@@ -123,8 +124,8 @@ async def test_system_scope_with_reload_pending_restart_and_drift(statements_db,
         assert not outcome.ready and outcome.reason == "SettingOverridden"
         assert "ALTER DATABASE" in outcome.message
         assert "64MB" in psql(db, "SELECT array_to_string(setconfig, ',') "
-                                  "FROM pg_db_role_setting")
+                                  "FROM pg_db_role_setting WHERE setrole = 0")
     finally:
         for name in wanted:
-            psql(db, f"ALTER SYSTEM RESET {name}")
-        psql(db, "SELECT pg_reload_conf()")
+            psql("postgres", f"ALTER SYSTEM RESET {name}")
+        psql("postgres", "SELECT pg_reload_conf()")

@@ -31,7 +31,7 @@ _KEY_ORDER = ("description", "type", "format", "enum", "default", "minimum", "ex
               "maxItems", "maxProperties", "required", "properties", "items",
               "additionalProperties", "x-kubernetes-list-type", "x-kubernetes-list-map-keys",
               "x-kubernetes-preserve-unknown-fields", VALIDATIONS)
-_RULE_KEY_ORDER = ("rule", "message", "fieldPath")
+_RULE_KEY_ORDER = ("rule", "message", "messageExpression", "fieldPath")
 _DROPPED = ("title", "examples")
 
 

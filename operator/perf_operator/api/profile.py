@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, PrivateAttr, StringConstraints
 
 from .limits import CacheTTLs, EndpointRules, Limit
+from .parameters import ALLOWED_PARAMETERS, parameters_rule
 from .schema import (Duration, Host, ItemName, ListMap, ListSet, ObjectName, Port, PromQL, Ratio,
                      Rule, SecretKey, SpecModel)
 from .signals import SIGNALS
@@ -85,9 +86,10 @@ class PostgresConnection(ServerEndpoint):
     database: str = Field(min_length=1, max_length=63,
                           description="Database whose indexes and settings are managed.")
     secret_ref: PostgresSecretRef = Field(description="Secret with the user name and password. "
-                                                      "Managing indexes needs CREATE on the "
-                                                      "tables' schemas; System-scoped settings "
-                                                      "need a superuser.")
+                                                      "The login needs no superuser: see "
+                                                      "sql/operator-role.sql (member of the "
+                                                      "tables' owner, ALTER SYSTEM on the "
+                                                      "allowed parameters).")
     ssl_mode: Literal["disable", "prefer", "require", "verify-ca", "verify-full"] = Field(
         "prefer", description="libpq sslmode used to connect.")
 
@@ -157,15 +159,22 @@ class PostgresSettings(SpecModel):
     """Server parameters, applied with ALTER SYSTEM or ALTER DATABASE ... SET."""
 
     scope: Literal["System", "Database"] = Field(
-        "System", description="System applies to the whole server (ALTER SYSTEM, needs a "
-                              "superuser; some parameters only take effect after a restart, "
-                              "reported as PendingRestart). Database applies to this database "
+        "System", description="System applies to the whole server (ALTER SYSTEM, needs "
+                              "ALTER SYSTEM on the parameter; some parameters only take "
+                              "effect after a restart, reported as PendingRestart). Database applies to this database "
                               "only and accepts only parameters a session may set.")
-    parameters: dict[PgParameterName, SettingValue] = Field(
+    parameters: Annotated[
+        dict[PgParameterName, SettingValue],
+        parameters_rule(),
+    ] = Field(
         default_factory=lambda: dict(SEED_POSTGRES_PARAMETERS), max_length=64,
-        description="Parameter name to value, as strings (quote numbers and on/off in YAML). "
-                    "Defaults to the seed guide's settings; setting this map replaces them, so "
-                    "list every parameter the operator should manage.")
+        description="Parameter name to value, as strings (quote numbers and on/off in YAML; "
+                    "a list-valued parameter such as temp_tablespaces as 'a, b'). Defaults to "
+                    "the seed guide's settings; setting this map replaces them, so list every "
+                    "parameter the operator should manage. Only performance tunables may be "
+                    "set: " + ", ".join(ALLOWED_PARAMETERS) + ". Anything else "
+                    "(programs, libraries, files, TLS, replication, authentication, "
+                    "search_path, ...) is refused.")
 
 
 class Pool(SpecModel):
@@ -197,7 +206,9 @@ class DatabaseSpec(SpecModel):
                           "terminates this role's connections to this database that have been "
                           "idle for optimization.idleConnectionSeconds; other roles' and the "
                           "operator's own are never touched. Without it no connection is "
-                          "pruned.")
+                          "pruned. The index advisor plans only this role's queries, as this "
+                          "role (the operator's login must be a member of it); without it "
+                          "there is no index advice.")
     index_prune_policy: Literal["Retain", "Delete"] = Field(
         "Retain", description="What happens to an index the operator created once it leaves "
                               "the list (or the profile is deleted): Retain keeps it and drops "

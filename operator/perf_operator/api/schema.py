@@ -31,9 +31,14 @@ class Rule:
     rule: str
     message: str
     field_path: str | None = None
+    #: A CEL expression giving the message (e.g. naming the offending keys); ``message`` is
+    #: the fallback when it cannot be evaluated.
+    message_expression: str | None = None
 
     def as_schema(self) -> dict[str, str]:
         out = {"rule": self.rule, "message": self.message}
+        if self.message_expression:
+            out["messageExpression"] = self.message_expression
         if self.field_path:
             out["fieldPath"] = self.field_path
         return out

@@ -91,9 +91,9 @@ class SettingStatus(StatusModel):
         description="Applied: in effect. PendingRestart: set, effective after a server "
                     "restart. Drifted: changed outside the operator since it was applied (it is "
                     "re-applied). Rejected: the server refused the value (see message). "
-                    "Conflict (Redis only): an older PerformanceProfile using the same Redis "
-                    "server sets another value; its value wins and this one is not sent (the "
-                    "message names that profile).")
+                    "Conflict: an older PerformanceProfile using the same server (Redis, or "
+                    "PostgreSQL with System scope) sets another value; its value wins and this "
+                    "one is not sent (the message names that profile).")
     message: Message | None = Field(None, description="Details, e.g. the server's error.")
 
 
@@ -110,6 +110,10 @@ class DatabaseStatus(StatusModel):
     building: Message | None = Field(None, description="The builds running, with their "
                                                        "progress (`orders_idx 42%`), for "
                                                        "`kubectl get`.")
+    server_id: Annotated[str, StringConstraints(max_length=32)] | None = Field(
+        None, description="system_identifier of the PostgreSQL server at the last login; absent "
+                          "while the login fails. Profiles whose status names the same server "
+                          "share its System-scoped parameters (the oldest owns each).")
 
 
 class RedisStatus(StatusModel):

@@ -59,8 +59,9 @@ def run_demo(examples: pathlib.Path, keep_running: bool, argocd: bool = False) -
         root = repository_root() or pathlib.Path.cwd()
         cp.install_crds(root / "crds")
         subprocess.run(kubectl + ["create", "namespace", DEMO_NAMESPACE], check=True)
-        _create_secret(kubectl, "pg-credentials", username=stack.postgres.superuser,
-                       password=stack.postgres.password)
+        # the operator's own login, no superuser (sql/operator-role.sql, docs/deploy.md)
+        _create_secret(kubectl, "pg-credentials", username=stack.postgres.operator_user,
+                       password=stack.postgres.operator_password)
         _create_secret(kubectl, "redis-credentials", password=stack.redis.password)
         metrics_port = free_port()
         operator = ManagedProcess("operator", [
@@ -174,17 +175,9 @@ def _env(kubeconfig: pathlib.Path, metrics_port: int) -> dict[str, str]:
 
 
 def _create_database(stack: LocalStack, name: str, schema: pathlib.Path) -> None:
-    env = _env_password(stack.postgres.password)
-    base = ["psql", "-h", "127.0.0.1", "-p", str(stack.postgres.port), "-U",
-            stack.postgres.superuser, "-v", "ON_ERROR_STOP=1", "-q"]
-    subprocess.run(base + ["-d", "postgres", "-c", f'CREATE DATABASE "{name}"'], check=True,
-                   env=env)
-    subprocess.run(base + ["-d", name, "-f", str(schema)], check=True, env=env,
-                   stdout=subprocess.DEVNULL)
-
-
-def _env_password(password: str) -> dict[str, str]:
-    return {**os.environ, "PGPASSWORD": password}
+    """The database and its tables, owned by the application's role."""
+    stack.postgres.create_database(name)
+    stack.postgres.psql(name, schema.read_text())
 
 
 def _create_secret(kubectl: list[str], name: str, **values: str) -> None:

@@ -16,25 +16,48 @@ import yaml
 from .processes import ManagedProcess, free_port, unprivileged_user, wait_until
 
 POSTGRES_BIN = pathlib.Path(os.environ.get("PERF_OPERATOR_PG_BIN", "/usr/lib/postgresql/15/bin"))
+#: The operator's PostgreSQL role as docs/deploy.md creates it (no superuser): once per server,
+#: then once per database.
+SQL_DIR = pathlib.Path(__file__).resolve().parents[3] / "sql"
+OPERATOR_ROLE_SQL = SQL_DIR / "operator-role.sql"
+OPERATOR_DATABASE_SQL = SQL_DIR / "operator-database.sql"
 
 
 @dataclass
 class PostgresServer:
-    """A PostgreSQL cluster with pg_stat_statements preloaded and hypopg installable."""
+    """A PostgreSQL cluster with pg_stat_statements preloaded and hypopg installable, and the
+    roles of a real installation: the application's role (``app_user``, which owns the
+    tables) and the operator's login (``operator_user``), no superuser, created by
+    ``sql/operator-role.sql`` exactly as docs/deploy.md tells an administrator to.
+
+    ``max_locks_per_transaction`` is set on the command line (a restart-only parameter a
+    profile may set, overridden by a source the operator does not own); the rest of the
+    server's own configuration is in postgresql.conf, below postgresql.auto.conf."""
 
     workdir: pathlib.Path
     port: int = field(default_factory=free_port)
     superuser: str = "postgres"
     password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
+    app_user: str = "perf_app"
+    app_password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
+    operator_user: str = "perf_operator"
+    operator_password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
     process: ManagedProcess | None = None
 
     @property
     def data_dir(self) -> pathlib.Path:
         return self.workdir / "data"
 
-    def dsn(self, dbname: str = "postgres") -> str:
+    def dsn(self, dbname: str = "postgres", user: str | None = None) -> str:
+        """libpq connection string, as the superuser unless ``user`` (one of the stack's
+        roles) is given."""
+        login = user or self.superuser
         return (f"host=127.0.0.1 port={self.port} dbname={dbname} "
-                f"user={self.superuser} password={self.password}")
+                f"user={login} password={self._passwords()[login]}")
+
+    def _passwords(self) -> dict[str, str]:
+        return {self.superuser: self.password, self.app_user: self.app_password,
+                self.operator_user: self.operator_password}
 
     def start(self) -> None:
         user = unprivileged_user()
@@ -50,7 +73,10 @@ class PostgresServer:
             "--no-sync",
         ], check=True, capture_output=True, user=user)
         pwfile.unlink()
+        with (self.data_dir / "postgresql.conf").open("a") as conf:
+            conf.write("max_connections = 300\n")
         self.launch()
+        self._create_roles()
 
     def launch(self) -> None:
         """Start the server on its existing data directory (after :meth:`stop`)."""
@@ -61,10 +87,52 @@ class PostgresServer:
             "-c", f"unix_socket_directories={self.workdir}",
             "-c", "shared_preload_libraries=pg_stat_statements",
             "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-            "-c", "max_connections=300", "-c", "log_min_messages=warning",
+            "-c", "max_locks_per_transaction=128", "-c", "log_min_messages=warning",
         ], self.workdir, user=user)
         wait_until(lambda: self.process.check_alive() or self._ready(), timeout=60,
                    what="PostgreSQL")
+
+    def psql(self, database: str, sql: str, *, user: str | None = None,
+             variables: dict[str, str] | None = None) -> str:
+        """Run ``sql`` (a script: psql ``:variables`` are interpolated) in ``database``, as
+        the superuser unless ``user`` is given; its unaligned output."""
+        login = user or self.superuser
+        password = self._passwords()[login]
+        options = [f"--set={key}={value}" for key, value in (variables or {}).items()]
+        result = subprocess.run(
+            ["psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", login, "-d", database,
+             "-v", "ON_ERROR_STOP=1", "-Aqt", *options, "-f", "-"], input=sql,
+            capture_output=True, text=True, env={**os.environ, "PGPASSWORD": password})
+        if result.returncode != 0:
+            raise RuntimeError(f"psql failed: {result.stderr}")
+        return result.stdout
+
+    def _create_roles(self) -> None:
+        self.psql("postgres", 'CREATE ROLE :"app" LOGIN PASSWORD :\'password\';',
+                  variables={"app": self.app_user, "password": self.app_password})
+        self.psql("postgres", OPERATOR_ROLE_SQL.read_text(), variables={
+            "operator": self.operator_user, "password": self.operator_password,
+            "owner": self.app_user})
+        self.grant_database("postgres")
+
+    def grant_database(self, name: str) -> None:
+        """What the operator needs in one more database (sql/operator-database.sql)."""
+        self.psql(name, OPERATOR_DATABASE_SQL.read_text(),
+                  variables={"operator": self.operator_user})
+
+    def create_database(self, name: str) -> None:
+        """A database owned by the application's role, with pg_stat_statements and hypopg
+        (extensions only a superuser may create). Sessions of the superuser in it run as the
+        application's role (``ALTER ROLE ... IN DATABASE ... SET role``), so what test set-up
+        and the demo create there belongs to the application, as in a real installation, and
+        the operator can index it."""
+        self.psql("postgres", f'CREATE DATABASE "{name}" OWNER "{self.app_user}"')
+        # set-up (tests, demo) resets the statistics as the application
+        self.psql(name, "CREATE EXTENSION pg_stat_statements; CREATE EXTENSION hypopg; "
+                        f'GRANT EXECUTE ON FUNCTION pg_stat_statements_reset TO "{self.app_user}"')
+        self.grant_database(name)
+        self.psql("postgres", f'ALTER ROLE "{self.superuser}" IN DATABASE "{name}" '
+                              f'SET role = "{self.app_user}"')
 
     def _ready(self) -> bool:
         return subprocess.run([str(POSTGRES_BIN / "pg_isready"), "-h", "127.0.0.1", "-p",

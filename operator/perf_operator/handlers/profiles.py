@@ -12,6 +12,7 @@ from ..logs import REQUEUE_MESSAGE
 from ..kube import reconcile_alerts, reconcile_app_config, reconcile_scaling
 from ..optimizer import reconcile_metrics, reconcile_optimization
 from ..postgres import cleanup_profile as postgres_cleanup
+from ..postgres import postgres_peer
 from ..postgres import reconcile_profile as postgres_database
 from ..reconcile import EventRecorder, Outcome, ProfileContext
 from ..redis import reconcile_profile as redis_settings
@@ -46,6 +47,19 @@ async def redis_peers(namespace: str, name: str, meta: kopf.Meta, spec: kopf.Spe
                       ) -> dict:
     """Every profile's claim on its Redis server's CONFIG: the oldest owns what they contest."""
     peer = redis_peer(namespace, name, meta, spec)
+    return {} if peer is None else {"all": peer}
+
+
+@kopf.index(*PROFILES)
+async def postgres_peers(namespace: str, name: str, meta: kopf.Meta, spec: kopf.Spec,
+                         status: kopf.Status, **_) -> dict:
+    """Every profile's claim on its PostgreSQL server's System-scoped parameters (the server
+    as its status last identified it): the oldest owns what they contest."""
+    try:
+        model = PerformanceProfileSpec.model_validate(dict(spec))
+    except pydantic.ValidationError:
+        return {}
+    peer = postgres_peer(namespace, name, meta, model, dict(status))
     return {} if peer is None else {"all": peer}
 
 
@@ -104,7 +118,7 @@ async def replay_profile_cleanup(entry: dict[str, Any], events: EventRecorder) -
 
 async def reconcile(*, body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta,
                     name: str, namespace: str, patch: kopf.Patch, logger,
-                    redis_peers: kopf.Index, **_
+                    redis_peers: kopf.Index, postgres_peers: kopf.Index, **_
                     ) -> float | None:
     """Make the profile true once; returns how soon to look again when work goes on in the
     background (None: the resync timer is soon enough)."""
@@ -143,7 +157,8 @@ async def reconcile(*, body: kopf.Body, spec: kopf.Spec, status: kopf.Status, me
     ctx = ProfileContext(name=name, namespace=namespace, uid=meta["uid"], generation=generation,
                          spec=resolution.spec, status=current, events=events,
                          logger=logger, created=meta.get("creationTimestamp"),
-                         redis_peers=list(redis_peers.get("all", ())))
+                         redis_peers=list(redis_peers.get("all", ())),
+                         postgres_peers=list(postgres_peers.get("all", ())))
     results = await run_parts("PerformanceProfile", PROFILE_PARTS, ctx)
     results.append((TARGET_RESOLVED, _target_outcome(resolution)))
     results.append(("Overcommitted", _overcommit(model, tenants)))

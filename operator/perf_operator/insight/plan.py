@@ -19,6 +19,7 @@ from typing import Any
 from psycopg.sql import Composable
 
 from ..api.optimization import adjustments
+from ..api.parameters import refusal
 from ..api.profile import PerformanceProfileSpec
 from ..api.tenant import TenantQuotaSpec, effective_limits
 from ..kube import apply as k8s
@@ -30,7 +31,7 @@ from ..postgres.index_builds import observe_catalog
 from ..postgres.indexes import (BuildIndex, DropIndex, IndexDefinition, Phase, RefusedIndex,
                                 definition_from_spec, plan_indexes, step_statement,
                                 temporary_name)
-from ..postgres.settings import PARAMETER_NAME, observe_settings, plan_settings, set_statement
+from ..postgres.settings import observe_settings, plan_settings, set_statement
 from ..reconcile import ProfileContext
 from ..scrub import scrub
 from ..redis import redis_peer
@@ -158,7 +159,7 @@ async def _postgres(ctx: ProfileContext) -> list[PlannedStep]:
                           "builds without blocking writes" if isinstance(step, BuildIndex)
                           else "")))
         settings = database.settings
-        wanted = {n: v for n, v in settings.parameters.items() if PARAMETER_NAME.match(n)}
+        wanted = {n: v for n, v in settings.parameters.items() if refusal(n) is None}
         observation = await observe_settings(conn, list(wanted), settings.scope)
         before = {e.get("name"): e for e in previous.get("settings") or []}
         for change in plan_settings(wanted, observation, before):

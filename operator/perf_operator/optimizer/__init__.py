@@ -218,7 +218,8 @@ async def _act(ctx: ProfileContext, decision: Decision, state: OptimizerState, a
         async with target.ddl_connection(lock_timeout_ms=advisor.LOCK_TIMEOUT_MS,
                                          statement_timeout_ms=advisor.STATEMENT_TIMEOUT_MS
                                          ) as conn:
-            found = await advisor.advise(conn, min_saving=_min_index_saving(spec),
+            found = await advisor.advise(conn, application_role=spec.database.application_role,
+                                         min_saving=_min_index_saving(spec),
                                          previous=state.recommendations, now=at)
         state = state.model_copy(update={"recommendations": found[:RECOMMENDATION_LIMIT]})
         return (f"{len(found)} index recommendations: " +

@@ -18,6 +18,20 @@ Only plain ``SELECT`` statements are considered, on lower-case tables and column
 declared index may use). The advisor runs on a connection of its own that is closed afterwards,
 so no prepared statement or hypothetical index outlives it. It needs the extensions
 ``pg_stat_statements`` and ``hypopg`` in the database; it never creates them.
+
+Planning runs code: the planner evaluates IMMUTABLE functions with constant arguments, and a
+function can ``RESET ROLE`` back to the session's login. A query text is written by whoever ran
+it, so the advisor never plans anyone's SQL with more rights than its author:
+
+* only the application role's queries (``database.applicationRole``, pg_stat_statements'
+  ``userid``) are read;
+* each is refused unless every function, operator and type it names exists only in
+  ``pg_catalog`` (no user-defined one of that name anywhere), every relation is a plain table
+  without row-level security whose indexes, constraints, statistics and policies use nothing
+  outside ``pg_catalog`` (the planner folds those expressions too) - :func:`unsafe_names` and
+  :func:`unsafe_relations`;
+* what remains is planned under ``SET LOCAL ROLE`` to the application role, in a read-only
+  transaction that is rolled back, with ``statement_timeout``.
 """
 from __future__ import annotations
 
@@ -55,7 +69,7 @@ _RANGE = {"<", ">", "<=", ">="}
 
 
 class AdvisorUnavailable(Exception):
-    """The database lacks what the advisor needs; the message says what to install."""
+    """The database or the spec lacks what the advisor needs; the message says what."""
 
 
 @dataclass(frozen=True)
@@ -144,6 +158,77 @@ def parameter_count(statement: ast.Node) -> int:
         if isinstance(node, ast.ParamRef):
             highest = max(highest, node.number)
     return highest
+
+
+@dataclass(frozen=True)
+class NamesUsed:
+    """What a statement asks PostgreSQL to look up, for the safety checks against the catalog."""
+
+    #: Functions by (schema or None, name); a column reference's last name counts too
+    #: (``t.f`` may call ``f(t)``).
+    functions: frozenset[tuple[str | None, str]]
+    operators: frozenset[tuple[str | None, str]]
+    types: frozenset[tuple[str | None, str]]
+    #: Relations by (schema or None, name), CTE names left out.
+    relations: frozenset[tuple[str | None, str]]
+    #: Constructs refused outright (TABLESAMPLE, ...), by node name.
+    refused: frozenset[str]
+
+
+_REFUSED_NODES = (ast.RangeTableSample, ast.RangeTableFunc)
+
+
+def names_used(statement: ast.Node) -> NamesUsed:
+    """Every function, operator, type and relation name ``statement`` refers to. Pure."""
+    functions, operators, types, relations, refused = set(), set(), set(), set(), set()
+    ctes = {node.ctename for node in _walk(statement) if isinstance(node, ast.CommonTableExpr)}
+    for node in _walk(statement):
+        if isinstance(node, ast.FuncCall):
+            functions.add(_qualified(node.funcname))
+        elif isinstance(node, ast.ColumnRef):
+            names = [f.sval for f in node.fields or () if isinstance(f, ast.String)]
+            if names:
+                functions.add((None, names[-1]))
+        elif isinstance(node, ast.A_Expr) and node.name:
+            operators.add(_qualified(node.name))
+        elif isinstance(node, ast.SubLink) and node.operName:
+            operators.add(_qualified(node.operName))
+        elif isinstance(node, ast.SortBy) and node.useOp:
+            operators.add(_qualified(node.useOp))
+        elif isinstance(node, ast.TypeName) and node.names:
+            types.add(_qualified(node.names))
+        elif isinstance(node, ast.RangeVar):
+            if node.schemaname is None and node.relname in ctes:
+                continue
+            relations.add((node.schemaname, node.relname))
+        elif isinstance(node, _REFUSED_NODES):
+            refused.add(type(node).__name__)
+    return NamesUsed(frozenset(functions), frozenset(operators), frozenset(types),
+                     frozenset(relations), frozenset(refused))
+
+
+def _qualified(names: Sequence[ast.Node]) -> tuple[str | None, str]:
+    parts = [n.sval for n in names if isinstance(n, ast.String)]
+    return (parts[-2] if len(parts) > 1 else None), parts[-1] if parts else ""
+
+
+def unsafe_names(used: NamesUsed, outside_catalog: Mapping[str, frozenset[str]]) -> str | None:
+    """Why the statement may run code that is not PostgreSQL's own, or None. Pure.
+
+    ``outside_catalog``: per kind (``function``, ``operator``, ``type``), the names that exist
+    in some schema other than pg_catalog. A name qualified with another schema, or defined
+    outside pg_catalog anywhere, is refused: which one the planner would pick depends on
+    search_path and argument types, so only a name nobody else defined is safe."""
+    if used.refused:
+        return "uses " + ", ".join(sorted(used.refused))
+    for kind, names in (("function", used.functions), ("operator", used.operators),
+                        ("type", used.types)):
+        for schema, name in sorted(names, key=lambda n: (n[0] or "", n[1])):
+            if schema not in (None, "pg_catalog"):
+                return f"names the {kind} {schema}.{name}, outside pg_catalog"
+            if name in outside_catalog.get(kind, frozenset()):
+                return f"names the {kind} {name}, which is defined outside pg_catalog"
+    return None
 
 
 def candidates(statement: ast.SelectStmt, catalog: Mapping[tuple[str, str], Table]
@@ -314,8 +399,40 @@ _TOP_QUERIES = """
 SELECT s.query, s.calls, s.total_exec_time
 FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
 WHERE d.datname = current_database() AND s.toplevel AND s.query ~* '^\\s*select\\s'
+  AND s.userid = (SELECT oid FROM pg_roles WHERE rolname = %s)
 ORDER BY s.total_exec_time DESC
 LIMIT %s
+"""
+
+#: Names of each kind defined outside pg_catalog, among those a statement uses.
+_OUTSIDE_CATALOG = """
+SELECT 'function', proname::text FROM pg_proc
+WHERE pronamespace <> 'pg_catalog'::regnamespace AND proname = ANY(%(functions)s)
+UNION SELECT 'operator', oprname::text FROM pg_operator
+WHERE oprnamespace <> 'pg_catalog'::regnamespace AND oprname = ANY(%(operators)s)
+UNION SELECT 'type', typname::text FROM pg_type
+WHERE typnamespace <> 'pg_catalog'::regnamespace AND typname = ANY(%(types)s)
+"""
+
+#: Per relation a statement names (as the planning session resolves it): what it is, and
+#: whether planning it could run code that is not PostgreSQL's own - row-level security, child
+#: tables, or an index, constraint, statistics object or policy using a function or operator
+#: outside pg_catalog (the planner folds their expressions). Triggers and column defaults do
+#: not run when a SELECT is planned.
+_RELATIONS = """
+SELECT r.schema, r.name, c.relkind, c.relrowsecurity OR c.relhassubclass OR EXISTS (
+         SELECT 1 FROM pg_depend owned
+         JOIN pg_depend uses ON uses.classid = owned.classid AND uses.objid = owned.objid
+         LEFT JOIN pg_proc p ON uses.refclassid = 'pg_proc'::regclass AND p.oid = uses.refobjid
+         LEFT JOIN pg_operator o ON uses.refclassid = 'pg_operator'::regclass
+                                AND o.oid = uses.refobjid
+         WHERE owned.refclassid = 'pg_class'::regclass AND owned.refobjid = c.oid
+           AND owned.classid NOT IN ('pg_trigger'::regclass, 'pg_attrdef'::regclass)
+           AND coalesce(p.pronamespace, o.oprnamespace) <> 'pg_catalog'::regnamespace)
+FROM unnest(%s::text[], %s::text[]) AS r(schema, name)
+LEFT JOIN pg_class c ON c.oid = to_regclass(
+    CASE WHEN r.schema IS NULL THEN quote_ident(r.name)
+         ELSE quote_ident(r.schema) || '.' || quote_ident(r.name) END)
 """
 
 _TABLES = """
@@ -354,13 +471,19 @@ async def missing_extensions(conn: psycopg.AsyncConnection) -> list[str]:
     return [name for name in ("pg_stat_statements", "hypopg") if name not in present]
 
 
-async def advise(conn: psycopg.AsyncConnection, *, min_saving: float = DEFAULT_MIN_SAVING,
+async def advise(conn: psycopg.AsyncConnection, *, application_role: str | None,
+                 min_saving: float = DEFAULT_MIN_SAVING,
                  previous: Sequence[IndexRecommendation] = (), now: datetime | None = None
                  ) -> list[IndexRecommendation]:
-    """Recommendations for the database ``conn`` is connected to. ``conn`` must be an
-    autocommit session of its own, closed afterwards, with a short ``lock_timeout`` and
-    ``statement_timeout`` (``LOCK_TIMEOUT_MS``, ``STATEMENT_TIMEOUT_MS``): the advisor changes
-    its plan cache mode and leaves prepared statements in it."""
+    """Recommendations for the database ``conn`` is connected to, from the queries of
+    ``application_role``. ``conn`` must be an autocommit session of its own, closed
+    afterwards, with a short ``lock_timeout`` and ``statement_timeout`` (``LOCK_TIMEOUT_MS``,
+    ``STATEMENT_TIMEOUT_MS``): the advisor changes its plan cache mode and leaves prepared
+    statements in it. Its login must be a member of ``application_role``."""
+    if application_role is None:
+        raise AdvisorUnavailable(
+            "the index advisor plans only the application's own queries, as the application: "
+            "set database.applicationRole")
     missing = await missing_extensions(conn)
     if missing:
         raise AdvisorUnavailable(
@@ -368,9 +491,9 @@ async def advise(conn: psycopg.AsyncConnection, *, min_saving: float = DEFAULT_M
             " in this database (CREATE EXTENSION " + "; CREATE EXTENSION ".join(missing) + ")")
     await conn.execute("SET plan_cache_mode = force_generic_plan")
     catalog = await _catalog(conn)
-    cur = await conn.execute(_TOP_QUERIES, (TOP_QUERIES,))
+    cur = await conn.execute(_TOP_QUERIES, (application_role, TOP_QUERIES))
     stats = [QueryStat(query, calls, total) for query, calls, total in await cur.fetchall()]
-    costing = _Costing(conn)
+    costing = _Costing(conn, application_role)
     measurements = []
     deadline = time.monotonic() + RUN_SECONDS
     try:
@@ -381,20 +504,44 @@ async def advise(conn: psycopg.AsyncConnection, *, min_saving: float = DEFAULT_M
             if statement is None:
                 continue
             found = candidates(statement, catalog)
-            if not found:
+            if not found or await unsafe(conn, statement) is not None:
                 continue
             params = parameter_count(statement)
             before = await costing.cost(stat.query, params)
             if before is None:
                 continue
             for candidate in found:
-                after = await costing.cost_with(candidate, stat.query, params)
+                after = await costing.cost(stat.query, params, candidate)
                 if after is not None:
                     measurements.append(Measurement(stat, candidate, before, after))
     finally:
         await conn.execute("SELECT hypopg_reset()")
     since = {r.key: r.since for r in previous if r.since is not None}
     return recommend(measurements, min_saving, since, now)
+
+
+async def unsafe(conn: psycopg.AsyncConnection, statement: ast.Node) -> str | None:
+    """Why planning ``statement`` could run code that is not PostgreSQL's own, or None."""
+    used = names_used(statement)
+    cur = await conn.execute(_OUTSIDE_CATALOG, {
+        "functions": sorted({n for _, n in used.functions}),
+        "operators": sorted({n for _, n in used.operators}),
+        "types": sorted({n for _, n in used.types})})
+    outside: dict[str, set[str]] = {}
+    for kind, name in await cur.fetchall():
+        outside.setdefault(kind, set()).add(name)
+    reason = unsafe_names(used, {k: frozenset(v) for k, v in outside.items()})
+    if reason is not None:
+        return reason
+    relations = sorted(used.relations, key=lambda r: (r[0] or "", r[1]))
+    cur = await conn.execute(_RELATIONS, ([s for s, _ in relations], [n for _, n in relations]))
+    for schema, name, kind, runs_code in await cur.fetchall():
+        shown = f"{schema}.{name}" if schema else name
+        if kind != "r":
+            return f"{shown} is not a plain table"
+        if runs_code:
+            return f"planning {shown} could run code outside pg_catalog"
+    return None
 
 
 async def _catalog(conn: psycopg.AsyncConnection) -> dict[tuple[str, str], Table]:
@@ -412,31 +559,38 @@ async def _catalog(conn: psycopg.AsyncConnection) -> dict[tuple[str, str], Table
 @dataclass
 class _Costing:
     """Planner costs of generic plans, each from a freshly prepared statement (a prepared
-    statement caches its plan, which would not see a hypothetical index created later)."""
+    statement caches its plan, which would not see a hypothetical index created later), each
+    planned as the query's author: ``SET LOCAL ROLE`` to the application role in a read-only
+    transaction with a statement timeout, rolled back."""
 
     conn: psycopg.AsyncConnection
+    role: str
     prepared: int = 0
 
-    async def cost(self, query: str, params: int) -> float | None:
+    async def cost(self, query: str, params: int, candidate: Candidate | None = None
+                   ) -> float | None:
         self.prepared += 1
         name = sql.Identifier(f"perf_operator_advice_{self.prepared}")
         arguments = sql.SQL("({})").format(sql.SQL(", ").join([sql.NULL] * params)) if params \
             else sql.SQL("")
         try:
-            await self.conn.execute(sql.SQL("PREPARE {} AS ").format(name) + sql.SQL(query))
-            cur = await self.conn.execute(
-                sql.SQL("EXPLAIN (FORMAT JSON) EXECUTE {}").format(name) + arguments)
-            plan = (await cur.fetchone())[0]
-            await self.conn.execute(sql.SQL("DEALLOCATE {}").format(name))
+            async with self.conn.transaction(force_rollback=True):
+                await self.conn.execute("SET TRANSACTION READ ONLY")
+                await self.conn.execute(sql.SQL("SET LOCAL ROLE {}").format(
+                    sql.Identifier(self.role)))
+                await self.conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(
+                    sql.Literal(STATEMENT_TIMEOUT_MS)))
+                if candidate is not None:
+                    await self.conn.execute(_HYPOTHETICAL, (candidate.schema, candidate.table,
+                                                            list(candidate.columns)))
+                await self.conn.execute(sql.SQL("PREPARE {} AS ").format(name) + sql.SQL(query))
+                cur = await self.conn.execute(
+                    sql.SQL("EXPLAIN (FORMAT JSON) EXECUTE {}").format(name) + arguments)
+                plan = (await cur.fetchone())[0]
+                await self.conn.execute(sql.SQL("DEALLOCATE {}").format(name))
         except psycopg.Error:
             return None  # parameter types PostgreSQL cannot infer, a lock, a timeout
-        return float(plan[0]["Plan"]["Total Cost"])
-
-    async def cost_with(self, candidate: Candidate, query: str, params: int) -> float | None:
-        cur = await self.conn.execute(_HYPOTHETICAL, (candidate.schema, candidate.table,
-                                                      list(candidate.columns)))
-        (oid,) = await cur.fetchone()
-        try:
-            return await self.cost(query, params)
         finally:
-            await self.conn.execute("SELECT hypopg_drop_index(%s)", (oid,))
+            if candidate is not None:
+                await self.conn.execute("SELECT hypopg_reset()")
+        return float(plan[0]["Plan"]["Total Cost"])

@@ -25,13 +25,28 @@ from .connect import DatabaseUnavailable, forget_target, target_for_profile
 from .index_builds import BuildOptions, reconcile_indexes, wait_for_jobs
 from .indexes import (IndexDefinition, IndexReport, Phase, RefusedIndex,
                       definition_from_spec)
-from .settings import SettingReport, State, reconcile_settings
+from .settings import PostgresPeer, SettingReport, State, reconcile_settings
 
 CONDITION = "DatabaseReady"
+#: A profile that cannot log in claims no parameter on any server (its recorded identity goes).
+_NO_LOGIN = {"database": {"serverId": None}}
 #: How soon to look again while a job runs (the resync timer is the fallback).
 REQUEUE_WHILE_BUILDING_SECONDS = 1.0
 
-__all__ = ["CONDITION", "cleanup_profile", "reconcile_profile"]
+__all__ = ["CONDITION", "cleanup_profile", "postgres_peer", "reconcile_profile"]
+
+
+def postgres_peer(namespace: str, name: str, meta: Mapping[str, Any], spec: Any,
+                  status: Mapping[str, Any]) -> PostgresPeer | None:
+    """A profile's claim on its server's System-scoped parameters, for the handlers' index:
+    the server is the ``system_identifier`` its status recorded at its last login (absent
+    while it cannot log in: such a profile claims nothing). None when it claims nothing."""
+    server = ((status or {}).get("database") or {}).get("serverId")
+    if spec.database is None or spec.paused or meta.get("deletionTimestamp") or not server \
+            or spec.database.settings.scope != "System":
+        return None
+    return PostgresPeer(namespace=namespace, name=name, created=meta.get("creationTimestamp"),
+                        server=server, parameters=dict(spec.database.settings.parameters))
 
 
 async def reconcile_profile(ctx: ProfileContext) -> Outcome | None:
@@ -41,9 +56,9 @@ async def reconcile_profile(ctx: ProfileContext) -> Outcome | None:
     try:
         target = await target_for_profile(ctx.namespace, ctx.name, database.connection)
     except SecretError as err:
-        return Outcome(CONDITION, False, err.reason, str(err))
+        return Outcome(CONDITION, False, err.reason, str(err), status=_NO_LOGIN)
     except DatabaseUnavailable as err:
-        return Outcome(CONDITION, False, "DatabaseUnavailable", str(err))
+        return Outcome(CONDITION, False, "DatabaseUnavailable", str(err), status=_NO_LOGIN)
     previous = ctx.status.get("database") or {}
     declared = desired_indexes(ctx)
     withdrawn = ({entry.get("name") for entry in previous.get("indexes") or []}
@@ -52,8 +67,11 @@ async def reconcile_profile(ctx: ProfileContext) -> Outcome | None:
         indexes = await reconcile_indexes(target, declared,
                                           BuildOptions.from_spec(database), ctx.events,
                                           withdrawn=withdrawn)
-        settings = await reconcile_settings(target, database.settings,
-                                            previous.get("settings") or [], ctx.events)
+        claim = PostgresPeer(namespace=ctx.namespace, name=ctx.name, created=ctx.created,
+                             server=None, parameters={})
+        settings, server = await reconcile_settings(
+            target, database.settings, previous.get("settings") or [], ctx.events,
+            claim=claim, peers=ctx.postgres_peers)
     except psycopg.Error as err:
         return Outcome(CONDITION, False, "DatabaseError", scrub(err).strip())
     reports = indexes.plan.reports
@@ -65,6 +83,7 @@ async def reconcile_profile(ctx: ProfileContext) -> Outcome | None:
         "settings": [s.as_status() for s in settings],
         "readyIndexes": sum(1 for r in reports if r.phase is Phase.READY),
         "building": building_summary(reports) or None,  # None removes it
+        "serverId": server,
     }}
     busy = indexes.running or indexes.plan.jobs
     return Outcome(CONDITION, ready, reason, message, status=status,
@@ -164,6 +183,8 @@ def summarise(indexes: Sequence[IndexReport], settings: Sequence[SettingReport],
     for setting in settings:
         if setting.state is State.REJECTED:
             problems.append(("SettingRejected", f"{setting.name}: {setting.message}"))
+        elif setting.state is State.CONFLICT:
+            problems.append(("SettingConflict", f"{setting.name}: {setting.message}"))
         elif setting.overridden:
             problems.append(("SettingOverridden", f"{setting.name}: {setting.message}"))
     index_problems((Phase.BUILDING, "IndexBuilding"), (Phase.PENDING, "IndexPending"))

@@ -236,12 +236,20 @@ async def _adoption_mismatch(conn: psycopg.AsyncConnection, definition: IndexDef
 
     The declared index is created on an empty ``LIKE`` copy of the table (same column types
     and collations) inside a transaction that is always rolled back, and both definitions are
-    compared as PostgreSQL prints them, so casts and parentheses it adds do not matter."""
+    compared as PostgreSQL prints them, so casts and parentheses it adds do not matter. The
+    copy is made under ``SET LOCAL ROLE`` to the table's owner: it belongs to that role, and
+    what the index's expressions run, they run with the rights of the role that owns the real
+    table (as the real build does), never with the operator's login."""
     if existing.table != definition.table:
         return f"it is on table {existing.table}, not {definition.table}"
     probe = "perfop_adoption_probe"
     try:
         async with conn.transaction(force_rollback=True):
+            cursor = await conn.execute(
+                "SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = %s::regclass",
+                (sql.Identifier(definition.schema, definition.table).as_string(conn),))
+            (table_owner,) = await cursor.fetchone()
+            await conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(table_owner)))
             await conn.execute(sql.SQL("CREATE TEMPORARY TABLE {} (LIKE {}) ON COMMIT DROP")
                                .format(sql.Identifier(probe),
                                        sql.Identifier(definition.schema, definition.table)))

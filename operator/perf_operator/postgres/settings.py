@@ -18,7 +18,18 @@ States (api SettingStatus):
   command line, or an ``ALTER DATABASE ... SET`` of this database; that one is left alone.
   (Read from the catalog, not from the session: a pooled session keeps the per-database
   values it started with.)
-* Rejected - PostgreSQL refused the name or value; its message is shown.
+* Rejected - not a performance parameter (``api.parameters.refusal``: never sent), or
+  PostgreSQL refused the name or value; the reason is shown.
+* Conflict - (System scope) another profile logged in to the same server (identified by its
+  ``system_identifier``, not by a host name) sets another value and is the older one
+  (``metadata.creationTimestamp``, then namespace/name): the oldest profile setting a parameter
+  on a server owns it, the others never send it (:func:`contested_parameters`). Without this
+  rule two profiles would write their values in turn on every resync.
+
+A parameter that a higher-priority source (the server's command line, an environment
+variable) overrides has one stable report, Drifted with a message saying so, whatever
+``pending_restart`` says (a reload after any ALTER SYSTEM sets that flag again for a
+restart-only parameter, which would otherwise flip the report on every reload).
 
 A parameter removed from the spec keeps its value: the operator cannot know what it was before.
 Drift is found by the handler's resync timer calling the reconciler, not only on spec changes.
@@ -26,21 +37,22 @@ Drift is found by the handler's resync timer calling the reconciler, not only on
 from __future__ import annotations
 
 import asyncio
+import datetime
 import enum
 import math
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
+from ..api.parameters import LIST_PARAMETERS, list_elements, refusal
 from ..scrub import scrub
+from ..seniority import seniority
 from .connect import DatabaseTarget
 
-#: Parameter names the operator writes: PostgreSQL's own and ``extension.name`` ones.
-PARAMETER_NAME = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$")
 #: How long to wait for a reload to reach this session before reporting what it shows.
 RELOAD_WAIT_SECONDS = 2.0
 #: Server-wide sources that win over postgresql.auto.conf.
@@ -55,6 +67,56 @@ class State(str, enum.Enum):
     PENDING_RESTART = "PendingRestart"
     DRIFTED = "Drifted"
     REJECTED = "Rejected"
+    CONFLICT = "Conflict"
+
+
+@dataclass(frozen=True)
+class PostgresPeer:
+    """One profile's claim on its server's System-scoped parameters, for the owner rule:
+    which server it last logged in to (None: it could not log in, so it claims nothing),
+    what it sets there, and since when (``metadata.creationTimestamp``)."""
+
+    namespace: str
+    name: str
+    #: RFC 3339; None (unknown) counts as the youngest.
+    created: str | None
+    #: ``system_identifier`` of the server, as the profile's status last recorded it.
+    server: str | None
+    parameters: Mapping[str, str]
+
+    @property
+    def owner(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def seniority(self) -> tuple[bool, datetime.datetime, str, str]:
+        """Sorts the oldest profile first (:func:`seniority.seniority`)."""
+        return seniority(self.created, self.namespace, self.name)
+
+
+def contested_parameters(me: PostgresPeer, server: str, peers: Iterable[PostgresPeer],
+                         parameters: Mapping[str, ParameterInfo]) -> dict[str, PostgresPeer]:
+    """The parameters of ``me`` that an older profile logged in to the same ``server`` sets to
+    another value (compared through the parameter's type), each with that owner. ``peers``
+    may contain ``me`` (skipped); peers that could not log in (no server) count for nothing."""
+    rivals = [p for p in peers if p.server == server and (p.namespace, p.name) != (
+        me.namespace, me.name)]
+    contested: dict[str, PostgresPeer] = {}
+    for name, value in me.parameters.items():
+        setters = [p for p in rivals if name in p.parameters]
+        if not setters:
+            continue
+        owner = min(setters, key=PostgresPeer.seniority)
+        if me.seniority() < owner.seniority():
+            continue
+        if not same_value(value, owner.parameters[name], parameters.get(name)):
+            contested[name] = owner
+    return contested
+
+
+def conflict_message(name: str, value: str, owner: PostgresPeer, server: str) -> str:
+    return (f"{name} is set to {owner.parameters[name]!r} by PerformanceProfile {owner.owner}, "
+            f"the oldest profile setting it on this PostgreSQL server (system identifier "
+            f"{server}); {value!r} is not sent")
 
 
 @dataclass(frozen=True)
@@ -78,6 +140,8 @@ class SettingsObservation:
     recorded: Mapping[str, str] | None
     #: ``ALTER DATABASE <this database> SET`` entries (they override System values here).
     database_level: Mapping[str, str] = field(default_factory=dict)
+    #: The server's ``system_identifier`` (what it is, whatever host name reaches it).
+    server: str | None = None
 
 
 @dataclass(frozen=True)
@@ -117,6 +181,8 @@ def normalise(value: str, info: ParameterInfo | None) -> str | float:
     on/off, enums lower-cased. Raises ValueError for a value PostgreSQL would refuse."""
     if info is None:
         return value
+    if info.name in LIST_PARAMETERS:
+        return ", ".join(list_elements(value))
     if info.vartype == "bool":
         return _parse_bool(value)
     if info.vartype in ("integer", "real"):
@@ -175,6 +241,7 @@ def _split_unit(unit: str | None) -> tuple[str, int]:
 def plan_settings(desired: Mapping[str, str], observation: SettingsObservation,
                   previous: Mapping[str, Mapping[str, Any]]) -> list[SettingChange]:
     """The parameters whose recorded value differs from the spec (nothing when converged).
+    ``desired`` holds only what may be sent (refused and contested parameters left out).
 
     ``previous``: last status per parameter; a difference after the operator had applied the
     same desired value is drift."""
@@ -196,7 +263,8 @@ def plan_settings(desired: Mapping[str, str], observation: SettingsObservation,
 
 
 def setting_report(name: str, value: str, scope: str, observation: SettingsObservation, *,
-                   error: str | None, drifted: bool) -> SettingReport:
+                   error: str | None, drifted: bool, conflict: str | None = None
+                   ) -> SettingReport:
     """The state of one parameter after the changes, from a fresh observation."""
     if error is not None:
         return SettingReport(name, value, State.REJECTED, message=error)
@@ -205,10 +273,16 @@ def setting_report(name: str, value: str, scope: str, observation: SettingsObser
     if info is None:
         return SettingReport(name, value, State.REJECTED, actual=recorded,
                              message=f'unrecognized configuration parameter "{name}"')
+    if conflict is not None:
+        return SettingReport(name, value, State.CONFLICT, actual=info.display, message=conflict)
     applied = State.DRIFTED if drifted else State.APPLIED
     drift_note = "changed outside the operator; re-applied" if drifted else None
     if scope == "Database":
         return SettingReport(name, value, applied, actual=recorded, message=drift_note)
+    in_effect = same_value(info.setting, value, info)
+    if info.source in _SERVER_OVERRIDES and not in_effect:
+        # before pending_restart: a reload sets that flag again whenever the file differs
+        return _overridden(name, value, f"the server's {info.source}", info.display)
     if info.pending_restart:
         return SettingReport(name, value, State.PENDING_RESTART, actual=info.display,
                              message="set in postgresql.auto.conf; takes effect when PostgreSQL "
@@ -217,10 +291,8 @@ def setting_report(name: str, value: str, scope: str, observation: SettingsObser
     if database_value is not None and not same_value(database_value, value, info):
         return _overridden(name, value, f"ALTER DATABASE ... SET {name} = {database_value!r}",
                            database_value)
-    if same_value(info.setting, value, info):
+    if in_effect:
         return SettingReport(name, value, applied, actual=info.display, message=drift_note)
-    if info.source in _SERVER_OVERRIDES:
-        return _overridden(name, value, f"the server's {info.source}", info.display)
     return SettingReport(name, value, applied, actual=info.display,
                          message="recorded; the reload has not reached this session yet")
 
@@ -234,18 +306,32 @@ def _overridden(name: str, value: str, source: str, actual: str) -> SettingRepor
 # ------------------------------------------------------------------------------- execution
 
 async def reconcile_settings(target: DatabaseTarget, settings: Any,
-                             previous: Sequence[Mapping[str, Any]], events: Any
-                             ) -> list[SettingReport]:
-    """Make ``settings`` (api PostgresSettings: scope + parameters) true and report each."""
+                             previous: Sequence[Mapping[str, Any]], events: Any, *,
+                             claim: PostgresPeer | None = None,
+                             peers: Iterable[PostgresPeer] = (),
+                             narrowed_to: Collection[str] | None = None
+                             ) -> tuple[list[SettingReport], str | None]:
+    """Make ``settings`` (api PostgresSettings: scope + parameters) true and report each,
+    with the server's ``system_identifier`` (None when it cannot be read).
+
+    ``claim``/``peers``: this profile's and every profile's claim on System-scoped parameters
+    (the owner rule); ``narrowed_to``: the parameters a PerformanceTarget allows."""
     desired = dict(settings.parameters)
     scope = settings.scope
     before = {entry.get("name"): entry for entry in previous}
-    refused = {name: f"{name!r} is not a valid parameter name" for name in desired
-               if not PARAMETER_NAME.match(name)}
+    refused = {name: reason for name in desired
+               if (reason := refusal(name, narrowed_to)) is not None}
     wanted = {name: value for name, value in desired.items() if name not in refused}
     async with target.connection() as conn:
         observation = await observe_settings(conn, list(wanted), scope)
-        changes = plan_settings(wanted, observation, before)
+        conflicts: dict[str, str] = {}
+        if scope == "System" and claim is not None and observation.server is not None:
+            owners = contested_parameters(replace(claim, parameters=wanted), observation.server,
+                                          peers, observation.parameters)
+            conflicts = {name: conflict_message(name, wanted[name], owner, observation.server)
+                         for name, owner in owners.items()}
+        sendable = {name: value for name, value in wanted.items() if name not in conflicts}
+        changes = plan_settings(sendable, observation, before)
         errors = dict(refused)
         written = []
         for change in changes:
@@ -257,9 +343,11 @@ async def reconcile_settings(target: DatabaseTarget, settings: Any,
                 continue
             written.append(change)
             if change.drift:
+                was = (f"changed to {change.recorded!r}" if change.recorded is not None
+                       else "removed from where the scope records it")
                 events.warning("SettingDrifted",
-                               f"{change.name} was changed to {change.recorded!r} outside the "
-                               f"operator; set back to {change.value!r}")
+                               f"{change.name} was {was} outside the operator; set back to "
+                               f"{change.value!r}")
         if written and scope == "System":
             await conn.execute("SELECT pg_reload_conf()")
             observation = await _await_reload(conn, wanted, {c.name for c in written})
@@ -267,22 +355,29 @@ async def reconcile_settings(target: DatabaseTarget, settings: Any,
             observation = await observe_settings(conn, list(wanted), scope)
     drifted = {c.name for c in written if c.drift}
     reports = [setting_report(name, value, scope, observation, error=errors.get(name),
-                              drifted=name in drifted) for name, value in desired.items()]
+                              drifted=name in drifted, conflict=conflicts.get(name))
+               for name, value in desired.items()]
     for report in reports:
         old = before.get(report.name) or {}
-        if report.state is State.REJECTED and (old.get("state") != State.REJECTED.value
-                                               or old.get("desired") != report.desired):
-            events.warning("SettingRejected", f"{report.name}={report.desired!r}: "
-                                              f"{report.message}")
-    return reports
+        if report.state in (State.REJECTED, State.CONFLICT) and (
+                old.get("state") != report.state.value or old.get("desired") != report.desired):
+            events.warning(f"Setting{report.state.value}", f"{report.name}={report.desired!r}: "
+                                                           f"{report.message}")
+    return reports, observation.server
 
 
 def set_statement(name: str, value: str, scope: str, dbname: str) -> sql.Composed:
+    """``ALTER SYSTEM``/``ALTER DATABASE ... SET``; a list-valued parameter gets one literal
+    per element (``= 'a', 'b'``), never one literal holding the whole list, which PostgreSQL
+    would record as a single quoted name."""
     parameter = sql.SQL(".").join(sql.Identifier(part) for part in name.split("."))
+    literal: sql.Composable = (
+        sql.SQL(", ").join(sql.Literal(e) for e in list_elements(value))
+        if name in LIST_PARAMETERS and list_elements(value) else sql.Literal(value))
     if scope == "Database":
         return sql.SQL("ALTER DATABASE {} SET {} = {}").format(
-            sql.Identifier(dbname), parameter, sql.Literal(value))
-    return sql.SQL("ALTER SYSTEM SET {} = {}").format(parameter, sql.Literal(value))
+            sql.Identifier(dbname), parameter, literal)
+    return sql.SQL("ALTER SYSTEM SET {} = {}").format(parameter, literal)
 
 
 async def _await_reload(conn: psycopg.AsyncConnection, wanted: Mapping[str, str],
@@ -311,9 +406,11 @@ async def observe_settings(conn: psycopg.AsyncConnection, names: Sequence[str], 
         "SELECT unnest(setconfig) FROM pg_db_role_setting WHERE setrole = 0 AND "
         "setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())")
     database_level = dict(entry.partition("=")[::2] for (entry,) in await cursor.fetchall())
+    cursor = await conn.execute("SELECT system_identifier::text FROM pg_control_system()")
+    (server,) = await cursor.fetchone()
     if scope == "Database":
         return SettingsObservation(parameters, recorded=database_level,
-                                   database_level=database_level)
+                                   database_level=database_level, server=server)
     try:
         cursor = await conn.execute(
             "SELECT name, setting FROM pg_file_settings "
@@ -323,4 +420,5 @@ async def observe_settings(conn: psycopg.AsyncConnection, names: Sequence[str], 
         recorded: dict[str, str] | None = dict(await cursor.fetchall())
     except psycopg.errors.InsufficientPrivilege:
         recorded = None
-    return SettingsObservation(parameters, recorded=recorded, database_level=database_level)
+    return SettingsObservation(parameters, recorded=recorded, database_level=database_level,
+                               server=server)

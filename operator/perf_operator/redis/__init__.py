@@ -26,7 +26,8 @@ from ..scrub import scrub
 from ..secrets import SecretError
 from ..validation import semantic_errors
 from .connect import RedisTarget, with_client
-from .mirror import MirrorRow, mirror_target, sync_mirror
+from .mirror import (MirrorRow, MirrorSchemaRefused, check_schema_owner, mirror_target,
+                     sync_mirror)
 from .settings import (CONFLICT, DRIFTED, REJECTED, RedisPeer, apply_settings,
                        contested_settings)
 from .tables import (DesiredRecord, ObservedRecord, WriteRecord, delete_record, desired_record,
@@ -452,6 +453,7 @@ async def _delete_row(target: DatabaseTarget, ctx: TenantContext, place: RowPlac
     key = (ctx.namespace, place.profile, ctx.limits.tenant_id)
     try:
         async with target.connection() as conn:
+            await check_schema_owner(conn)
             cursor = await conn.execute(
                 "WITH found AS (SELECT owner FROM perf_operator.tenant_limits WHERE "
                 "profile_namespace = %s AND profile_name = %s AND tenant_id = %s), "
@@ -500,6 +502,8 @@ async def _mirror(ctx: TenantContext, desired: DesiredRecord, record: ObservedRe
                                         desired, record)
     except SecretError as err:
         return err.reason, str(err)
+    except MirrorSchemaRefused as err:
+        return "MirrorSchemaNotOwned", f"mirror in {MIRROR_TABLE} not written: {err}"
     except (DatabaseUnavailable, psycopg.Error) as err:
         return "MirrorFailed", f"mirror in {MIRROR_TABLE} not written: {scrub(err)}"
     if other_owner:

@@ -4,6 +4,11 @@ row per (profile namespace, profile, tenant), created by the operator's own migr
 Redis record's version or digest moved on.
 
 Only rows the TenantQuota owns (column ``owner``) are updated or deleted.
+
+The schema is used only when the operator's login owns it (:func:`check_schema_owner`, before
+every statement): a ``perf_operator`` schema someone else created first could hold a view or a
+trigger that runs their code with the operator's rights. Such a schema is refused and the
+tenant's status says so (``MirrorSchemaNotOwned``).
 """
 from __future__ import annotations
 
@@ -21,6 +26,26 @@ from .tables import DesiredRecord, ObservedRecord
 
 MIGRATIONS_LOCK = "perf_operator.migrations"
 _migrated: set[tuple[str, int, str]] = set()
+
+
+class MirrorSchemaRefused(psycopg.Error):
+    """The schema perf_operator exists and belongs to another role."""
+
+
+async def check_schema_owner(conn: psycopg.AsyncConnection) -> None:
+    """Raise MirrorSchemaRefused when schema perf_operator exists and the operator's login
+    (``session_user``) does not own it."""
+    cursor = await conn.execute(
+        "SELECT pg_get_userbyid(n.nspowner), session_user::text FROM pg_namespace n "
+        "WHERE n.nspname = 'perf_operator' AND n.nspowner <> "
+        "(SELECT oid FROM pg_roles WHERE rolname = session_user)")
+    found = await cursor.fetchone()
+    if found is not None:
+        owner, login = found
+        raise MirrorSchemaRefused(
+            f"schema perf_operator belongs to role {owner}, not to the operator's login "
+            f"{login}: the operator does not use a schema someone else controls (drop it, or "
+            f"ALTER SCHEMA perf_operator OWNER TO {login} after checking what it holds)")
 
 
 def migrations() -> list[Traversable]:
@@ -74,10 +99,13 @@ async def migrate(target: DatabaseTarget) -> None:
     """Apply the migrations this database has not seen, once per process and database, under
     an advisory lock so that two operator processes never run one twice."""
     if target.key.database in _migrated:
+        async with target.connection() as conn:
+            await check_schema_owner(conn)
         return
     async with target.connection() as conn, conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (MIGRATIONS_LOCK,))
         await conn.execute("CREATE SCHEMA IF NOT EXISTS perf_operator")
+        await check_schema_owner(conn)
         await conn.execute("CREATE TABLE IF NOT EXISTS perf_operator.schema_migrations ("
                            "name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
         cursor = await conn.execute("SELECT name FROM perf_operator.schema_migrations")
@@ -158,6 +186,7 @@ async def observe_mirrors(target: DatabaseTarget, profile_namespace: str, profil
                           ) -> dict[str, MirrorRow]:
     """Every mirror row of one profile, by tenant id, in one query (the periodic re-check)."""
     async with target.connection() as conn:
+        await check_schema_owner(conn)
         cursor = await conn.execute(
             "SELECT tenant_id, owner, version, digest FROM perf_operator.tenant_limits "
             "WHERE profile_namespace = %s AND profile_name = %s",

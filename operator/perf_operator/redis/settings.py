@@ -34,6 +34,7 @@ from redis.exceptions import ResponseError
 from ..api.profile import REDIS_ALLOWED_SETTINGS
 from ..reconcile import EventRecorder
 from ..scrub import scrub
+from ..seniority import seniority
 
 APPLIED, DRIFTED, REJECTED, CONFLICT = "Applied", "Drifted", "Rejected", "Conflict"
 
@@ -88,20 +89,8 @@ class RedisPeer:
         return self.host.lower().rstrip("."), self.port
 
     def seniority(self) -> tuple[bool, datetime.datetime, str, str]:
-        """Sorts the oldest profile first; ties (one ``kubectl apply``) by namespace/name."""
-        created = _timestamp(self.created)
-        return (created is None, created or datetime.datetime.max.replace(tzinfo=datetime.UTC),
-                self.namespace, self.name)
-
-
-def _timestamp(text: str | None) -> datetime.datetime | None:
-    if not text:
-        return None
-    try:
-        parsed = datetime.datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.UTC)
+        """Sorts the oldest profile first (:func:`seniority.seniority`)."""
+        return seniority(self.created, self.namespace, self.name)
 
 
 def contested_settings(me: RedisPeer, others: Iterable[RedisPeer]) -> dict[str, RedisPeer]:

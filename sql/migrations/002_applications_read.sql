@@ -1,0 +1,1 @@
+../../operator/perf_operator/redis/migrations/002_applications_read.sql
