@@ -62,7 +62,9 @@ def test_report_names_planted_problems_and_renders(crds, kubectl, namespace, sta
                      "host": pg_database["host"], "port": pg_database["port"],
                      "database": db, "sslMode": "disable",
                      "secretRef": {"name": credentials["postgres"]}},
-                     "settings": {"scope": "Database", "parameters": {}}}}}), namespace)
+                     "settings": {"scope": "Database", "parameters": {}},
+                     # the advisor plans only the application's queries, as the application
+                     "applicationRole": stack.postgres.app_user}}}), namespace)
 
     def report():
         out = json.loads(perf("report", "platform", "-n", namespace, "--period", "hour",

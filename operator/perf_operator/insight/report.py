@@ -161,7 +161,8 @@ async def _database(data: ReportData, namespace: str, name: str, spec: Performan
         async with target.ddl_connection(lock_timeout_ms=advisor.LOCK_TIMEOUT_MS,
                                          statement_timeout_ms=advisor.STATEMENT_TIMEOUT_MS
                                          ) as conn:
-            found = await advisor.advise(conn, min_saving=spec.optimization.min_index_saving)
+            found = await advisor.advise(conn, application_role=spec.database.application_role,
+                                         min_saving=spec.optimization.min_index_saving)
         data.recommendations = [r.model_dump(mode="json", by_alias=True) for r in found]
     except advisor.AdvisorUnavailable as err:
         data.problems.append(str(err))
