@@ -93,13 +93,15 @@ def catalog(psql, db: str) -> str:
 
 def operator_ddl(psql, db: str) -> dict[str, int]:
     """Index and settings DDL run in the database so far: statement -> times run."""
-    rows = psql(db, "SELECT calls || ' ' || query FROM pg_stat_statements s JOIN pg_database d ON "
+    # read as the superuser: the statements are the operator's login's, not the application's
+    rows = psql(db, "SET ROLE NONE; "
+                    "SELECT calls || ' ' || query FROM pg_stat_statements s JOIN pg_database d ON "
                     "d.oid = s.dbid WHERE d.datname = current_database() AND "
                     "(query LIKE 'CREATE INDEX%' OR query LIKE 'DROP INDEX%' OR "
                     "query LIKE 'ALTER INDEX%' OR query LIKE 'COMMENT ON INDEX%' OR "
                     "query LIKE 'ALTER DATABASE%')")
     return {query: int(calls) for calls, query in
-            (row.split(" ", 1) for row in rows.split("\n") if row)}
+            (row.split(" ", 1) for row in rows.split("\n") if row and row != "SET")}
 
 
 async def redis_dump(redis, prefix: str) -> dict:

@@ -34,12 +34,10 @@ def test_forbidden_parameters_are_refused_naming_them(name):
     assert reason is not None and reason.startswith(f"{name} is not a performance parameter")
 
 
-def test_performance_parameters_are_allowed_and_a_target_narrows_them():
+def test_performance_parameters_are_allowed():
     for name in ("work_mem", "shared_buffers", "random_page_cost", "autovacuum_naptime",
                  "max_wal_size", "statement_timeout", "pg_stat_statements.max"):
         assert refusal(name) is None
-    assert refusal("work_mem", narrowed_to={"work_mem"}) is None
-    assert "PerformanceTarget" in refusal("random_page_cost", narrowed_to={"work_mem"})
     assert not any(re.search(r"command|librar|^ssl|^primary_|^restore_|^log_(directory|file)",
                              name) for name in ALLOWED_PARAMETERS)
 

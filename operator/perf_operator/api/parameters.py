@@ -12,11 +12,9 @@ This module is the one source of the list: the CRD's CEL rule is generated from 
 (``api/profile.py``), the reconciler (``postgres/settings.py``) refuses with :func:`refusal`
 (status Rejected, never sent), and ``sql/operator-role.sql`` grants ``SET, ALTER SYSTEM ON PARAMETER`` for exactly
 these names (a unit test keeps them equal). A PerformanceTarget may narrow the list further
-(``narrowed_to``).
+(``targets/resolve.py``).
 """
 from __future__ import annotations
-
-from collections.abc import Collection
 
 from .schema import Rule
 
@@ -88,13 +86,11 @@ LIST_PARAMETERS: frozenset[str] = frozenset({"temp_tablespaces"})
 _ALLOWED = frozenset(ALLOWED_PARAMETERS)
 
 
-def refusal(name: str, narrowed_to: Collection[str] | None = None) -> str | None:
-    """Why ``name`` may not be set by a profile, or None when it may. ``narrowed_to``: the
-    parameters a PerformanceTarget allows (a subset of the list; None: no narrowing)."""
+def refusal(name: str) -> str | None:
+    """Why a profile may not set ``name``, or None when it may. (A PerformanceTarget's
+    narrower list is applied when the profile is resolved against it, targets.resolve.)"""
     if name not in _ALLOWED:
         return f"{name} is not a performance parameter the operator may set; it was not sent"
-    if narrowed_to is not None and name not in narrowed_to:
-        return f"{name} is not among the parameters the PerformanceTarget allows; it was not sent"
     return None
 
 

@@ -41,7 +41,7 @@ import datetime
 import enum
 import math
 import re
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -308,19 +308,18 @@ def _overridden(name: str, value: str, source: str, actual: str) -> SettingRepor
 async def reconcile_settings(target: DatabaseTarget, settings: Any,
                              previous: Sequence[Mapping[str, Any]], events: Any, *,
                              claim: PostgresPeer | None = None,
-                             peers: Iterable[PostgresPeer] = (),
-                             narrowed_to: Collection[str] | None = None
+                             peers: Iterable[PostgresPeer] = ()
                              ) -> tuple[list[SettingReport], str | None]:
     """Make ``settings`` (api PostgresSettings: scope + parameters) true and report each,
     with the server's ``system_identifier`` (None when it cannot be read).
 
     ``claim``/``peers``: this profile's and every profile's claim on System-scoped parameters
-    (the owner rule); ``narrowed_to``: the parameters a PerformanceTarget allows."""
+    (the owner rule). A PerformanceTarget's narrower list is applied before (targets.resolve)."""
     desired = dict(settings.parameters)
     scope = settings.scope
     before = {entry.get("name"): entry for entry in previous}
     refused = {name: reason for name in desired
-               if (reason := refusal(name, narrowed_to)) is not None}
+               if (reason := refusal(name)) is not None}
     wanted = {name: value for name, value in desired.items() if name not in refused}
     async with target.connection() as conn:
         observation = await observe_settings(conn, list(wanted), scope)
