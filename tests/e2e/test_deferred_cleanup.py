@@ -64,7 +64,7 @@ def test_namespace_deleted_while_postgres_is_down_is_cleaned_up_later(
         ledger = json.loads(kubectl.run("get", "configmap", "perf-operator-cleanup", "-o",
                                         "json", namespace=OPERATOR_NAMESPACE).stdout)
         assert any(f".{namespace}." in key for key in ledger.get("data") or {}), ledger
-        assert stack.postgres.password not in json.dumps(ledger)
+        assert stack.postgres.operator_password not in json.dumps(ledger)
     finally:
         stack.postgres.launch()
 
