@@ -5,6 +5,7 @@ import pytest
 
 from perf_operator.api import (ALERT_SIGNAL_NAMES, DEFAULT_SIGNAL_QUERIES, SIGNAL_NAMES,
                                PerformanceProfileSpec)
+from perf_operator.api.schema import parse_duration
 from perf_operator.api.signals import for_profile
 from perf_operator.kube import alerttests
 from perf_operator.kube.alerts import (SIGNALS, RuleTarget, alert_signals, humanize, rule_file,
@@ -121,11 +122,11 @@ def test_humanize_matches_prometheus(value, text):
 
 
 def test_durations():
-    assert alerttests.parse_duration("1h30m") == 5_400_000
-    assert alerttests.parse_duration("500ms") == 500
-    assert alerttests.parse_duration("0s") == 0
+    assert parse_duration("1h30m") == 5_400_000
+    assert parse_duration("500ms") == 500
+    assert parse_duration("0s") == 0
     with pytest.raises(ValueError):
-        alerttests.parse_duration("5 minutes")
+        parse_duration("5 minutes")
 
 
 def _generated(spec: dict | None = None) -> tuple[dict, list[str]]:
@@ -215,3 +216,29 @@ def test_older_version_of_the_group_is_not_loaded_yet():
     message = rules_not_loaded(group, {"g": 5}, "http://prom:9090",
                                _rules_object("PrometheusRule"))
     assert "another version of rule group g (5 rules" in message and "has 3" in message
+
+
+def test_burn_rate_rules_are_chained_from_the_short_window_and_label_the_pair():
+    from perf_operator.kube.alerts import profile_rule_group
+    from perf_operator.kube.burnrate import BurnRate
+
+    model = PerformanceProfileSpec.model_validate({"alerts": {"burnRate": {"enabled": True}}})
+    rules = profile_rule_group(model, TARGET)["rules"]
+    records = {r["record"]: r["expr"] for r in rules if "record" in r}
+    assert 'rate(http_requests_total{namespace="prod",profile="shop",status=~"5.."}[5m])' in \
+        records["perf_operator:error_ratio:rate5m"]
+    assert records["perf_operator:error_ratio:rate3d"].startswith(
+        "avg_over_time(perf_operator:error_ratio:rate5m{")
+    burns = [r for r in rules if r.get("alert") == "ErrorBudgetBurn"]
+    assert [(r["labels"]["severity"], r["labels"]["long_window"], r["labels"]["short_window"])
+            for r in burns] == [("page", "1h", "5m"), ("page", "6h", "30m"),
+                                ("ticket", "1d", "2h"), ("ticket", "3d", "6h")]
+    assert burns[0]["expr"].endswith("> 0.72")  # 14.4 x the 5 % budget
+    assert any(r.get("alert") == "ErrorRateSLIAbsent" for r in rules)
+    assert BurnRate.of_spec(PerformanceProfileSpec.model_validate({})) is None  # off by default
+    bad = PerformanceProfileSpec.model_validate({"alerts": {"burnRate": {
+        "enabled": True, "windows": [{"severity": "page", "longWindow": "1m",
+                                      "shortWindow": "2m", "factor": 2}]}}})
+    assert BurnRate.of_spec(bad).errors() == [
+        "spec.alerts.burnRate.windows[0].shortWindow: at least 5m",
+        "spec.alerts.burnRate.windows[0].longWindow: must be longer than shortWindow"]

@@ -593,6 +593,40 @@ PromLabelName = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z_][a-zA-Z0-9_
                                                  max_length=63)]
 
 
+class BurnWindow(SpecModel):
+    """One multi-window burn-rate alert: it fires while the error budget burns ``factor``
+    times faster than the objective allows over both windows (the long one proves it matters,
+    the short one that it still goes on)."""
+
+    severity: Literal["page", "ticket"] = Field(description="Label `severity` of the alert.")
+    long_window: Duration = Field(description="Long window, e.g. 1h; at least 5m.")
+    short_window: Duration = Field(description="Short window, e.g. 5m; at least 5m (the "
+                                               "shortest rule the others are chained from).")
+    factor: float = Field(gt=0, le=1000, description="Burn rate: multiple of the rate that "
+                                                     "spends exactly the budget.")
+
+
+def _default_burn_windows() -> list[BurnWindow]:
+    return [BurnWindow(severity="page", long_window="1h", short_window="5m", factor=14.4),
+            BurnWindow(severity="page", long_window="6h", short_window="30m", factor=6),
+            BurnWindow(severity="ticket", long_window="1d", short_window="2h", factor=3),
+            BurnWindow(severity="ticket", long_window="3d", short_window="6h", factor=1)]
+
+
+class BurnRateAlerts(SpecModel):
+    """SLO burn-rate alerts on the error rate, in the multi-window multi-burn-rate style
+    (Sloth, Pyrra): the objective is ``targets.errorRate`` (the error budget), the SLI the
+    share of ``http_requests_total`` with a 5xx status."""
+
+    enabled: bool = Field(False, description="Generate the burn-rate rules.")
+    windows: Annotated[list[BurnWindow], Field(min_length=1, max_length=8)] = Field(
+        default_factory=_default_burn_windows,
+        description="Window pairs (default: page 1h/5m at 14.4 and 6h/30m at 6; ticket "
+                    "1d/2h at 3 and 3d/6h at 1).")
+    absent_for: Duration = Field("10m", description="How long the SLI's series may be missing "
+                                                    "before ErrorRateSLIAbsent fires.")
+
+
 class AlertsSpec(SpecModel):
     """Prometheus alerting rules generated from the thresholds (seed ENABLE_MONITORING)."""
 
@@ -603,6 +637,8 @@ class AlertsSpec(SpecModel):
     labels: dict[PromLabelName, Annotated[str, StringConstraints(max_length=256)]] | None = Field(
         None, max_length=16, description="Labels added to every alert, e.g. team or "
                                          "escalation route.")
+    burn_rate: BurnRateAlerts = Field(default_factory=BurnRateAlerts,
+                                      description="SLO burn-rate alerts on the error rate.")
     metrics: SignalQueries | None = Field(
         None, description="PromQL measuring a signal, replacing its default, for the alerts "
                           "and the optimizer (apiResponseTimeP95Ms has no alert; only the "

@@ -7,6 +7,7 @@ about with the small markers below, so a rule is read and changed next to the fi
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, TypeVar
 
@@ -169,6 +170,17 @@ Host = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:\[\]-]+$", max_l
 Port = Annotated[int, Field(ge=1, le=65535)]
 #: A Prometheus duration such as ``30s``, ``5m`` or ``1h30m``.
 Duration = Annotated[str, StringConstraints(pattern=r"^([0-9]+(ms|s|m|h|d|w|y))+$", max_length=32)]
+
+_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000,
+             "w": 604_800_000, "y": 31_536_000_000}
+
+
+def parse_duration(text: str) -> int:
+    """A Prometheus duration (``1h30m``, ``500ms``: a ``Duration``) in milliseconds."""
+    parts = re.findall(r"([0-9]+)(ms|s|m|h|d|w|y)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"not a Prometheus duration: {text!r}")
+    return sum(int(n) * _UNITS_MS[u] for n, u in parts)
 #: A fraction between 0 and 1 (utilisation, error rate, hit rate).
 Ratio = Annotated[float, Field(ge=0, le=1)]
 #: A PromQL expression.

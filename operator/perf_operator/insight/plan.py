@@ -23,7 +23,7 @@ from ..api.parameters import refusal
 from ..api.profile import PerformanceProfileSpec
 from ..api.tenant import TenantQuotaSpec, effective_limits
 from ..kube import apply as k8s
-from ..kube.alerts import RuleTarget, alert_signals, desired_rules_object, rule_group
+from ..kube.alerts import RuleTarget, desired_rules_object, profile_rule_group
 from ..kube.hpa import PruneStep, desired_hpas, plan_scaling
 from ..postgres import desired_indexes
 from ..postgres.connect import APPLICATION_NAME, target_for_profile
@@ -254,8 +254,8 @@ async def _alerts(ctx: ProfileContext) -> list[PlannedStep]:
     kind = (k8s.PROMETHEUS_RULE if await k8s.served(k8s.PROMETHEUS_RULE.api_version,
                                                     k8s.PROMETHEUS_RULE.plural)
             else k8s.CONFIG_MAP)
-    group = rule_group(alert_signals(ctx.spec),
-                       RuleTarget.of_profile(ctx.name, ctx.namespace, ctx.spec))
+    group = profile_rule_group(ctx.spec, RuleTarget.of_profile(ctx.name, ctx.namespace,
+                                                               ctx.spec))
     desired = desired_rules_object(kind, ctx, group)
     name = desired["metadata"]["name"]
     observed = await k8s.get_object(kind, ctx.namespace, name)

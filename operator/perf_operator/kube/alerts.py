@@ -38,6 +38,7 @@ import yaml
 from ..api import DEFAULT_SIGNAL_QUERIES, signal_queries
 from ..api.signals import for_profile
 from ..reconcile import Outcome, ProfileContext
+from .burnrate import BurnRate, burn_rules
 from . import apply as k8s
 
 #: Key of the rule file in the fallback ConfigMap.
@@ -188,7 +189,13 @@ def alert_signals(spec: Any) -> list[AlertSignal]:
     return signals
 
 
-def rule_group(signals: list[AlertSignal], target: RuleTarget) -> dict[str, Any]:
+def profile_rule_group(spec: Any, target: RuleTarget) -> dict[str, Any]:
+    """The profile's rule group: its threshold alerts, and its burn-rate alerts if enabled."""
+    return rule_group(alert_signals(spec), target, BurnRate.of_spec(spec))
+
+
+def rule_group(signals: list[AlertSignal], target: RuleTarget, burn: BurnRate | None = None
+               ) -> dict[str, Any]:
     """The rule group of one profile, in the shape both a rule file and a PrometheusRule use."""
     rules: list[dict[str, Any]] = []
     selector = ",".join(f'{k}="{v}"' for k, v in target.series_labels.items())
@@ -212,6 +219,9 @@ def rule_group(signals: list[AlertSignal], target: RuleTarget) -> dict[str, Any]
                     "recommendation": signal.info.recommendation,
                 },
             })
+    if burn is not None:
+        rules += burn_rules(burn, target.namespace, target.profile, target.series_labels,
+                            dict(target.extra_labels))
     return {"name": f"perf-operator.{target.namespace}.{target.profile}", "rules": rules}
 
 
@@ -270,8 +280,12 @@ async def reconcile_alerts(ctx: ProfileContext) -> Outcome | None:
             else k8s.CONFIG_MAP)
     if previous.get("kind") not in (None, kind.kind):
         await _remove(_KINDS[previous["kind"]], ctx)
-    group = rule_group(alert_signals(ctx.spec),
-                       RuleTarget.of_profile(ctx.name, ctx.namespace, ctx.spec))
+    burn = BurnRate.of_spec(ctx.spec)
+    if burn is not None and burn.errors():
+        return Outcome(condition=CONDITION, ready=False, reason="BurnRateWindowsInvalid",
+                       message="; ".join(burn.errors()))
+    group = profile_rule_group(ctx.spec, RuleTarget.of_profile(ctx.name, ctx.namespace,
+                                                               ctx.spec))
     desired = desired_rules_object(kind, ctx, group)
     name = desired["metadata"]["name"]
     where = f"{kind.kind} {name}"

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import math
 import pathlib
-import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,7 +38,9 @@ from typing import Any
 
 import yaml
 
+from ..api.schema import parse_duration
 from .alerts import AlertSignal, RuleTarget, _num, rule_file, rule_group, summary
+from .burnrate import BurnRate, burn_tests
 
 #: Relative distance from a level of the "just short" and "just past" values.
 MARGIN = 0.001
@@ -292,30 +293,21 @@ def _expected(signal: AlertSignal, target: RuleTarget, severity: str,
     }
 
 
-_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000,
-             "w": 604_800_000, "y": 31_536_000_000}
-
-
-def parse_duration(text: str) -> int:
-    """A Prometheus duration (``1h30m``, ``500ms``) in milliseconds."""
-    parts = re.findall(r"([0-9]+)(ms|s|m|h|d|w|y)", text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f"not a Prometheus duration: {text!r}")
-    return sum(int(n) * _UNITS_MS[u] for n, u in parts)
-
-
 def _duration(ms: int) -> str:
     return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
 
 
-def write_files(signals: list[AlertSignal], target: RuleTarget, directory: pathlib.Path
-                ) -> tuple[pathlib.Path, pathlib.Path, list[str]]:
-    """Write ``<profile>.rules.yaml`` and ``<profile>.test.yaml``; returns both paths and the
-    skipped cases."""
+def write_files(signals: list[AlertSignal], target: RuleTarget, directory: pathlib.Path,
+                burn: BurnRate | None = None) -> tuple[pathlib.Path, pathlib.Path, list[str]]:
+    """Write ``<profile>.rules.yaml`` and ``<profile>.test.yaml`` (with the burn-rate cases
+    when ``burn``); returns both paths and the skipped cases."""
     directory.mkdir(parents=True, exist_ok=True)
     rules = directory / f"{target.profile}.rules.yaml"
-    rules.write_text(rule_file(rule_group(signals, target)))
+    rules.write_text(rule_file(rule_group(signals, target, burn)))
     tests, skipped = generate(signals, target, rules.name)
+    if burn is not None:
+        tests["tests"] += burn_tests(burn, target.namespace, target.profile,
+                                     target.series_labels, dict(target.extra_labels))
     test_file = directory / f"{target.profile}.test.yaml"
     test_file.write_text(yaml.safe_dump(tests, sort_keys=False, width=1 << 16))
     return rules, test_file, skipped
@@ -338,7 +330,8 @@ def main(argv: list[str] | None = None) -> int:
         meta = manifest.get("metadata") or {}
         spec = PerformanceProfileSpec.model_validate(manifest.get("spec") or {})
         target = RuleTarget.of_profile(meta["name"], meta.get("namespace", "default"), spec)
-        rules, tests, skipped = write_files(alert_signals(spec), target, args.output_dir)
+        rules, tests, skipped = write_files(alert_signals(spec), target, args.output_dir,
+                                            BurnRate.of_spec(spec))
         for reason in skipped:
             print(f"skipped: {reason}", file=sys.stderr)
         print(f"promtool check rules {rules} && promtool test rules {tests}")
