@@ -1,0 +1,23 @@
+"""The short chaos run (bench/chaos.py, 2 minutes, fixed seed, fewer objects) on a stack of its
+own: operator replicas SIGKILLed, PostgreSQL and Redis restarted, a namespace deleted while
+PostgreSQL is down, tenants churned throughout; afterwards nothing is lost, orphaned or stuck."""
+from __future__ import annotations
+
+import importlib.util
+import pathlib
+
+import pytest
+
+BENCH = pathlib.Path(__file__).resolve().parents[2] / "bench" / "chaos.py"
+
+#: Runs its own stack (it stops and starts PostgreSQL and Redis): not the session's.
+pytestmark = pytest.mark.isolated
+
+
+def test_short_chaos_run_loses_and_orphans_nothing():
+    spec = importlib.util.spec_from_file_location("chaos", BENCH)
+    chaos = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(chaos)
+    found = chaos.main(["--minutes", "2", "--seed", "13", "--namespaces", "3",
+                        "--tenants", "30", "--rows", "20000", "--fault-rate", "0.15"])
+    assert found == {"lost": [], "orphaned": [], "stuck": []}, found
