@@ -106,3 +106,8 @@ class TenantContext:
     status: dict[str, Any]
     events: EventRecorder
     logger: logging.Logger | logging.LoggerAdapter
+    #: metadata.creationTimestamp: the oldest TenantQuota claiming a tenant's record owns it.
+    created: str | None = None
+    #: An older TenantQuota the operator knows writes the same record (``<namespace>/<name>``):
+    #: this one then writes nothing.
+    senior_claimant: str | None = None

@@ -1,11 +1,14 @@
 """The tenant side of the trust boundary, on the real stack: a password never shows in any
 encoding in the operator's debug log, its Events or its statuses, while user names stay
-readable."""
+readable; of two TenantQuotas (in two namespaces) claiming one tenant ID, the older owns the
+record, also after Redis lost its data."""
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import secrets
+import time
 import urllib.parse
 
 import pytest
@@ -13,10 +16,6 @@ import yaml
 
 from tests.support.kube import condition, eventually
 from tests.support.rbac import lease_election_in, operator_kubeconfig, start_operator_as_deployed
-
-#: These tests run operators of their own (at debug level), alone in their namespace.
-pytestmark = pytest.mark.isolated
-
 
 @pytest.fixture
 def own_operator(stack, kubectl, crds, namespace, tmp_path):
@@ -67,6 +66,7 @@ async def app_logins(stack, psql, pg_database, redis):
     psql("postgres", f"DROP ROLE IF EXISTS {pg_user}")
 
 
+@pytest.mark.isolated  # its own operator (at debug level), alone in its namespace
 async def test_no_password_in_any_encoding_in_debug_log_events_or_status(
         own_operator, kubectl, stack, namespace, pg_database, redis_prefix, app_logins):
     password = app_logins["password"]
@@ -136,3 +136,70 @@ async def test_no_password_in_any_encoding_in_debug_log_events_or_status(
     leaks = [f"{form} password in {where}" for where, text in shown.items()
              for form, encoded in password_forms(password).items() if encoded in text]
     assert not leaks, leaks
+
+
+@pytest.fixture
+def second_namespace(kubectl, stack):
+    """Another namespace the session operator watches, with the Redis Secret."""
+    name = f"t-{secrets.token_hex(4)}"
+    kubectl.run("create", "namespace", name)
+    kubectl.run("create", "secret", "generic", "redis-credentials",
+                "--from-literal=password=" + stack.redis.password, namespace=name)
+    yield name
+    kubectl.run("delete", "namespace", name, "--wait=false", check=False)
+
+
+async def test_the_older_tenantquota_owns_a_contested_tenant_id_also_after_flushall(
+        operator, kubectl, stack, namespace, credentials, second_namespace, redis,
+        redis_prefix):
+    def profile(paused: bool) -> dict:
+        return {"apiVersion": "perf.idp.io/v1alpha1", "kind": "PerformanceProfile",
+                "metadata": {"name": "platform"},
+                "spec": {"paused": paused,
+                         "redis": {"connection": {"host": "127.0.0.1", "port": stack.redis.port,
+                                                  "secretRef": {"name": "redis-credentials"}},
+                                   "keyPrefix": redis_prefix}}}
+
+    older, younger = f"{namespace}/acme", f"{second_namespace}/acme"
+    key = f"{redis_prefix}{{shared}}:limits"
+    # The older TenantQuota's profile starts paused, so the younger writes the record first.
+    kubectl.apply(yaml.safe_dump_all([profile(True), tenant(
+        "acme", "shared", websocket={"maxConnections": 7})]), namespace)
+    time.sleep(1.2)  # creationTimestamp has second precision
+    kubectl.apply(yaml.safe_dump_all([profile(False), tenant(
+        "acme", "shared", websocket={"maxConnections": 99})]), second_namespace)
+
+    async def owner() -> str | None:
+        return await redis.hget(key, "owner")
+
+    async def wait_owner(expected: str, what: str) -> None:
+        deadline = time.monotonic() + 30
+        while await owner() != expected:
+            assert time.monotonic() < deadline, f"timed out waiting for {what}: {await owner()}"
+            await asyncio.sleep(0.25)
+
+    await wait_owner(younger, "the younger's record while the older is paused")
+    kubectl.apply(yaml.safe_dump(profile(False)), namespace)
+    await wait_owner(older, "the older TenantQuota taking its record over")
+    assert json.loads(await redis.hget(key, "limits"))["websocket"]["maxConnections"] == 7
+
+    def young_conflict():
+        cond = condition(kubectl.get("tq", "acme", second_namespace), "TablesReady")
+        return cond if cond and cond["reason"] == "TableConflict" else None
+
+    cond = eventually(young_conflict, timeout=30, what="the younger reporting the conflict")
+    assert cond["status"] == "False" and older in cond["message"], cond
+    assert (condition(kubectl.get("tq", "acme", namespace), "TablesReady") or {}).get(
+        "status") == "True"
+
+    # Redis loses its data: the record comes back as the older's, never the younger's.
+    await redis.flushall()
+    seen = set()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        seen.add(await owner())
+        await asyncio.sleep(0.05)
+    assert younger not in seen, seen
+    await wait_owner(older, "the older's record restored")
+    assert json.loads(await redis.hget(key, "limits"))["websocket"]["maxConnections"] == 7
+    assert young_conflict()

@@ -70,3 +70,23 @@ def test_rewrite_follows_a_change_or_a_pass_that_did_not_persist():
     assert not plan_settings({"timeout": "1"}, {"timeout": "0"}, [], persist=False).rewrite
     # values already right in memory, but maybe not in the config file yet
     assert plan_settings({"timeout": "1"}, {"timeout": "1"}, [], persist=True).rewrite
+
+
+def test_only_profiles_that_logged_in_to_the_same_server_contest_settings():
+    """Servers are who they are (run_id), not a host string; a profile whose login failed
+    vetoes nothing; one not tried yet counts by host and port (as before its first login)."""
+    from perf_operator.redis.settings import RedisPeer, contested_settings
+
+    def peer(ns, created, host):
+        return RedisPeer(namespace=ns, name="p", created=created, host=host, port=6379,
+                         settings={"maxmemory-policy": "volatile-lru"})
+
+    me = RedisPeer(namespace="a", name="p", created="2026-01-02T00:00:00Z", host="127.0.0.1",
+                   port=6379, settings={"maxmemory-policy": "allkeys-lru"})
+    older_alias = peer("b", "2026-01-01T00:00:00Z", "localhost")
+    assert contested_settings(me, [older_alias], {"b/p": "run-1"}, "run-1")
+    assert not contested_settings(me, [older_alias], {"b/p": None}, "run-1")  # login failed
+    assert not contested_settings(me, [older_alias], {"b/p": "run-2"}, "run-1")
+    untried_same_host = peer("c", "2026-01-01T00:00:00Z", "127.0.0.1")
+    assert contested_settings(me, [untried_same_host], {}, "run-1")
+    assert not contested_settings(me, [older_alias], {}, "run-1")

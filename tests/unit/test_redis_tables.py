@@ -102,3 +102,29 @@ def test_the_memory_sample_spreads_over_the_keys_found():
     sample = spread_sample(keys, 4)
     assert sample == ["k0", "k25", "k50", "k75"]
     assert spread_sample(keys[:3], 4) == keys[:3]
+
+
+OLD, YOUNG = "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z"
+
+
+def test_the_oldest_claimant_owns_a_record_whoever_wrote_it_first():
+    """After a data loss the younger of two TenantQuotas with one tenantId may write first:
+    the older takes the record over; the younger never writes into the older's record."""
+    older = desired_record("idp:", limits(), "b/acme", OLD)
+    younger = desired_record("idp:", limits(), "a/acme", YOUNG)
+    by_younger = ObservedRecord("a/acme", "d", 3, "t", YOUNG)
+    by_older = ObservedRecord("b/acme", "d", 3, "t", OLD)
+    assert plan_record(older, by_younger, 0) == [WriteRecord("TakenOver", 3)]
+    assert plan_record(younger, by_older, 0) == []
+    # same second: namespace/name decides
+    tie = desired_record("idp:", limits(), "a/acme", OLD)
+    assert plan_record(tie, by_older, 0) == [WriteRecord("TakenOver", 3)]
+    assert plan_record(older, ObservedRecord("a/acme", "d", 3, "t", OLD), 0) == []
+
+
+def test_a_record_without_owner_since_stays_its_owners_until_it_rewrites_it():
+    older = desired_record("idp:", limits(), "b/acme", OLD)
+    legacy = ObservedRecord("a/acme", older.digest, 3, "t", None)
+    assert plan_record(older, legacy, 0) == []
+    mine = ObservedRecord("b/acme", older.digest, 3, "t", None)
+    assert plan_record(older, mine, 3) == [WriteRecord("Changed", 3)]

@@ -35,3 +35,18 @@ def test_kopf_bookkeeping_is_not_kept():
     registry = TenantRegistry()
     registry.put("ns", body("a", "p1", status={"kopf": {"big": "x"}, "table": {"version": 1}}))
     assert registry.of_profile("ns", "p1")[0].status == {"table": {"version": 1}}
+
+
+def test_claimants_of_a_tenant_id_follow_changes():
+    registry = TenantRegistry()
+    registry.put("ns", body("a", "p1"))
+    registry.put("other", {**body("b", "p2"), "spec": {"tenantId": "a",
+                                                       "profileRef": {"name": "p2"}}})
+    assert sorted((ns, p, e.name) for ns, p, e in registry.claimants("a")) == [
+        ("ns", "p1", "a"), ("other", "p2", "b")]
+    registry.put("other", {**body("b", "p2"), "spec": {"tenantId": "z",
+                                                       "profileRef": {"name": "p2"}}})
+    assert [e.name for _, _, e in registry.claimants("a")] == ["a"]
+    registry.forget("ns", "a")
+    assert registry.claimants("a") == []
+    assert [e.name for _, _, e in registry.claimants("z")] == ["b"]

@@ -16,6 +16,7 @@ from ..postgres import postgres_peer
 from ..postgres import reconcile_profile as postgres_database
 from ..reconcile import EventRecorder, Outcome, ProfileContext
 from ..redis import reconcile_profile as redis_settings
+from ..redis import forget_profile as redis_cleanup
 from ..redis import redis_peer
 from ..targets import TARGET_RESOLVED, Resolution, TargetRefused, resolve_profile
 from ..validation import (RULE_SHADOWED, describe_validation_error, profile_rule_errors,
@@ -39,7 +40,7 @@ PROFILE_PARTS: tuple[tuple[str, Part], ...] = (
 
 #: What deleting a profile undoes outside Kubernetes (owned Kubernetes objects are garbage-
 #: collected through their ownerReferences): the database's indexes, by indexPrunePolicy.
-PROFILE_CLEANUPS: tuple[Cleanup, ...] = (postgres_cleanup,)
+PROFILE_CLEANUPS: tuple[Cleanup, ...] = (postgres_cleanup, redis_cleanup)
 
 
 @kopf.index(*PROFILES)

@@ -26,6 +26,8 @@ class TenantEntry(NamedTuple):
     spec: dict
     #: The status without kopf's own bookkeeping.
     status: dict
+    #: metadata.creationTimestamp (who is older, when two claim one tenant ID).
+    created: str | None = None
 
     @property
     def websocket_limit(self) -> int | None:
@@ -38,13 +40,22 @@ class TenantEntry(NamedTuple):
         status = {key: value for key, value in (body.get("status") or {}).items()
                   if key != "kopf"}
         profile = (spec.get("profileRef") or {}).get("name")
-        return profile, cls(meta["name"], meta["uid"], meta.get("generation", 0), spec, status)
+        return profile, cls(meta["name"], meta["uid"], meta.get("generation", 0), spec, status,
+                            meta.get("creationTimestamp"))
+
+    @property
+    def tenant_id(self) -> str | None:
+        return self.spec.get("tenantId")
 
 
 class TenantRegistry:
     def __init__(self) -> None:
         self._by_profile: dict[tuple[str, str | None], dict[str, TenantEntry]] = {}
         self._profile_of: dict[tuple[str, str], str | None] = {}
+        #: tenantId -> (namespace, name) -> (profile, entry): who else claims a tenant ID.
+        self._by_tenant_id: dict[str | None, dict[tuple[str, str],
+                                                  tuple[str | None, TenantEntry]]] = {}
+        self._tenant_id_of: dict[tuple[str, str], str | None] = {}
 
     def put(self, namespace: str, body: Mapping[str, Any]) -> None:
         profile, entry = TenantEntry.from_body(body)
@@ -53,6 +64,18 @@ class TenantRegistry:
             self._by_profile.get((namespace, previous), {}).pop(entry.name, None)
         self._profile_of[(namespace, entry.name)] = profile
         self._by_profile.setdefault((namespace, profile), {})[entry.name] = entry
+        self._forget_claim(namespace, entry.name)
+        self._by_tenant_id.setdefault(entry.tenant_id, {})[(namespace, entry.name)] = (
+            profile, entry)
+        self._tenant_id_of[(namespace, entry.name)] = entry.tenant_id
+
+    def _forget_claim(self, namespace: str, name: str) -> None:
+        previous = self._tenant_id_of.pop((namespace, name), None)
+        claims = self._by_tenant_id.get(previous)
+        if claims is not None:
+            claims.pop((namespace, name), None)
+            if not claims:
+                del self._by_tenant_id[previous]
 
     def seed(self, namespace: str, body: Mapping[str, Any]) -> None:
         """``put`` unless an event has already told about this tenant (it is newer)."""
@@ -60,6 +83,7 @@ class TenantRegistry:
             self.put(namespace, body)
 
     def forget(self, namespace: str, name: str) -> None:
+        self._forget_claim(namespace, name)
         profile = self._profile_of.pop((namespace, name), None)
         members = self._by_profile.get((namespace, profile))
         if members is not None:
@@ -70,7 +94,14 @@ class TenantRegistry:
     def of_profile(self, namespace: str, profile: str) -> list[TenantEntry]:
         return list(self._by_profile.get((namespace, profile), {}).values())
 
+    def claimants(self, tenant_id: str) -> list[tuple[str, str | None, TenantEntry]]:
+        """(namespace, profile, entry) of every TenantQuota giving ``tenant_id``."""
+        return [(namespace, profile, entry) for (namespace, _), (profile, entry)
+                in self._by_tenant_id.get(tenant_id, {}).items()]
+
     def clear(self) -> None:
+        self._by_tenant_id.clear()
+        self._tenant_id_of.clear()
         self._by_profile.clear()
         self._profile_of.clear()
 

@@ -14,11 +14,12 @@ from ..api.optimization import Adjustments
 from ..config import CONFIG
 from ..kube.objects import patch_status
 from ..reconcile import EventRecorder, Outcome, TenantContext
+from ..ratelimit.layout import record_key
+from ..redis import RecordPlace, leftovers_pending
 from ..redis import reconcile_tenant as redis_tables
-from ..redis import leftovers_pending
 from ..redis import remove_tenant as remove_redis_tables
 from ..redis.sweep import TenantCheck, tenants_to_reconcile
-from ..redis.tables import desired_record, record_owner
+from ..redis.tables import desired_record, record_owner, seniority
 from ..scrub import scrub
 from ..targets import TARGET_RESOLVED, TargetRefused, resolve_profile
 from ..validation import RULE_SHADOWED, describe_validation_error, tenant_rule_errors
@@ -235,17 +236,59 @@ def _context(*, body: kopf.Body, spec: kopf.Spec, meta: kopf.Meta, status: kopf.
         namespace, profile_name,
         entry.profile or PerformanceProfileSpec.model_validate(entry.spec)).spec
     limits = entry.adjustments.shed_limits(effective_limits(profile, tenant))
+    created = meta.get("creationTimestamp")
     return TenantContext(
         name=name, namespace=namespace, uid=meta["uid"], generation=meta.get("generation", 0),
         spec=tenant, profile_name=profile_name, profile=profile,
         limits=limits, status=dict(status),
-        events=EventRecorder(body, logger), logger=logger)
+        events=EventRecorder(body, logger), logger=logger, created=created,
+        senior_claimant=_senior_claimant(namespace, name, created, profile, limits.tenant_id,
+                                         profile_specs))
+
+
+def _senior_claimant(namespace: str, name: str, created: str | None, profile: Any,
+                     tenant_id: str, profile_specs: kopf.Index) -> str | None:
+    """The oldest other TenantQuota the operator knows of that writes the same record (same
+    tenant ID and key prefix on the same Redis), if it is older than this one: then this one
+    writes nothing, also into a record a data loss emptied (the record's ``ownerSince`` settles
+    what this cannot see, e.g. one Redis under two host names)."""
+    if profile.redis is None:
+        return None
+    mine = RecordPlace(record_key(profile.redis.key_prefix, tenant_id), profile.redis.connection)
+    rank = seniority(created, record_owner(namespace, name))
+    best: tuple[tuple[bool, str, str], str] | None = None
+    for other_namespace, other_profile, entry in TENANTS_BY_PROFILE.claimants(tenant_id):
+        owner = record_owner(other_namespace, entry.name)
+        other_rank = seniority(entry.created, owner)
+        if other_rank >= rank or (best is not None and other_rank >= best[0]):
+            continue
+        other = _resolved_profile(other_namespace, other_profile, profile_specs)
+        if other is None or other.paused or other.redis is None:
+            continue
+        place = RecordPlace(record_key(other.redis.key_prefix, tenant_id),
+                            other.redis.connection)
+        if place.spot == mine.spot:
+            best = (other_rank, owner)
+    return best[1] if best else None
+
+
+def _resolved_profile(namespace: str, name: str | None, profile_specs: kopf.Index
+                      ) -> PerformanceProfileSpec | None:
+    """A profile's effective spec (its target's connections filled in); None when it is
+    missing, invalid or refused its target."""
+    stored = list(profile_specs.get((namespace, name), ()))
+    if not stored or stored[0].profile is None:
+        return None
+    try:
+        return resolve_profile(namespace, name, stored[0].profile).spec
+    except TargetRefused:
+        return None
 
 
 def _entry_kwargs(namespace: str, entry: TenantEntry, profile_specs: kopf.Index) -> dict:
     """The handler arguments ``reconcile`` and ``_context`` read, rebuilt from an index entry."""
     meta = {"name": entry.name, "namespace": namespace, "uid": entry.uid,
-            "generation": entry.generation}
+            "generation": entry.generation, "creationTimestamp": entry.created}
     body = {"apiVersion": "/".join(TENANTS[:2]), "kind": "TenantQuota", "metadata": meta}
     return {"body": body, "spec": entry.spec, "meta": meta, "status": entry.status,
             "name": entry.name, "namespace": namespace, "logger": logger,
@@ -290,7 +333,7 @@ def _check(entry: TenantEntry, ctx: TenantContext) -> TenantCheck:
                and all((_condition(entry, type_) or {}).get("status") == "True"
                        for type_ in ("Ready", "TablesReady")))
     desired = desired_record(ctx.profile.redis.key_prefix, ctx.limits,
-                             record_owner(ctx.namespace, entry.name))
+                             record_owner(ctx.namespace, entry.name), ctx.created)
     table = entry.status.get("table")
     reported = int((table or {}).get("version") or 0)
     moved = leftovers_pending(table, ctx.profile_name, ctx.profile, ctx.limits.tenant_id)

@@ -14,6 +14,8 @@ RECORD_SCHEMA = 1
 VERSION_FIELD = "version"
 DIGEST_FIELD = "digest"
 OWNER_FIELD = "owner"
+#: The owner's metadata.creationTimestamp: the oldest TenantQuota claiming a record owns it.
+OWNER_SINCE_FIELD = "ownerSince"
 WRITTEN_AT_FIELD = "writtenAt"
 LIMITS_FIELD = "limits"
 

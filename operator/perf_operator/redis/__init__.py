@@ -28,8 +28,8 @@ from ..validation import semantic_errors
 from .connect import RedisTarget, with_client
 from .mirror import (MirrorRow, MirrorSchemaRefused, check_schema_owner, mirror_target,
                      sync_mirror)
-from .settings import (CONFLICT, DRIFTED, REJECTED, RedisPeer, apply_settings,
-                       contested_settings)
+from .settings import (CONFLICT, DRIFTED, REJECTED, SERVER_LOGINS, RedisPeer, SettingsResult,
+                       apply_settings, contested_settings)
 from .tables import (DesiredRecord, ObservedRecord, WriteRecord, delete_record, desired_record,
                      observe_record, plan_record, record_owner, write_record)
 from .usage import forget, measure_cache, measurement_due
@@ -77,17 +77,22 @@ async def reconcile_profile(ctx: ProfileContext) -> Outcome | None:
     me = RedisPeer(namespace=ctx.namespace, name=ctx.name, created=ctx.created,
                    host=spec.connection.host, port=spec.connection.port,
                    settings=dict(spec.settings))
-    contested = contested_settings(me, ctx.redis_peers)
+
+    async def apply(redis: Redis) -> SettingsResult:
+        server_id = SERVER_LOGINS[me.owner] = await _server_id(redis)
+        contested = contested_settings(me, ctx.redis_peers, SERVER_LOGINS, server_id)
+        return await apply_settings(redis, dict(spec.settings), previous,
+                                    persist=spec.persist_settings,
+                                    persisted_before=persisted_before, events=ctx.events,
+                                    contested=contested)
+
     try:
-        result = await with_client(
-            RedisTarget.from_spec(ctx.namespace, spec.connection),
-            lambda redis: apply_settings(redis, dict(spec.settings), previous,
-                                         persist=spec.persist_settings,
-                                         persisted_before=persisted_before, events=ctx.events,
-                                         contested=contested))
+        result = await with_client(RedisTarget.from_spec(ctx.namespace, spec.connection), apply)
     except SecretError as err:
+        SERVER_LOGINS[me.owner] = None
         return Outcome(REDIS_READY, False, err.reason, str(err))
     except RedisError as err:
+        SERVER_LOGINS[me.owner] = None
         return Outcome(REDIS_READY, False, "RedisUnavailable", scrub(err))
     status = {"redis": {"settings": result.statuses}}
     if result.rewrite_error:
@@ -109,6 +114,11 @@ async def reconcile_profile(ctx: ProfileContext) -> Outcome | None:
                    f"{len(result.statuses)} Redis settings applied", status)
 
 
+async def forget_profile(ctx: ProfileContext) -> None:
+    """The profile is deleted: its login no longer counts in settings conflicts."""
+    SERVER_LOGINS.pop(f"{ctx.namespace}/{ctx.name}", None)
+
+
 async def reconcile_tenant(ctx: TenantContext) -> Outcome | None:
     """Write the tenant's limits record (and its PostgreSQL mirror when the profile has a
     database), and report the record and where it is in ``status.table`` and the cache use in
@@ -119,7 +129,9 @@ async def reconcile_tenant(ctx: TenantContext) -> Outcome | None:
     table = ctx.status.get("table") or {}
     if spec is None:
         return await _leave_tables(ctx, table)
-    desired = desired_record(spec.key_prefix, ctx.limits, _owner(ctx))
+    desired = desired_record(spec.key_prefix, ctx.limits, _owner(ctx), ctx.created)
+    if ctx.senior_claimant is not None:
+        return _conflict(ctx, desired, ctx.senior_claimant, {})
     reported_version = int(table.get("version") or 0)
     previous_cache = ctx.status.get("cache")
 
@@ -145,11 +157,7 @@ async def reconcile_tenant(ctx: TenantContext) -> Outcome | None:
         return Outcome(TABLES_READY, False, "RedisUnavailable", scrub(err))
     cache = {"cache": {**cache_use, "quotaBytes": ctx.limits.cache.quota_bytes}}
     if record.owner != desired.owner:
-        return Outcome(TABLES_READY, False, "TableConflict",
-                       f"{desired.key} holds the table of TenantQuota {record.owner}: two "
-                       f"TenantQuotas give tenantId {ctx.limits.tenant_id!r} under the same "
-                       f"key prefix",
-                       cache)
+        return _conflict(ctx, desired, record.owner, cache)
     here = RecordPlace(desired.key, spec.connection)
     reported = _record_place(table)
     # A record missing at a new location is a move (reported by TableMoved), not a restore.
@@ -483,6 +491,15 @@ async def _leave_tables(ctx: TenantContext, table: Mapping[str, Any]) -> Outcome
                    note + "".join(f"; {_stale_note(entry)}" for entry in stale), status)
 
 
+def _conflict(ctx: TenantContext, desired: DesiredRecord, owner: str | None,
+              status: dict[str, Any]) -> Outcome:
+    """This TenantQuota is not the oldest claiming the record: it writes nothing."""
+    return Outcome(TABLES_READY, False, "TableConflict",
+                   f"{desired.key} belongs to TenantQuota {owner}, the oldest TenantQuota "
+                   f"giving tenantId {ctx.limits.tenant_id!r} under this key prefix on this "
+                   f"Redis; this one writes nothing", status)
+
+
 def _owner(ctx: TenantContext) -> str:
     return record_owner(ctx.namespace, ctx.name)
 
@@ -522,6 +539,11 @@ def _report_write(ctx: TenantContext, desired: DesiredRecord, write: WriteRecord
         ctx.events.warning("TableRestored",
                            f"limits record {desired.key} was missing (Redis lost its data?); "
                            f"restored as version {record.version}")
+    elif write.reason == "TakenOver":
+        ctx.events.warning("TableTakenOver",
+                           f"limits record {desired.key} was written by a younger TenantQuota "
+                           f"with the same tenantId; this one is older and owns it (version "
+                           f"{record.version})")
     elif write.reason == "Changed":
         ctx.events.normal("TableUpdated",
                           f"limits record {desired.key} updated to version {record.version}")

@@ -11,11 +11,16 @@ enable-debug-command). Each parameter is reported as
   changing it, or the value does not stick); a drift the operator corrects is reported as an
   Event and the parameter stays ``Applied``;
 * ``Rejected``: not in the allow-list (never sent), or refused by Redis (the server's message);
-* ``Conflict``: another PerformanceProfile using the same Redis server (host and port: CONFIG is
-  server-wide, whatever the db) sets another value, and that profile is the older one
+* ``Conflict``: another PerformanceProfile using the same Redis server (the same ``run_id``,
+  whatever host name each uses: CONFIG is server-wide, whatever the db) sets another value, and
+  that profile is the older one
   (``metadata.creationTimestamp``, then namespace/name): the oldest profile setting a parameter
   owns it, the others never send it (:func:`contested_settings`). Profiles agreeing on a value do
   not conflict. Without this rule two profiles would set their values in turn on every resync.
+Only profiles that could log in count: one whose last login failed (wrong credentials, server
+unreachable) cannot veto anyone's settings (:data:`SERVER_LOGINS`). A profile this process has
+not tried yet counts when its host name and port match, so a restarted operator does not flip a
+contested value before every profile has logged in once.
 
 A parameter that leaves the spec keeps its current value: the operator cannot know what it was
 before it first set it.
@@ -93,14 +98,31 @@ class RedisPeer:
         return seniority(self.created, self.namespace, self.name)
 
 
-def contested_settings(me: RedisPeer, others: Iterable[RedisPeer]) -> dict[str, RedisPeer]:
+#: profile (``<namespace>/<name>``) -> the ``run_id`` of the Redis its last login reached, or
+#: None when it could not log in. Written by every settings reconcile.
+SERVER_LOGINS: dict[str, str | None] = {}
+
+
+def _same_server(me: RedisPeer, server_id: str | None, peer: RedisPeer,
+                 logins: Mapping[str, str | None]) -> bool:
+    """Whether ``peer`` sets CONFIG on the server ``me`` reached (``server_id``)."""
+    if server_id is None or peer.owner not in logins:
+        return peer.server == me.server
+    return logins[peer.owner] == server_id
+
+
+def contested_settings(me: RedisPeer, others: Iterable[RedisPeer],
+                       logins: Mapping[str, str | None] | None = None,
+                       server_id: str | None = None) -> dict[str, RedisPeer]:
     """The parameters of ``me`` that another profile on the same server owns with another
     value, each with that owner. The owner of a parameter is the oldest profile setting it
     (creationTimestamp, then namespace/name); a profile whose value is the owner's (as Redis
     compares them) is not in conflict. ``others`` may contain ``me`` (it is skipped), and only
-    allow-listed parameters count: the others are never sent by anyone."""
-    rivals = [p for p in others
-              if (p.namespace, p.name) != (me.namespace, me.name) and p.server == me.server]
+    allow-listed parameters count: the others are never sent by anyone. With ``server_id``
+    (the run_id ``me`` reached) and ``logins`` (:data:`SERVER_LOGINS`), a peer is on the same
+    server when its last login reached that run_id; a peer whose login failed is on none."""
+    rivals = [p for p in others if (p.namespace, p.name) != (me.namespace, me.name)
+              and _same_server(me, server_id, p, logins or {})]
     contested: dict[str, RedisPeer] = {}
     for name, value in me.settings.items():
         if name not in REDIS_ALLOWED_SETTINGS:

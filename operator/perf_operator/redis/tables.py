@@ -3,8 +3,10 @@ request time) and a mirror row in PostgreSQL (for applications that load limits 
 database). The layout is documented in docs/rate-limit-tables.md.
 
 The record is a hash at ``<prefix>{<tenantId>}:limits`` with fields ``version``, ``digest``,
-``owner`` (the TenantQuota, ``<namespace>/<name>``), ``writtenAt`` and ``limits`` (the JSON
-document). It is replaced whole by one Lua script, so readers never see half a table, and its
+``owner`` (the TenantQuota, ``<namespace>/<name>``), ``ownerSince`` (its creationTimestamp),
+``writtenAt`` and ``limits`` (the JSON document). Of two TenantQuotas claiming one key, the
+oldest owns it (:func:`seniority`), whichever wrote first: also after a Redis that lost its
+data, where the younger may get there first, the older takes the record back. It is replaced whole by one Lua script, so readers never see half a table, and its
 version only goes up: the operator passes the last version it reported as a floor, so a Redis
 that lost its data gets a higher version than any reader may have cached.
 """
@@ -20,8 +22,8 @@ from typing import Any, Literal
 
 from redis.asyncio import Redis
 
-from ..ratelimit.layout import (DIGEST_FIELD, OWNER_FIELD, RECORD_SCHEMA, VERSION_FIELD,
-                                WRITTEN_AT_FIELD, cache_prefix, record_key)
+from ..ratelimit.layout import (DIGEST_FIELD, OWNER_FIELD, OWNER_SINCE_FIELD, RECORD_SCHEMA,
+                                VERSION_FIELD, WRITTEN_AT_FIELD, cache_prefix, record_key)
 
 _REPLACE = importlib.resources.files(__package__).joinpath("replace_record.lua").read_text()
 _DELETE_IF_OWNED = """
@@ -39,6 +41,8 @@ class DesiredRecord:
     digest: str
     #: The limits document, serialised canonically (sorted keys, no spaces): the digest's input.
     document: str
+    #: The owner's metadata.creationTimestamp; None: unknown (a tool that does not write).
+    since: str | None = None
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,7 @@ class ObservedRecord:
     digest: str | None
     version: int
     written_at: str | None
+    since: str | None = None
 
     @property
     def exists(self) -> bool:
@@ -57,13 +62,19 @@ class ObservedRecord:
 class WriteRecord:
     """Replace the whole record; ``floor`` keeps versions rising across a Redis data loss."""
 
-    reason: Literal["Missing", "Changed"]
+    reason: Literal["Missing", "Changed", "TakenOver"]
     floor: int
 
 
 def record_owner(namespace: str, name: str) -> str:
     """The record's ``owner`` field: the TenantQuota that wrote it."""
     return f"{namespace}/{name}"
+
+
+def seniority(since: str | None, owner: str) -> tuple[bool, str, str]:
+    """Sorts the oldest claimant of a record first: creationTimestamp (RFC 3339 in UTC, as the
+    API server writes it, compares as text), then ``<namespace>/<name>``; unknown last."""
+    return since is None, since or "", owner
 
 
 def limits_document(prefix: str, limits: Any) -> dict[str, Any]:
@@ -75,32 +86,40 @@ def limits_document(prefix: str, limits: Any) -> dict[str, Any]:
     return document
 
 
-def desired_record(prefix: str, limits: Any, owner: str) -> DesiredRecord:
+def desired_record(prefix: str, limits: Any, owner: str, since: str | None = None
+                   ) -> DesiredRecord:
     document = json.dumps(limits_document(prefix, limits), sort_keys=True, separators=(",", ":"))
     digest = hashlib.sha256(document.encode()).hexdigest()[:16]
     return DesiredRecord(key=record_key(prefix, limits.tenant_id), owner=owner, digest=digest,
-                         document=document)
+                         document=document, since=since)
 
 
 def plan_record(desired: DesiredRecord, observed: ObservedRecord, reported_version: int
                 ) -> list[WriteRecord]:
-    """One whole-record write, unless the record is current or belongs to another TenantQuota
-    (the same tenantId under the same prefix: a conflict the caller reports)."""
+    """One whole-record write, unless the record is current or belongs to an older TenantQuota
+    (the same tenantId under the same prefix: a conflict the caller reports). A record of a
+    younger one is taken over; one without ``ownerSince`` (written before it existed) is left
+    to its owner, which adds it at its next write."""
     if observed.owner is not None and observed.owner != desired.owner:
-        return []
-    if observed.digest == desired.digest:
+        if (observed.since is None or desired.since is None
+                or seniority(observed.since, observed.owner)
+                < seniority(desired.since, desired.owner)):
+            return []
+        return [WriteRecord("TakenOver", max(reported_version, observed.version))]
+    if observed.digest == desired.digest and (desired.since is None
+                                              or observed.since == desired.since):
         return []
     reason = "Changed" if observed.exists else "Missing"
     return [WriteRecord(reason, max(reported_version, observed.version))]
 
 
 #: The record's fields an observation reads, in the order ``_observed`` takes them.
-_OBSERVED_FIELDS = [OWNER_FIELD, DIGEST_FIELD, VERSION_FIELD, WRITTEN_AT_FIELD]
+_OBSERVED_FIELDS = [OWNER_FIELD, DIGEST_FIELD, VERSION_FIELD, WRITTEN_AT_FIELD, OWNER_SINCE_FIELD]
 
 
 def _observed(reply: list[str | None]) -> ObservedRecord:
-    owner, digest, version, written_at = reply
-    return ObservedRecord(owner, digest, int(version or 0), written_at)
+    owner, digest, version, written_at, since = reply
+    return ObservedRecord(owner, digest, int(version or 0), written_at, since)
 
 
 async def observe_record(redis: Redis, key: str) -> ObservedRecord:
@@ -123,10 +142,10 @@ async def write_record(redis: Redis, desired: DesiredRecord, step: WriteRecord
     written_at = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     reply = await redis.register_script(_REPLACE)(
         keys=[desired.key], args=[desired.owner, desired.digest, desired.document, written_at,
-                                  step.floor])
+                                  step.floor, desired.since or ""])
     if reply[0] == "conflict":
         return ObservedRecord(reply[1], None, 0, None)
-    return ObservedRecord(desired.owner, desired.digest, int(reply[1]), reply[2])
+    return ObservedRecord(desired.owner, desired.digest, int(reply[1]), reply[2], desired.since)
 
 
 async def delete_record(redis: Redis, key: str, owner: str) -> bool:
