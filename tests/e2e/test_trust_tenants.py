@@ -54,15 +54,15 @@ async def app_logins(stack, psql, pg_database, redis):
     pg_user, redis_user = f"perf_app_{suffix}", f"perf-app-{suffix}"
     psql("postgres", f"CREATE ROLE {pg_user} LOGIN PASSWORD '{password.replace(chr(39), chr(39) * 2)}'")
     psql("postgres", f"ALTER DATABASE {pg_database['database']} OWNER TO {pg_user}")
-    psql(pg_database["database"], f"CREATE TABLE orders (id bigserial PRIMARY KEY, "
-                                  f"tenant_id bigint NOT NULL, total numeric); "
-                                  f"ALTER TABLE orders OWNER TO {pg_user}")
+    psql(pg_database["database"], f"RESET ROLE; SET ROLE {pg_user}; "
+                                  f"CREATE TABLE orders (id bigserial PRIMARY KEY, "
+                                  f"tenant_id bigint NOT NULL, total numeric)")
     await redis.acl_setuser(redis_user, enabled=True, passwords=[f"+{password}"], keys=["*"],
                             commands=["+@all"])
     yield {"password": password, "pg_user": pg_user, "redis_user": redis_user}
     await redis.acl_deluser(redis_user)
-    psql(pg_database["database"], f"REASSIGN OWNED BY {pg_user} TO CURRENT_USER; "
-                                  f"DROP OWNED BY {pg_user}")
+    # the role owns the database and its objects: they go first
+    psql("postgres", f"DROP DATABASE IF EXISTS {pg_database['database']} WITH (FORCE)")
     psql("postgres", f"DROP ROLE IF EXISTS {pg_user}")
 
 
