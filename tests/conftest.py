@@ -130,20 +130,24 @@ def operator(stack, crds):
     """The real operator, one process for the whole session, watching every namespace (but the
     isolated ones) and
     serving its validating admission webhook. It runs with its ServiceAccount's token and the
-    RBAC from manifests/ (cluster-wide overlay plus the admission-webhook component), not as
+    RBAC from manifests/ (the cluster-wide overlay), not as
     cluster admin, so a missing permission fails a test."""
     from perf_operator.devstack.processes import free_port
     from tests.support.operator import start_operator
     from tests.support.rbac import OPERATOR_NAMESPACE, operator_kubeconfig
 
     cp = stack.control_plane
-    kubeconfig = operator_kubeconfig(stack, crds, stack.root / "operator.kubeconfig",
-                                     webhook=True)
+    kubeconfig = operator_kubeconfig(stack, crds, stack.root / "operator.kubeconfig")
     webhook = cp.serving_certificate("webhook", "perf-operator-webhook")
     proc = start_operator(kubeconfig, stack.root / "operator", env={
         "PERF_OPERATOR_NAMESPACE": OPERATOR_NAMESPACE}, extra_args=(
         "--standalone", f"--namespace=!{ISOLATED_PREFIX}*", f"--webhook-listen=127.0.0.1:{free_port()}",
         f"--webhook-cert={webhook.cert}", f"--webhook-key={webhook.key}",
         f"--webhook-ca={cp.ca.pair.cert}"))
+    from tests.support.kube import eventually
+
+    # Every replica registers the webhook from its first startup handler, before it leads.
+    eventually(lambda: crds.get("validatingwebhookconfiguration", "perf-operator.perf.idp.io"),
+               timeout=60, what="the operator's webhook configuration")
     yield proc
     proc.stop()

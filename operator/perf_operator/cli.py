@@ -6,6 +6,8 @@ import argparse
 import pathlib
 import sys
 
+DEFAULT_WEBHOOK_CONFIGURATION = "perf-operator.perf.idp.io"
+
 
 def _run(args: argparse.Namespace) -> int:
     import kopf
@@ -24,11 +26,7 @@ def _run(args: argparse.Namespace) -> int:
     operator_namespace()  # read once, before the event loop starts
     startup.namespaces = tuple(args.namespace)
     if args.webhook_listen:
-        addr, _, port = args.webhook_listen.rpartition(":")
-        startup.webhook = startup.WebhookServing(
-            addr=addr, port=int(port), host=args.webhook_host or addr,
-            certfile=args.webhook_cert, pkeyfile=args.webhook_key, cafile=args.webhook_ca)
-        entry.enable_admission_webhooks()
+        startup.webhook = _webhook_options(args)
     kopf.run(
         clusterwide=not args.namespace,
         namespaces=args.namespace or (),
@@ -38,6 +36,24 @@ def _run(args: argparse.Namespace) -> int:
         liveness_endpoint=args.liveness,
     )
     return 0
+
+
+def _webhook_options(args: argparse.Namespace):
+    """Service mode (``--webhook-service``, a cluster) or URL mode (the local stack: the API
+    server calls ``https://<--webhook-host or the listen address>:<port>``)."""
+    from .admission.server import WebhookOptions
+    from .config import operator_namespace
+
+    addr, _, port = args.webhook_listen.rpartition(":")
+    if not args.webhook_service and not args.webhook_cert:
+        raise SystemExit("--webhook-listen needs --webhook-service, or --webhook-cert, "
+                         "--webhook-key and --webhook-ca")
+    url = None if args.webhook_service else f"https://{args.webhook_host or addr}:{port}"
+    return WebhookOptions(
+        addr=addr, port=int(port), configuration=args.webhook_configuration, url=url,
+        service=args.webhook_service,
+        service_namespace=operator_namespace(),
+        certfile=args.webhook_cert, keyfile=args.webhook_key, cafile=args.webhook_ca)
 
 
 def _crds(args: argparse.Namespace) -> int:
@@ -74,7 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="health endpoint, e.g. http://0.0.0.0:8081/healthz")
     run.add_argument("--webhook-listen", metavar="ADDR:PORT",
                      help="serve the validating admission webhook here")
-    run.add_argument("--webhook-host", help="host name the API server calls the webhook by")
+    run.add_argument("--webhook-service", metavar="NAME",
+                     help="the API server calls the webhook through this Service in the "
+                          "operator's namespace (every replica behind it); without "
+                          "--webhook-cert, the replicas share a generated certificate kept "
+                          "in the Secret NAME-tls")
+    run.add_argument("--webhook-host", help="host name the API server calls the webhook by "
+                                            "(without --webhook-service)")
     run.add_argument("--webhook-cert", help="TLS certificate (PEM) of the webhook")
     run.add_argument("--webhook-key", help="TLS private key (PEM) of the webhook")
     run.add_argument("--webhook-ca", help="CA bundle (PEM) the API server verifies it with")
@@ -91,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="where inline connections may go: IP addresses, CIDRs, host names, "
                           "*.suffix, each optionally :port (env PERF_OPERATOR_INLINE_HOSTS); "
                           "link-local and metadata addresses are refused regardless")
+    run.add_argument("--webhook-configuration", default=DEFAULT_WEBHOOK_CONFIGURATION,
+                     help="name of the ValidatingWebhookConfiguration the replicas keep")
     run.add_argument("--verbose", action="store_true")
     run.set_defaults(func=_run)
 

@@ -2,11 +2,17 @@
 and rate-limit rules that an earlier rule shadows (CEL judges only the ``/**`` prefix case).
 
 Used twice: by the admission webhook (the earliest point, at ``kubectl apply``) and by the
-reconciler (for anything that got in while the webhook was not running).
+reconciler (for anything that got in while the webhook was not running). Parsing is CPU work
+(tens of milliseconds for a long predicate), so callers on the event loop go through
+:func:`off_loop`, which runs it on a small executor of its own: a burst of admission reviews
+or reconciles neither stalls the loop nor takes the default thread pool from DNS lookups and
+other blocking calls.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import concurrent.futures
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pydantic
@@ -49,6 +55,17 @@ def semantic_errors(spec: PerformanceProfileSpec) -> list[str]:
             if column.expression is not None and (problem := check_expression(column.expression)):
                 errors.append(f"spec.database.indexes[{i}].columns[{j}].expression: {problem}")
     return errors
+
+
+#: Two threads: enough to keep parsing off the loop, few enough that a flood of huge specs
+#: cannot take the CPU from everything else.
+_PARSER = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="sqlcheck")
+
+
+async def off_loop(check: Callable[[Any], list[str]], argument: Any) -> list[str]:
+    """``check(argument)`` (one of the checks below) on the parser threads. Run on a profile,
+    it also fills the parse cache that the index planner reads later in the same reconcile."""
+    return await asyncio.get_running_loop().run_in_executor(_PARSER, check, argument)
 
 
 def describe_validation_error(err: pydantic.ValidationError) -> str:

@@ -88,3 +88,117 @@ def test_one_of_two_operators_acts_and_the_other_takes_over(stack, kubectl, crds
     released = json.loads(kubectl.run("get", "lease", LEASE_NAME, "-o", "json",
                                       namespace=namespace).stdout)
     assert not released["spec"].get("holderIdentity")
+
+
+INVALID_PROFILE = """
+apiVersion: perf.idp.io/v1alpha1
+kind: PerformanceProfile
+metadata:
+  name: {name}
+spec:
+  database:
+    connection: {{host: 127.0.0.1, database: idp, secretRef: {{name: pg-credentials}}}}
+    indexes:
+    - {{name: idx_bad, table: plugins, columns: [{{column: name}}], where: "1 = 1; DROP TABLE x"}}
+"""
+
+#: How long after the SIGKILL the dying replica's socket may still refuse a connection.
+DYING = 1.0
+
+TENANT = """
+apiVersion: perf.idp.io/v1alpha1
+kind: TenantQuota
+metadata:
+  name: {name}
+spec:
+  tenantId: {name}
+  profileRef: {{name: before}}
+"""
+
+
+def webhook_replicas(stack, kubectl, namespace: str, tmp_path, configuration: str,
+                     also: str) -> dict:
+    """Two operators as deployed, watching ``namespace`` (the Lease's) and ``also``, both
+    serving the webhook on one port (SO_REUSEPORT stands in for the Service in front of every
+    pod), under a configuration named for this test so that the session operator's own is
+    left alone. The ClusterRole grants its name only."""
+    from perf_operator.devstack.processes import free_port
+
+    kubeconfig = operator_kubeconfig(stack, kubectl, tmp_path / "kubeconfig")
+    lease_election_in(kubectl, namespace)
+    kubectl.run("create", "clusterrole", configuration, "--verb=get,update",
+                "--resource=validatingwebhookconfigurations.admissionregistration.k8s.io",
+                f"--resource-name={configuration}")
+    kubectl.run("create", "clusterrolebinding", configuration, f"--clusterrole={configuration}",
+                "--serviceaccount=perf-operator-system:perf-operator")
+    cert = stack.control_plane.serving_certificate(f"webhook-{namespace}", "perf-operator-webhook")
+    args = (f"--webhook-listen=127.0.0.1:{free_port()}", f"--webhook-cert={cert.cert}",
+            f"--webhook-key={cert.key}", f"--webhook-ca={stack.control_plane.ca.pair.cert}",
+            f"--webhook-configuration={configuration}", f"--namespace={also}")
+    return {name: start_operator_as_deployed(kubeconfig, tmp_path, name=name,
+                                             namespace=namespace, extra_args=args)
+            for name in ("operator-a", "operator-b")}
+
+
+def test_every_replica_serves_the_webhook_so_creates_never_fail(stack, kubectl, crds, namespace,
+                                                               tmp_path):
+    configuration = f"perf-operator-{namespace}.perf.idp.io"
+    # No webhook is registered for these namespaces yet: an invalid profile gets in. (The
+    # Lease's namespace is not the one deleted at the end: that would end the election.)
+    doomed = f"{namespace}-doomed"
+    kubectl.run("create", "namespace", doomed)
+    kubectl.apply(INVALID_PROFILE.format(name="slipped"), doomed)
+    replicas = webhook_replicas(stack, kubectl, namespace, tmp_path, configuration, doomed)
+    try:
+        eventually(lambda: kubectl.get("validatingwebhookconfiguration", configuration),
+                   timeout=30, what="the webhook configuration")
+        refused = kubectl.apply(INVALID_PROFILE.format(name="refused"), namespace, check=False)
+        assert refused.returncode != 0 and "denied the request" in refused.stderr, refused
+        kubectl.apply(PROFILE.format(name="before"), namespace)
+        lease = eventually(lambda: (kubectl.get("lease", LEASE_NAME, namespace) or {}).get(
+            "spec", {}).get("holderIdentity"), timeout=30, what="a leader")
+        leader = replicas[lease.split("_")[0]]
+        eventually(lambda: ready(kubectl, "before", namespace), timeout=30, what="Ready")
+
+        def rejected():
+            slipped = kubectl.get("pp", "slipped", doomed)
+            cond = condition(slipped, "Ready")
+            return cond and cond["reason"] == "Rejected" and slipped["metadata"].get("finalizers")
+
+        eventually(rejected, timeout=30, what="the slipped profile Rejected, with a finalizer")
+
+        leader.kill()
+        killed_at, failures, dying, attempts = time.monotonic(), [], [], 0
+        while time.monotonic() - killed_at < TAKEOVER_BOUND + 2:
+            attempts += 1
+            for manifest, valid in ((PROFILE.format(name=f"p-{attempts}"), True),
+                                    (TENANT.format(name=f"t-{attempts}"), True),
+                                    (INVALID_PROFILE.format(name=f"bad-{attempts}"), False)):
+                result = kubectl.apply(manifest, namespace, check=False)
+                if (result.returncode == 0) != valid or (
+                        not valid and "denied the request" not in result.stderr):
+                    after = time.monotonic() - killed_at
+                    # A connection the kernel queued on the killed replica's socket as it died
+                    # is refused (a Service has the same instant, until its endpoints update).
+                    (dying if after < DYING and "connection refused" in result.stderr
+                     else failures).append(f"{after:.2f}s: {result.stderr}")
+        print(f"{attempts * 3} creates in the {TAKEOVER_BOUND + 2:.0f}s after the leader's "
+              f"SIGKILL: {len(failures)} failed, {len(dying)} refused by the dying replica "
+              f"{dying}")
+        assert attempts >= 5 and not failures, failures
+        assert len(dying) <= 2
+
+        kubectl.run("delete", "validatingwebhookconfiguration", configuration)
+        eventually(lambda: kubectl.get("validatingwebhookconfiguration", configuration),
+                   timeout=15, what="the deleted webhook configuration restored")
+
+        # The finalizer-removal patch of a profile that never passed the webhook is admitted,
+        # so its namespace terminates.
+        kubectl.run("delete", "namespace", doomed, "--timeout=90s")
+        assert kubectl.get("namespace", doomed) is None
+    finally:
+        for proc in replicas.values():
+            proc.stop()
+        kubectl.run("delete", "namespace", doomed, "--wait=false", check=False)
+        kubectl.run("delete", "validatingwebhookconfiguration", configuration, check=False)
+        kubectl.run("delete", "clusterrolebinding,clusterrole", configuration, check=False)

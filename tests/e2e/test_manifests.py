@@ -133,7 +133,8 @@ def test_deployment_runs_restricted_with_probes_on_the_metrics_port(kubectl):
 def test_single_namespace_overlay_grants_nothing_cluster_wide_on_user_objects(kubectl):
     docs = render(kubectl, MANIFESTS / "overlays" / "single-namespace")
     cluster_bound = {d["roleRef"]["name"] for d in docs if d["kind"] == "ClusterRoleBinding"}
-    assert cluster_bound == {"perf-operator-cluster-reader"}
+    # The webhook's configuration is cluster-scoped: the only cluster-wide write.
+    assert cluster_bound == {"perf-operator-cluster-reader", "perf-operator-admission"}
     deployment = next(d for d in docs if d["kind"] == "Deployment")
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert "--namespace=$(PERF_OPERATOR_NAMESPACE)" in container["args"]

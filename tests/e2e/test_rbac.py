@@ -32,6 +32,11 @@ ALLOWED = [
     ("get", "secrets", OPERATOR_NAMESPACE, "shared-postgres"),  # a target's credentials
     ("create", "leases.coordination.k8s.io", OPERATOR_NAMESPACE, None),
     ("update", "leases.coordination.k8s.io", OPERATOR_NAMESPACE, "perf-operator-leader"),
+    ("create", "validatingwebhookconfigurations.admissionregistration.k8s.io", None, None),
+    ("update", "validatingwebhookconfigurations.admissionregistration.k8s.io", None,
+     "perf-operator.perf.idp.io"),
+    ("create", "secrets", OPERATOR_NAMESPACE, None),
+    ("get", "secrets", OPERATOR_NAMESPACE, "perf-operator-webhook-tls"),
 ]
 
 DENIED = [
@@ -49,6 +54,11 @@ DENIED = [
     ("delete", "namespaces", None, "team-a"),
     ("update", "performancetargets.perf.idp.io", None, "shared"),  # never a target's spec
     ("delete", "performancetargets.perf.idp.io", None, "shared"),
+    ("update", "validatingwebhookconfigurations.admissionregistration.k8s.io", None,
+     "someone-elses"),
+    ("delete", "validatingwebhookconfigurations.admissionregistration.k8s.io", None,
+     "perf-operator.perf.idp.io"),
+    ("update", "mutatingwebhookconfigurations.admissionregistration.k8s.io", None, None),
 ]
 
 

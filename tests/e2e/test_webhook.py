@@ -7,6 +7,21 @@ import pytest
 import yaml
 
 from tests.support.kube import condition, eventually
+from tests.support.rbac import lease_election_in, operator_kubeconfig, start_operator_as_deployed
+
+
+@pytest.fixture
+def operator_without_webhook(stack, kubectl, crds, namespace, tmp_path):
+    """An operator of the test's own for its isolated namespace, serving no webhook: objects
+    created there pass no webhook of this operator, as during an outage (the session
+    operator's webhook admits namespaces it does not serve unchecked). A deleted webhook
+    configuration no longer stands for an outage: every replica puts it back."""
+    kubeconfig = operator_kubeconfig(stack, kubectl, tmp_path / "kubeconfig")
+    lease_election_in(kubectl, namespace)
+    proc = start_operator_as_deployed(kubeconfig, tmp_path, name="operator", namespace=namespace)
+    yield proc
+    proc.stop()
+
 
 def profile(expression: str, where: str) -> str:
     return yaml.safe_dump({
@@ -44,10 +59,9 @@ def test_valid_sql_is_admitted(operator, kubectl, namespace):
     assert kubectl.get("pp", "sql", namespace) is not None
 
 
-def test_reconciler_rejects_what_got_past_a_missing_webhook(operator, kubectl, namespace):
-    """Dry-run=server skips nothing, so bypass the webhook the way an outage would: delete the
-    webhook configuration the operator manages, create the object, and expect Rejected."""
-    kubectl.run("delete", "validatingwebhookconfiguration", "perf-operator.perf.idp.io")
+@pytest.mark.isolated
+def test_reconciler_rejects_what_got_past_a_missing_webhook(operator_without_webhook, kubectl,
+                                                            namespace):
     manifest = profile("lower(name)", "1 = 1; DROP TABLE plugins")
     result = kubectl.apply(manifest, namespace, check=False)
     if result.returncode != 0:
@@ -60,3 +74,41 @@ def test_reconciler_rejects_what_got_past_a_missing_webhook(operator, kubectl, n
     ready = eventually(rejected, timeout=30, what="a Rejected Ready condition")
     assert ready["status"] == "False"
     assert "spec.database.indexes[0].where" in ready["message"]
+
+
+DEEP_EXPRESSION = "f(" * 340 + "1" + ")" * 340
+
+
+def test_deeply_nested_sql_is_refused_at_apply_with_a_clear_message(operator, kubectl, namespace):
+    """Nesting within the CRD's length limit used to raise RecursionError in the validator:
+    the webhook answered 500. It is a validation error like any other."""
+    result = kubectl.apply(profile(DEEP_EXPRESSION, "status = 'active'"), namespace, check=False)
+    assert result.returncode != 0, result.stdout
+    assert "admission webhook" in result.stderr
+    assert "spec.database.indexes[0].columns[0].expression" in result.stderr
+    assert "nested more than 32 brackets deep" in result.stderr
+    assert "Internal" not in result.stderr and "500" not in result.stderr
+
+
+def test_deleted_webhook_configuration_is_restored(operator, kubectl):
+    kubectl.run("delete", "validatingwebhookconfiguration", "perf-operator.perf.idp.io")
+    eventually(lambda: kubectl.get("validatingwebhookconfiguration",
+                                   "perf-operator.perf.idp.io"), timeout=15,
+               what="the webhook configuration restored")
+
+
+@pytest.mark.isolated
+def test_reconciler_rejects_deep_sql_that_got_past_a_missing_webhook(operator_without_webhook,
+                                                                     kubectl, namespace):
+    """Deep SQL with no webhook in the way: the reconciler writes Rejected with the reason (it
+    used to raise RecursionError and never write status)."""
+    result = kubectl.apply(profile("lower(name)", "+".join(["a"] * 2000)), namespace, check=False)
+    if result.returncode != 0:
+        pytest.fail(f"expected the apply to pass without the webhook: {result.stderr}")
+
+    def rejected():
+        ready = condition(kubectl.get("pp", "sql", namespace), "Ready")
+        return ready if ready and ready["reason"] == "Rejected" else None
+
+    ready = eventually(rejected, timeout=30, what="a Rejected Ready condition")
+    assert "spec.database.indexes[0].where: expression is nested too deeply" in ready["message"]

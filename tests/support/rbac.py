@@ -16,24 +16,18 @@ RBAC_KINDS = {"Namespace", "ServiceAccount", "Role", "RoleBinding", "ClusterRole
               "ClusterRoleBinding"}
 
 
-WEBHOOK_COMPONENT = REPO / "manifests" / "components" / "admission-webhook"
-
-
-def rbac_documents(kubectl: Kubectl, *, webhook: bool = False) -> list[dict]:
-    """The overlay's RBAC, plus the admission-webhook component's when ``webhook``."""
+def rbac_documents(kubectl: Kubectl) -> list[dict]:
+    """The overlay's RBAC."""
     rendered = kubectl.run("kustomize", str(OVERLAY)).stdout
-    if webhook:
-        rendered += "\n---\n" + (WEBHOOK_COMPONENT / "rbac.yaml").read_text()
     return [doc for doc in yaml.safe_load_all(rendered) if doc and doc["kind"] in RBAC_KINDS]
 
 
-def operator_kubeconfig(stack, kubectl: Kubectl, path: pathlib.Path | str, *,
-                        webhook: bool = False) -> str:
+def operator_kubeconfig(stack, kubectl: Kubectl, path: pathlib.Path | str) -> str:
     """Apply the cluster-wide overlay's ServiceAccount, roles and bindings, and write a
     kubeconfig at ``path`` that authenticates with a token of that ServiceAccount (its
     context namespace is the operator's, where the leader Lease lives). Returns the path."""
     kubectl.run("apply", "--server-side", "--field-manager=perf-operator-tests", "-f", "-",
-                input=yaml.safe_dump_all(rbac_documents(kubectl, webhook=webhook)))
+                input=yaml.safe_dump_all(rbac_documents(kubectl)))
     token = kubectl.run("create", "token", SERVICE_ACCOUNT, "--duration=24h",
                         namespace=OPERATOR_NAMESPACE).stdout.strip()
     path = pathlib.Path(path)
@@ -56,7 +50,7 @@ def start_operator_as_deployed(kubeconfig: str, log_dir: pathlib.Path, *, name: 
     """The real operator as the Deployment runs it (``--standalone``, ``POD_NAME``, its own
     metrics port), with the ServiceAccount ``kubeconfig`` from :func:`operator_kubeconfig`,
     electing in and watching only ``namespace`` (call :func:`lease_election_in` first).
-    The process has ``metrics_port``."""
+    The process has ``metrics_port``; ``extra_args`` go to ``perf-operator run``."""
     from perf_operator.devstack.processes import free_port
     from tests.support.operator import start_operator
 

@@ -68,3 +68,41 @@ def test_plain_identifiers_are_accepted(name):
                                   "a" * 64, "tenant-id", "public.users"])
 def test_other_identifiers_are_refused(name):
     assert check_identifier(name) is not None
+
+
+DEEP = {
+    "brackets": "f(" * 340 + "1" + ")" * 340,
+    "arrays": "ARRAY[" * 40 + "1" + "]" * 40,
+    "operators": "+".join(["a"] * 2000),
+    "negations": "NOT " * 1000 + "a",
+}
+
+
+@pytest.mark.parametrize("text", DEEP.values(), ids=DEEP.keys())
+def test_deep_expressions_are_refused_cleanly(text):
+    """Within the CRD's 4096 characters, nesting deep enough to exhaust Python's recursion
+    limit is a validation error, not a RecursionError (which made the webhook answer 500)."""
+    assert len(text) <= 4096
+    error = check_expression(text)
+    assert error is not None and "nested" in error
+
+
+def test_nesting_is_capped_before_parsing_but_quoted_brackets_do_not_count():
+    from perf_operator.postgres.sqlcheck import MAX_NESTING, nesting_depth
+
+    assert nesting_depth("f(g(x), '(((', \"((\")") == 2
+    assert check_expression("f(" * MAX_NESTING + "1" + ")" * MAX_NESTING) is None
+    assert "brackets deep" in check_expression("f(" * (MAX_NESTING + 1) + "1" + ")" * (MAX_NESTING + 1))
+
+
+def test_results_are_cached_by_text():
+    from perf_operator.postgres.sqlcheck import _checked
+
+    _checked.cache_clear()
+    predicate = " AND ".join(f"col_{i} = {i}" for i in range(200))
+    for _ in range(3):
+        assert check_expression(predicate) is None
+        assert check_expression("1; DROP TABLE users") is not None
+    info = _checked.cache_info()
+    assert (info.misses, info.hits) == (2, 4)
+    assert info.maxsize is not None  # bounded

@@ -1,9 +1,13 @@
-"""Certificates and keys for the local control plane: one CA, serving certs, client certs."""
+"""Certificates and keys for the local control plane: one CA, serving certs, client certs.
+
+The operator uses the same CA to sign its admission webhook's serving certificate in a cluster
+(``admission/tls.py``), with its own host names and a longer validity."""
 from __future__ import annotations
 
 import datetime
 import ipaddress
 import pathlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -12,6 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 _VALIDITY = datetime.timedelta(days=2)
+#: What the local stack's servers are called by (the API server, webhooks on loopback).
+LOCAL_HOSTS = ("localhost", "kubernetes", "kubernetes.default.svc", "127.0.0.1", "10.0.0.1")
 
 
 @dataclass(frozen=True)
@@ -37,8 +43,10 @@ def _name(common_name: str, organization: str | None = None) -> x509.Name:
 class CertificateAuthority:
     """A throw-away CA that signs everything the local stack needs."""
 
-    def __init__(self, directory: pathlib.Path, name: str = "perf-operator-devstack-ca") -> None:
+    def __init__(self, directory: pathlib.Path, name: str = "perf-operator-devstack-ca", *,
+                 validity: datetime.timedelta = _VALIDITY) -> None:
         self.directory = directory
+        self.validity = validity
         self.key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.timezone.utc)
         self.cert = (
@@ -47,7 +55,7 @@ class CertificateAuthority:
             .public_key(self.key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + _VALIDITY)
+            .not_valid_after(now + validity)
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .add_extension(x509.KeyUsage(
                 digital_signature=True, key_cert_sign=True, crl_sign=True,
@@ -60,7 +68,10 @@ class CertificateAuthority:
         _write_key(self.key, self.pair.key)
 
     def issue(self, stem: str, common_name: str, *, organization: str | None = None,
-              server: bool = False, client: bool = False) -> CertPair:
+              server: bool = False, client: bool = False,
+              hosts: Sequence[str] = LOCAL_HOSTS) -> CertPair:
+        """A certificate signed by this CA; a ``server`` one is valid for ``hosts`` (DNS names
+        and IP addresses)."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.timezone.utc)
         usages = ([ExtendedKeyUsageOID.SERVER_AUTH] if server else []) + (
@@ -72,22 +83,25 @@ class CertificateAuthority:
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + _VALIDITY)
+            .not_valid_after(now + self.validity)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
         )
         if server:
-            builder = builder.add_extension(x509.SubjectAlternativeName([
-                x509.DNSName("localhost"), x509.DNSName("kubernetes"),
-                x509.DNSName("kubernetes.default.svc"),
-                x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                x509.IPAddress(ipaddress.ip_address("10.0.0.1")),
-            ]), critical=False)
+            builder = builder.add_extension(x509.SubjectAlternativeName(
+                [_alternative_name(host) for host in hosts]), critical=False)
         cert = builder.sign(self.key, hashes.SHA256())
         pair = CertPair(self.directory / f"{stem}.crt", self.directory / f"{stem}.key")
         pair.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         _write_key(key, pair.key)
         return pair
+
+
+def _alternative_name(host: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        return x509.DNSName(host)
 
 
 def service_account_keys(directory: pathlib.Path) -> CertPair:

@@ -19,8 +19,8 @@ from ..redis import reconcile_profile as redis_settings
 from ..redis import forget_profile as redis_cleanup
 from ..redis import redis_peer
 from ..targets import TARGET_RESOLVED, Resolution, TargetRefused, resolve_profile
-from ..validation import (RULE_SHADOWED, describe_validation_error, profile_rule_errors,
-                          semantic_errors)
+from ..validation import (RULE_SHADOWED, describe_validation_error, off_loop,
+                          profile_rule_errors, semantic_errors)
 from ..kube.objects import namespace_exists
 from ..postgres.connect import forget_target
 from ..redis.mirror import delete_profile_mirrors, mirror_target
@@ -134,7 +134,7 @@ async def reconcile(*, body: kopf.Body, spec: kopf.Spec, status: kopf.Status, me
                      events=events, extra={"tenants": tenants},
                      ready_override=("Rejected", describe_validation_error(err)))
         return None
-    problems = semantic_errors(model)
+    problems = await off_loop(semantic_errors, model)
     shadowed = profile_rule_errors(model)
     if problems or shadowed:
         reason = "Rejected" if problems else RULE_SHADOWED

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 
 import kopf
 import pydantic
 
 from .. import metrics
+from ..admission.server import WebhookOptions, start_webhook
 from ..config import CONFIG
 from ..kube import client as kube_client
 from ..kube.events import POSTER
@@ -22,25 +22,10 @@ from .resources import PROFILES, TARGETS, TENANTS
 from .tenant_registry import TENANTS_BY_PROFILE
 
 
-@dataclass(frozen=True)
-class WebhookServing:
-    """Where the admission webhook listens and the TLS material it serves with."""
-
-    addr: str
-    port: int
-    host: str
-    certfile: str
-    pkeyfile: str
-    cafile: str
-
-
 #: Set by ``perf-operator run --webhook-listen ...`` before the operator starts.
-webhook: WebhookServing | None = None
+webhook: WebhookOptions | None = None
 #: ``perf-operator run --namespace`` patterns (empty: all namespaces), set before the start.
 namespaces: tuple[str, ...] = ()
-
-#: Name of the ValidatingWebhookConfiguration kopf maintains.
-WEBHOOK_CONFIGURATION = "perf-operator.perf.idp.io"
 
 
 @kopf.on.startup()
@@ -57,27 +42,25 @@ def configure(settings: kopf.OperatorSettings, **_) -> None:
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 60
+    settings.networking.connect_timeout = 10
     settings.execution.max_workers = 8
     # A deleted profile keeps its finalizer until its timers have exited; kopf looks again
     # only this often (default 60 s), which delayed every namespace deletion by up to a minute.
     settings.background.cancellation_polling = 1.0 if CONFIG.test_mode else 5.0
     if CONFIG.test_mode:
         settings.watching.reconnect_backoff = 0.5
-    if webhook is not None:
-        settings.admission.server = kopf.WebhookServer(
-            addr=webhook.addr, port=webhook.port, host=webhook.host,
-            certfile=webhook.certfile, pkeyfile=webhook.pkeyfile, cafile=webhook.cafile)
-        settings.admission.managed = WEBHOOK_CONFIGURATION
 
 
 @kopf.on.startup()
 async def elect_leader(memo: kopf.Memo, logger, **_) -> None:
-    """Serve metrics and probes, then hold kopf's start until this replica leads: kopf starts
-    no watcher before every startup handler has returned, so a standby never acts (DDL must
-    never run twice; kopf's own peering only pauses peers of equal priority)."""
+    """Serve metrics, probes and the admission webhook (every replica, leader or not), then
+    hold kopf's start until this replica leads: kopf starts no watcher before every startup
+    handler has returned, so a standby never acts (DDL must never run twice; kopf's own
+    peering only pauses peers of equal priority)."""
     gate = await LeaderGate.from_environment()
     memo.metrics_server = await metrics.start_metrics_server(CONFIG.metrics_port,
                                                              ready=gate.in_contact)
+    memo.webhook = None if webhook is None else await start_webhook(webhook, namespaces)
     memo.leader_gate = gate
     memo.leader_task = asyncio.create_task(gate.run())
     logger.info("waiting to lead: Lease %s/%s as %s", gate.namespace, gate.name, gate.identity)
@@ -129,6 +112,8 @@ async def step_down(memo: kopf.Memo, **_) -> None:
     except asyncio.TimeoutError:
         pass  # the API server is not answering: the queued Events are lost with the process
     await memo.leader_gate.release()
+    if memo.webhook is not None:
+        await memo.webhook.stop()
     await memo.metrics_server.cleanup()
     await postgres_connect.close_all()
     await redis_connect.close_all()

@@ -9,9 +9,17 @@ the parsed tree, never the user's text, so a comment or stray quote cannot chang
 it is put into. The admission webhook calls :func:`check_expression` and
 :func:`check_identifier` too, so a bad fragment is refused at ``kubectl apply`` and, should one
 get past it (webhook down), again here before anything is executed.
+
+Parsing costs up to tens of milliseconds for a long predicate and runs several times per
+reconcile, so results are cached by text (:func:`normalise_expression` is a bounded LRU) and
+callers on the event loop warm the cache off it (``validation.off_loop``). A
+deeply nested expression would exhaust Python's recursion limit in pglast's tree conversion or
+in the checks below: nesting is capped before pglast sees the text, and whatever recursion is
+left (``a+a+...+a`` has no brackets) is caught and refused like any other bad input.
 """
 from __future__ import annotations
 
+import functools
 import re
 
 from pglast import ast, parse_sql
@@ -25,6 +33,12 @@ IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_$]{0,62}$")
 
 #: Longest expression accepted; an index expression or predicate is a line, not a program.
 MAX_EXPRESSION_LENGTH = 4096
+
+#: Deepest bracket nesting accepted, checked on the text before parsing.
+MAX_NESTING = 32
+
+#: How many distinct texts' results are kept (a few per index across all profiles).
+CACHE_SIZE = 4096
 
 #: Parse-tree nodes an index expression or predicate may be made of.
 _ALLOWED_NODES = frozenset({
@@ -60,12 +74,54 @@ def normalise_expression(text: str) -> str:
     """pglast's deparsed form of the one expression in ``text``; the only form ever executed.
 
     Raises :class:`SqlCheckError` when ``text`` is anything but one scalar expression."""
-    if not isinstance(text, str) or not text.strip():
+    if not isinstance(text, str):
+        raise SqlCheckError("expression is empty")
+    expression, error = _checked(text)
+    if error is not None:
+        raise SqlCheckError(error)
+    return expression
+
+
+@functools.lru_cache(maxsize=CACHE_SIZE)
+def _checked(text: str) -> tuple[str | None, str | None]:
+    """(deparsed expression, None) or (None, error message): a pair, because lru_cache does
+    not remember exceptions and a refused text is re-checked on every resync too."""
+    try:
+        return _normalise(text), None
+    except SqlCheckError as err:
+        return None, str(err)
+    except RecursionError:
+        return None, "expression is nested too deeply"
+
+
+def nesting_depth(text: str) -> int:
+    """The deepest nesting of round and square brackets outside quoted strings and
+    identifiers (a conservative count: an unbalanced text is refused by the parser anyway)."""
+    depth = deepest = 0
+    quote: str | None = None
+    for char in text:
+        if quote is not None:
+            if char == quote:
+                quote = None
+        elif char in "'\"":
+            quote = char
+        elif char in "([":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in ")]":
+            depth = max(0, depth - 1)
+    return deepest
+
+
+def _normalise(text: str) -> str:
+    if not text.strip():
         raise SqlCheckError("expression is empty")
     if len(text) > MAX_EXPRESSION_LENGTH:
         raise SqlCheckError(f"expression is longer than {MAX_EXPRESSION_LENGTH} characters")
     if "\x00" in text:
         raise SqlCheckError("expression contains a NUL byte")
+    if nesting_depth(text) > MAX_NESTING:
+        raise SqlCheckError(f"expression is nested more than {MAX_NESTING} brackets deep")
     try:
         statements = parse_sql(f"SELECT {text}")
     except ParseError as err:
