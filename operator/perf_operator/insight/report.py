@@ -10,7 +10,6 @@ with inline SVG charts and no script, and every text from a database is escaped.
 """
 from __future__ import annotations
 
-import asyncio
 import datetime
 import html
 import math
@@ -110,20 +109,23 @@ async def _series(namespace: str, name: str, spec: PerformanceProfileSpec,
     start = now - datetime.timedelta(seconds=seconds)
     step = max(1, seconds // POINTS)
 
-    def read(query: str) -> list[tuple[float, float]]:
-        result = connection.custom_query_range(for_profile(query, namespace, name),
-                                               start_time=start, end_time=now, step=str(step))
+    async def read(query: str) -> list[tuple[float, float]]:
+        result = await connection.query_range(for_profile(query, namespace, name), start, now,
+                                              step)
         if not result:
             return []
         return [(float(t), float(v)) for t, v in result[0]["values"] if math.isfinite(float(v))]
 
     series = []
-    for signal, (query, like) in queries.items():
-        points = await asyncio.to_thread(read, query)
-        threshold = getattr(thresholds, _snake(like), None)
-        series.append(Series(signal, tuple(points), targets.get(like),
-                             threshold.critical if threshold is not None else None,
-                             like if like in SIGNAL_BY_NAME else "apiResponseTimeP95Ms"))
+    try:
+        for signal, (query, like) in queries.items():
+            points = await read(query)
+            threshold = getattr(thresholds, _snake(like), None)
+            series.append(Series(signal, tuple(points), targets.get(like),
+                                 threshold.critical if threshold is not None else None,
+                                 like if like in SIGNAL_BY_NAME else "apiResponseTimeP95Ms"))
+    finally:
+        await connection.aclose()
     return series
 
 

@@ -13,28 +13,35 @@ over a rate window would go on answering for the whole window after the applicat
 reporting, so they are joined (``and on``) with the raw series, which Prometheus marks stale
 at the first failed scrape.
 
-``prometheus-api-client`` is synchronous; its calls run in ``asyncio.to_thread``.
+Reads are bounded, because the URL is the user's and may point at anything: they run on the
+event loop (aiohttp, no thread held while waiting), each with a total deadline (the profile's
+``timeoutSeconds``, connect and DNS included), a cap on the response body (read in chunks,
+abandoned at :data:`MAX_RESPONSE_BYTES`) and at most :data:`MAX_PARALLEL_QUERIES` connections
+per endpoint. A Prometheus that never answers or streams forever makes its own profiles' signals
+stale and costs nobody else anything.
 """
 from __future__ import annotations
 
 import asyncio
+import json
 import math
-import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from prometheus_api_client import PrometheusConnect
-from urllib3.util.retry import Retry
+import aiohttp
 
 from ..api import signal_queries
 from ..api.signals import GROUP_LABELS, SIGNAL_BY_NAME, SIGNALS, SignalDefinition
 from ..scrub import scrub
 
-#: Queries of one cycle running at the same time (each holds a worker thread).
+#: Queries of one cycle running at the same time, and connections per endpoint.
 MAX_PARALLEL_QUERIES = 4
+#: Largest answer read: grouped by (namespace, profile), a thousand profiles' readings take
+#: about 150 KB.
+MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 #: A profile that has not asked for its readings for three of its intervals (and at least this
 #: long) is deleted or turned off: its expressions leave the cycle.
 MIN_REGISTRATION_SECONDS = 60.0
@@ -48,7 +55,8 @@ def profile_queries(spec: Any) -> dict[str, str]:
     return signal_queries(spec, optimizer=True)
 
 
-__all__ = ["GROUP_LABELS", "SIGNALS", "SIGNAL_BY_NAME", "PrometheusEndpoint", "PrometheusPoller",
+__all__ = ["GROUP_LABELS", "SIGNALS", "SIGNAL_BY_NAME", "PrometheusClient", "PrometheusEndpoint",
+           "PrometheusPoller",
            "QueryResult", "SignalDefinition", "SignalReading", "Snapshot", "forget_profile",
            "poller_for", "profile_queries"]
 
@@ -126,16 +134,9 @@ class PrometheusEndpoint:
     #: ("bearer", token) or ("basic", "user\\0password"); compared, never shown.
     credentials: tuple[str, str] | None = field(default=None, repr=False)
 
-    def connect(self, **options: Any) -> PrometheusConnect:
-        """A (blocking) client of this Prometheus with its login: the poller's, the report's."""
-        headers, auth = None, None
-        if self.credentials and self.credentials[0] == "bearer":
-            headers = {"Authorization": f"Bearer {self.credentials[1]}"}
-        elif self.credentials:
-            user, _, password = self.credentials[1].partition("\0")
-            auth = (user, password)
-        return PrometheusConnect(url=self.url, headers=headers, auth=auth,
-                                 timeout=self.timeout_seconds, **options)
+    def connect(self) -> PrometheusClient:
+        """A bounded client of this Prometheus with its login: the poller's, the report's."""
+        return PrometheusClient(self)
 
 
 @dataclass
@@ -156,10 +157,7 @@ class PrometheusPoller:
 
     def __init__(self, endpoint: PrometheusEndpoint) -> None:
         self.endpoint = endpoint
-        # One quick retry for a dropped keep-alive connection; a Prometheus that is down must
-        # make the signals stale within one timeout, not after urllib3's default back-off.
-        self._client = endpoint.connect(
-            retry=Retry(total=1, backoff_factor=0.1, status_forcelist=(502, 503, 504)))
+        self._client = endpoint.connect()
         self._registrations: dict[tuple[str, str], _Registration] = {}
         self._snapshot: Snapshot | None = None
         self._cycle: asyncio.Task[Snapshot] | None = None
@@ -222,30 +220,107 @@ class PrometheusPoller:
     async def _query(self, query: str, at: datetime) -> QueryResult:
         async with self._limit:
             try:
-                raw = await asyncio.to_thread(self._client.custom_query, query,
-                                              params={"time": at.timestamp()})
+                raw = await self._client.query(query, at)
             except Exception as err:  # noqa: BLE001 - any failure makes the signal stale
                 return QueryResult(error=_short_error(err))
         return QueryResult(series=tuple((item.get("metric", {}), item["value"][1])
                                         for item in raw if "value" in item))
 
     def close(self) -> None:
-        self._client.close()
+        """Close the connections in the background (pollers are dropped from sync code)."""
+        _closing.add(task := asyncio.ensure_future(self._client.aclose()))
+        task.add_done_callback(_closing.discard)
+
+
+class PrometheusClient:
+    """Bounded reads of one Prometheus, on the event loop.
+
+    Every read has a total deadline (the endpoint's ``timeoutSeconds``: DNS, connect, headers
+    and body together), a body cap (:data:`MAX_RESPONSE_BYTES`, enforced while streaming),
+    at most :data:`MAX_PARALLEL_QUERIES` connections and no redirects.
+    """
+
+    def __init__(self, endpoint: PrometheusEndpoint) -> None:
+        self.endpoint = endpoint
+        self._headers: dict[str, str] = {}
+        self._auth: aiohttp.BasicAuth | None = None
+        if endpoint.credentials and endpoint.credentials[0] == "bearer":
+            self._headers["Authorization"] = f"Bearer {endpoint.credentials[1]}"
+        elif endpoint.credentials:
+            user, _, password = endpoint.credentials[1].partition("\0")
+            self._auth = aiohttp.BasicAuth(user, password)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def query(self, query: str, at: datetime) -> list[dict[str, Any]]:
+        """An instant query evaluated at ``at``: its result vector."""
+        return await self._read("/api/v1/query", {"query": query, "time": _timestamp(at)})
+
+    async def query_range(self, query: str, start: datetime, end: datetime,
+                          step_seconds: int) -> list[dict[str, Any]]:
+        """A range query: its result matrix."""
+        return await self._read("/api/v1/query_range", {
+            "query": query, "start": _timestamp(start), "end": _timestamp(end),
+            "step": str(step_seconds)})
+
+    async def _read(self, path: str, params: dict[str, str]) -> list[dict[str, Any]]:
+        """The only place a Prometheus is read."""
+        try:
+            return await asyncio.wait_for(self._get(path, params), self.endpoint.timeout_seconds)
+        except asyncio.TimeoutError:
+            raise PrometheusError(f"no answer within {self.endpoint.timeout_seconds}s") from None
+
+    async def _get(self, path: str, params: dict[str, str]) -> list[dict[str, Any]]:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit_per_host=MAX_PARALLEL_QUERIES),
+                headers=self._headers, auth=self._auth)
+        url = self.endpoint.url.rstrip("/") + path
+        async with self._session.get(url, params=params, allow_redirects=False) as response:
+            body = await read_capped(response, MAX_RESPONSE_BYTES)
+            if response.status != 200:
+                raise PrometheusError(f"HTTP {response.status} (response body not shown)")
+        payload = json.loads(body)
+        if payload.get("status") != "success":
+            raise PrometheusError(f"query failed: {str(payload.get('errorType'))[:40]}")
+        return payload["data"]["result"]
+
+    async def aclose(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+
+def _timestamp(at: datetime) -> str:
+    return f"{at.timestamp():.3f}"
+
+
+class PrometheusError(Exception):
+    """Prometheus answered, but not with a result."""
+
+
+async def read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The response body, or :class:`PrometheusError` as soon as it exceeds ``limit`` bytes
+    (announced or received): a body is never held beyond the cap."""
+    if (response.content_length or 0) > limit:
+        raise PrometheusError(f"answer larger than {limit} bytes ({response.content_length})")
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        if len(body) + len(chunk) > limit:
+            raise PrometheusError(f"answer larger than {limit} bytes")
+        body += chunk
+    return bytes(body)
+
+
+#: Sessions being closed in the background (a reference keeps the task alive).
+_closing: set[asyncio.Future] = set()
 
 
 def _short_error(err: Exception) -> str:
-    """The error for status: without the request URL (the whole query, which would hide the
-    cause behind it) and without a response body (whatever the server at the URL chose to
-    send must not reach status), scrubbed, bounded."""
-    text = _RESPONSE_BODY.sub(r"\1 (response body not shown)",
-                              _REQUEST_URL.sub("", f"{type(err).__name__}: {err}"))
-    text = scrub(text)
+    """The error for status, scrubbed and bounded: aiohttp's connection errors name the host,
+    not the request URL with its whole query, and no response body is ever part of it
+    (whatever the server at the URL chose to send must not reach status)."""
+    text = scrub(f"{type(err).__name__}: {err}")
     return text if len(text) <= 300 else text[:297] + "..."
-
-
-_REQUEST_URL = re.compile(r" with url: \S+")
-#: prometheus-api-client's "HTTP Status Code 500 (b'<body>')".
-_RESPONSE_BODY = re.compile(r"(HTTP Status Code \d+) \(.*", re.S)
 
 
 def _now() -> datetime:

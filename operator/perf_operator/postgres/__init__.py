@@ -21,7 +21,8 @@ from ..reconcile import Outcome, ProfileContext
 from ..scrub import scrub
 from ..status import steady_reading
 from ..secrets import SecretError
-from .connect import DatabaseUnavailable, forget_target, target_for_profile
+from .connect import (DatabaseUnavailable, describe_unreachable, forget_target,
+                      target_for_profile, unreachable)
 from .index_builds import BuildOptions, reconcile_indexes, wait_for_jobs
 from .indexes import (IndexDefinition, IndexReport, Phase, RefusedIndex,
                       definition_from_spec)
@@ -73,6 +74,11 @@ async def reconcile_profile(ctx: ProfileContext) -> Outcome | None:
             target, database.settings, previous.get("settings") or [], ctx.events,
             claim=claim, peers=ctx.postgres_peers)
     except psycopg.Error as err:
+        if unreachable(err):
+            # A fresh pool at the next resync: this one may be backing off its reconnects.
+            await forget_target(target)
+            return Outcome(CONDITION, False, "DatabaseUnavailable",
+                           describe_unreachable(target.key))
         return Outcome(CONDITION, False, "DatabaseError", scrub(err).strip())
     reports = indexes.plan.reports
     _announce_conflicts(reports, previous.get("indexes") or [], ctx.events)

@@ -1,7 +1,11 @@
 """Connections to the databases profiles point at.
 
 One small async pool per (namespace, profile, host, port, database, user), opened on first use
-and replaced when the Secret's password changes. Pooled connections serve the short catalog
+and replaced when the Secret's password changes; a profile's previous pool is closed as soon as
+its host, port, database or user changes. Opening one target never waits for another: each key
+has its own lock, so a host that black-holes connections delays only the profiles pointing at
+it. A pooled connection is checked before it is handed out, so after a server restart the dead
+ones are replaced instead of failing the next reconcile. Pooled connections serve the short catalog
 queries and settings changes; every DDL job (an index build can take hours) gets a dedicated
 connection of its own, so a long build never starves the reconcile of a pooled connection.
 
@@ -26,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from ..scrub import register_secret, scrub
 from ..secrets import read_secret_keys
@@ -45,6 +49,28 @@ POOL_MAX_SIZE = 4
 
 class DatabaseUnavailable(Exception):
     """The database cannot be reached or refuses the login; the message is scrubbed."""
+
+
+#: SQLSTATEs of a server that is going away or not accepting connections yet (admin, crash or
+#: immediate shutdown, starting up): the server is unreachable, not the statement wrong.
+_SHUTDOWN_STATES = frozenset({"57P01", "57P02", "57P03"})
+
+
+def unreachable(err: BaseException) -> bool:
+    """Whether a driver error means the server cannot be talked to (connection lost or
+    refused, shutting down, no pooled connection within the timeout) rather than a failed
+    statement."""
+    if isinstance(err, PoolTimeout):
+        return True
+    if not isinstance(err, psycopg.OperationalError):
+        return False
+    state = err.sqlstate
+    return state is None or state.startswith("08") or state in _SHUTDOWN_STATES
+
+
+def describe_unreachable(key: TargetKey) -> str:
+    return (f"PostgreSQL {key.host}:{key.port}/{key.dbname} is unreachable (connection lost or "
+            f"refused); retrying every resync")
 
 
 @dataclass(frozen=True)
@@ -106,7 +132,8 @@ class DatabaseTarget:
 
 
 _targets: dict[TargetKey, DatabaseTarget] = {}
-_targets_lock = asyncio.Lock()
+#: One lock per key, held while that key's pool is opened (never across other keys' connects).
+_locks: dict[TargetKey, asyncio.Lock] = {}
 
 
 async def target_for_profile(namespace: str, profile: str, connection: Any) -> DatabaseTarget:
@@ -133,7 +160,7 @@ async def open_target(key: TargetKey, password: str, *, sslmode: str = "prefer",
     register_secret(("login", key), password)
     hostaddr = await admit(key.host, key.port, granted_by=granted_by)
     fingerprint = hashlib.sha256(f"{sslmode}\0{hostaddr}\0{password}".encode()).hexdigest()
-    async with _targets_lock:
+    async with _locks.setdefault(key, asyncio.Lock()):
         current = _targets.get(key)
         if current is not None and current.credential_fingerprint == fingerprint:
             return current
@@ -155,12 +182,23 @@ async def open_target(key: TargetKey, password: str, *, sslmode: str = "prefer",
         pool = AsyncConnectionPool(kwargs={**kwargs, "autocommit": True}, min_size=1,
                                    max_size=POOL_MAX_SIZE, open=False,
                                    name=f"perf-operator:{key.owner}",
-                                   timeout=CONNECT_TIMEOUT_SECONDS)
+                                   timeout=CONNECT_TIMEOUT_SECONDS,
+                                   check=AsyncConnectionPool.check_connection)
         await pool.open(wait=True, timeout=CONNECT_TIMEOUT_SECONDS)
         target = DatabaseTarget(key=key, pool=pool, credential_fingerprint=fingerprint,
                                 connect_kwargs=kwargs)
         _targets[key] = target
-        return target
+    await _close_replaced(target)
+    return target
+
+
+async def _close_replaced(target: DatabaseTarget) -> None:
+    """Close the profile's pools for another host, port, database or user: the profile now
+    points elsewhere, and idle connections to the old database would stay open forever."""
+    key = target.key
+    for old in [t for k, t in _targets.items()
+                if (k.namespace, k.profile) == (key.namespace, key.profile) and k != key]:
+        await forget_target(old)
 
 
 async def _connect(kwargs: dict[str, Any]) -> psycopg.AsyncConnection:
@@ -173,18 +211,20 @@ async def _connect(kwargs: dict[str, Any]) -> psycopg.AsyncConnection:
 
 
 async def forget_target(target: DatabaseTarget) -> None:
-    """Close a profile's pool for good (the profile is deleted)."""
-    async with _targets_lock:
-        if _targets.get(target.key) is target:
-            del _targets[target.key]
-            register_secret(("login", target.key), None)
+    """Close a profile's pool for good (the profile is deleted, or points elsewhere now)."""
+    if _targets.get(target.key) is target:
+        del _targets[target.key]
+        register_secret(("login", target.key), None)
+        lock = _locks.get(target.key)
+        if lock is not None and not lock.locked():
+            del _locks[target.key]
     await target.close()
 
 
 async def close_all() -> None:
     """Close every pool (operator shutdown, end of a test session)."""
-    async with _targets_lock:
-        targets = list(_targets.values())
-        _targets.clear()
+    targets = list(_targets.values())
+    _targets.clear()
+    _locks.clear()
     for target in targets:
         await target.close()
