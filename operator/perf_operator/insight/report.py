@@ -133,7 +133,7 @@ def _snake(name: str) -> str:
     return "".join("_" + c.lower() if c.isupper() else c for c in name)
 
 
-_SLOW_QUERIES = """
+_SLOW_QUERIES = r"""
 SELECT query, calls, mean_exec_time, total_exec_time, rows
 FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
 WHERE d.datname = current_database() AND calls > 0
