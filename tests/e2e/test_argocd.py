@@ -63,8 +63,8 @@ def _team_files(stack, namespace: str, database: dict, prefix: str, *, requests:
     pointed at the stack)."""
     secrets = [
         {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "pg-credentials"},
-         "stringData": {"username": stack.postgres.superuser,
-                        "password": stack.postgres.password}},
+         "stringData": {"username": stack.postgres.operator_user,
+                        "password": stack.postgres.operator_password}},
         {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "redis-credentials"},
          "stringData": {"password": stack.redis.password}},
     ]

@@ -14,10 +14,12 @@ BENCH = pathlib.Path(__file__).resolve().parents[2] / "bench" / "chaos.py"
 pytestmark = pytest.mark.isolated
 
 
+@pytest.mark.timeout(1200)
 def test_short_chaos_run_loses_and_orphans_nothing():
     spec = importlib.util.spec_from_file_location("chaos", BENCH)
     chaos = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(chaos)
     found = chaos.main(["--minutes", "2", "--seed", "1", "--namespaces", "3",
-                        "--tenants", "30", "--rows", "20000", "--fault-rate", "0.15"])
+                        "--tenants", "30", "--rows", "20000", "--fault-rate", "0.15",
+                        "--converge-timeout", "90"])
     assert found == {"lost": [], "orphaned": [], "stuck": []}, found

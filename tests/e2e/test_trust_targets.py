@@ -59,7 +59,12 @@ def wait_ready(kubectl, kind, name, namespace=None, *, status="True", reason=Non
                                                     or found["reason"] == reason):
             return found
         return None
-    return eventually(check, timeout=timeout, what=f"{kind} {name} Ready={status} {reason}")
+    try:
+        return eventually(check, timeout=timeout, what=f"{kind} {name} Ready={status} {reason}")
+    except AssertionError as err:
+        conditions = ((kubectl.get(kind, name, namespace) or {}).get("status") or {}).get(
+            "conditions")
+        raise AssertionError(f"{err}; conditions: {conditions}") from None
 
 
 class Listener:
@@ -97,7 +102,8 @@ def target_secrets(stack, kubectl):
     suffix = secrets.token_hex(3)
     pg, rd = f"shared-postgres-{suffix}", f"shared-redis-{suffix}"
     kubectl.run("create", "secret", "generic", pg, f"--from-literal=username="
-                f"{stack.postgres.superuser}", f"--from-literal=password={stack.postgres.password}",
+                f"{stack.postgres.operator_user}",
+                f"--from-literal=password={stack.postgres.operator_password}",
                 namespace=OPERATOR_NAMESPACE)
     kubectl.run("create", "secret", "generic", rd,
                 f"--from-literal=password={stack.redis.password}", namespace=OPERATOR_NAMESPACE)
