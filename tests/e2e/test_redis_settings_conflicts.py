@@ -1,17 +1,15 @@
 """Two PerformanceProfiles on one Redis server that disagree on a CONFIG parameter: the older one
 owns it, the younger one reports Conflict and never sends its value, so the two do not set
 their values in turn on every resync. Reconciled directly on the real Redis, and through the
-real operator once its profile handlers index the profiles' Redis settings."""
+real operator."""
 from __future__ import annotations
 
 import json
 import time
 
-import pytest
 import redis as sync_redis
 from redis.asyncio import Redis
 
-from perf_operator.handlers import profiles as profile_handlers
 from perf_operator.redis import reconcile_profile, redis_peer
 from tests.support.contexts import profile_context
 from tests.support.kube import condition, eventually
@@ -117,8 +115,6 @@ def redis_condition(kubectl, namespace: str, name: str, status: str) -> dict | N
     return cond if cond and cond["status"] == status else None
 
 
-@pytest.mark.skipif(not hasattr(profile_handlers, "redis_peers"),
-                    reason="the profile handlers do not index the profiles' Redis settings yet")
 def test_profiles_applied_with_kubectl_do_not_fight_over_a_parameter(
         operator, stack, kubectl, namespace, credentials):
     client = sync_redis.Redis(port=stack.redis.port, password=stack.redis.password,

@@ -27,6 +27,7 @@ from ..redis.mirror import delete_profile_mirrors, mirror_target
 from . import deferred
 from .reconciliation import Cleanup, Part, next_requeue, run_cleanups, run_parts, write_status
 from .resources import PROFILES
+from .profile_registry import forget_profile, profile_index, put_profile
 from .tenant_registry import TENANTS_BY_PROFILE
 
 #: The target systems a profile configures, each with the condition type it reports.
@@ -43,17 +44,26 @@ PROFILE_PARTS: tuple[tuple[str, Part], ...] = (
 PROFILE_CLEANUPS: tuple[Cleanup, ...] = (postgres_cleanup, redis_cleanup)
 
 
-@kopf.index(*PROFILES)
-async def redis_peers(namespace: str, name: str, meta: kopf.Meta, spec: kopf.Spec, **_
-                      ) -> dict:
+@kopf.on.event(*PROFILES)
+async def track_profile(*, event: dict, body: kopf.Body, namespace: str, name: str, **_) -> None:
+    """Keep the indexes of profiles (see profile_registry: not kopf indexes). kopf runs this
+    before the profile's own change handlers, so they see the profile as it is."""
+    if event.get("type") == "DELETED":
+        forget_profile(namespace, name)
+    else:
+        put_profile(body)
+
+
+@profile_index
+def redis_peers(namespace: str, name: str, meta: dict, spec: dict, **_) -> dict:
     """Every profile's claim on its Redis server's CONFIG: the oldest owns what they contest."""
     peer = redis_peer(namespace, name, meta, spec)
     return {} if peer is None else {"all": peer}
 
 
-@kopf.index(*PROFILES)
-async def postgres_peers(namespace: str, name: str, meta: kopf.Meta, spec: kopf.Spec,
-                         status: kopf.Status, **_) -> dict:
+@profile_index
+def postgres_peers(namespace: str, name: str, meta: dict, spec: dict, status: dict, **_
+                   ) -> dict:
     """Every profile's claim on its PostgreSQL server's System-scoped parameters (the server
     as its status last identified it): the oldest owns what they contest."""
     try:
@@ -118,8 +128,7 @@ async def replay_profile_cleanup(entry: dict[str, Any], events: EventRecorder) -
 
 
 async def reconcile(*, body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta,
-                    name: str, namespace: str, patch: kopf.Patch, logger,
-                    redis_peers: kopf.Index, postgres_peers: kopf.Index, **_
+                    name: str, namespace: str, patch: kopf.Patch, logger, **_
                     ) -> float | None:
     """Make the profile true once; returns how soon to look again when work goes on in the
     background (None: the resync timer is soon enough)."""
@@ -158,8 +167,8 @@ async def reconcile(*, body: kopf.Body, spec: kopf.Spec, status: kopf.Status, me
     ctx = ProfileContext(name=name, namespace=namespace, uid=meta["uid"], generation=generation,
                          spec=resolution.spec, status=current, events=events,
                          logger=logger, created=meta.get("creationTimestamp"),
-                         redis_peers=list(redis_peers.get("all", ())),
-                         postgres_peers=list(postgres_peers.get("all", ())))
+                         redis_peers=redis_peers.get("all", []),
+                         postgres_peers=postgres_peers.get("all", []))
     results = await run_parts("PerformanceProfile", PROFILE_PARTS, ctx)
     results.append((TARGET_RESOLVED, _target_outcome(resolution)))
     results.append(("Overcommitted", _overcommit(model, tenants)))

@@ -19,6 +19,7 @@ from ..redis import connect as redis_connect
 from ..targets import REGISTRY
 from . import deferred
 from .resources import PROFILES, TARGETS, TENANTS
+from .profile_registry import clear_profiles, seed_profile
 from .tenant_registry import TENANTS_BY_PROFILE
 
 
@@ -71,18 +72,25 @@ async def elect_leader(memo: kopf.Memo, logger, **_) -> None:
 
 
 @kopf.on.startup()
-async def seed_tenant_registry(logger, **_) -> None:
-    """Fill the registry of tenants by profile from one LIST before any handler runs (see
-    tenant_registry): kopf starts no handler before every startup handler has returned. First
-    wait until both resources are served (see wait_until_served): kopf's watchers start next."""
+async def seed_registries(logger, **_) -> None:
+    """Fill the indexes of profiles (see profile_registry) and the registry of tenants by
+    profile (see tenant_registry) from one LIST each before any handler runs: kopf starts no
+    handler before every startup handler has returned. First wait until both resources are
+    served (see wait_until_served): kopf's watchers start next."""
     for plural in (PROFILES[2], TENANTS[2]):
         await wait_until_served(plural, namespaces)
+    clear_profiles()
+    profiles = 0
+    async for body in list_objects(PROFILES[2], namespaces):
+        seed_profile(body)
+        profiles += 1
     TENANTS_BY_PROFILE.clear()
-    count = 0
+    tenants = 0
     async for body in list_objects(TENANTS[2], namespaces):
         TENANTS_BY_PROFILE.seed(body["metadata"]["namespace"], body)
-        count += 1
-    logger.info("%d TenantQuotas known before the watch starts", count)
+        tenants += 1
+    logger.info("%d PerformanceProfiles and %d TenantQuotas known before the watch starts",
+                profiles, tenants)
 
 
 @kopf.on.startup()

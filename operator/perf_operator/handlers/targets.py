@@ -15,6 +15,7 @@ from ..reconcile import EventRecorder, Outcome
 from ..targets import REGISTRY
 from ..targets.servers import observe, server_status, usage
 from ..validation import describe_validation_error
+from .profile_registry import profile_index
 from .reconciliation import write_status
 from .resources import NAMESPACES, PROFILES, TARGETS
 
@@ -38,8 +39,8 @@ async def track_namespace(*, event: dict, name: str, meta: kopf.Meta, **_) -> No
         REGISTRY.put_namespace(name, meta.get("labels"))
 
 
-@kopf.index(*PROFILES)
-async def profiles_by_target(namespace: str, name: str, spec: kopf.Spec, **_) -> dict:
+@profile_index
+def profiles_by_target(namespace: str, name: str, spec: dict, **_) -> dict:
     """Which profiles name which target, for the target's status."""
     ref = spec.get("targetRef") or {}
     return {ref["name"]: (namespace, name)} if ref.get("name") else {}
@@ -50,8 +51,7 @@ async def profiles_by_target(namespace: str, name: str, spec: kopf.Spec, **_) ->
 @kopf.on.update(*TARGETS, field="spec")
 @kopf.timer(*TARGETS, interval=CONFIG.resync_seconds, initial_delay=CONFIG.resync_seconds)
 async def target_status(*, body: kopf.Body, name: str, spec: kopf.Spec, status: kopf.Status,
-                        meta: kopf.Meta, patch: kopf.Patch, logger,
-                        profiles_by_target: kopf.Index, **_: Any) -> None:
+                        meta: kopf.Meta, patch: kopf.Patch, logger, **_: Any) -> None:
     generation = meta.get("generation", 0)
     current = dict(status)
     events = EventRecorder(body, logger)

@@ -25,6 +25,7 @@ from ..targets import TARGET_RESOLVED, TargetRefused, resolve_profile
 from ..validation import RULE_SHADOWED, describe_validation_error, tenant_rule_errors
 from . import deferred
 from .reconciliation import Cleanup, Part, run_cleanups, run_parts, write_status
+from .profile_registry import ProfileLookup, profile_index
 from .tenant_registry import TENANTS_BY_PROFILE, TenantEntry
 from .resources import PROFILES, TENANTS
 
@@ -64,9 +65,8 @@ class ProfileEntry(NamedTuple):
     adjustments: Adjustments
 
 
-@kopf.index(*PROFILES)
-async def profile_specs(namespace: str, name: str, spec: kopf.Spec, status: kopf.Status, **_
-                        ) -> dict:
+@profile_index
+def profile_specs(namespace: str, name: str, spec: dict, status: dict, **_) -> dict:
     """The profiles, so a tenant resolves its defaults without an API call."""
     enforced = (status.get("optimization") or {}).get("enforced") or {}
     try:
@@ -82,25 +82,24 @@ async def profile_specs(namespace: str, name: str, spec: kopf.Spec, status: kopf
 @kopf.on.create(*TENANTS)
 @kopf.on.update(*TENANTS, field="spec")
 async def tenant_changed(**kwargs: Any) -> None:
-    await reconcile(**kwargs)
+    await reconcile(profile_specs=profile_specs, **kwargs)
 
 
 @kopf.timer(*PROFILES, interval=CONFIG.resync_seconds, initial_delay=CONFIG.resync_seconds)
-async def tenants_resync(*, namespace: str, name: str, profile_specs: kopf.Index, **_) -> None:
+async def tenants_resync(*, namespace: str, name: str, **_) -> None:
     """Re-check every tenant of this profile in one batch: a timer per profile, not per
     tenant (see redis.sweep)."""
     await resync_tenants(namespace, name, profile_specs)
 
 
 @kopf.on.update(*PROFILES, field="spec")
-async def tenants_follow_profile(*, namespace: str, name: str, profile_specs: kopf.Index, **_
-                                 ) -> None:
+async def tenants_follow_profile(*, namespace: str, name: str, **_) -> None:
     """A changed profile changes its tenants' effective limits: re-check them now rather than
     at the next resync."""
     await resync_tenants(namespace, name, profile_specs)
 
 
-async def resync_tenants(namespace: str, name: str, profile_specs: kopf.Index) -> None:
+async def resync_tenants(namespace: str, name: str, profile_specs: ProfileLookup) -> None:
     """Fully reconcile only the tenants whose tables or status are not what they should be,
     writing their status directly (no kopf handler call carries a patch for them)."""
     # A tenant the operator has never reported on is its create handler's: reconciling it here
@@ -148,11 +147,11 @@ async def resync_tenants(namespace: str, name: str, profile_specs: kopf.Index) -
 async def tenant_deleted(*, retry: int, **kwargs: Any) -> None:
     """Remove the tenant's tables (bounded retries, then released: see run_cleanups)."""
     try:
-        ctx = _context(**kwargs)
+        ctx = _context(profile_specs=profile_specs, **kwargs)
     except TargetRefused:
         return  # its profile may not use its servers: the operator reaches nothing to clean
     if ctx is not None:
-        profile = list(kwargs["profile_specs"].get((ctx.namespace, ctx.profile_name), ()))[0]
+        profile = profile_specs[(ctx.namespace, ctx.profile_name)][0]
         entry = {"kind": "TenantQuota", "namespace": ctx.namespace, "name": ctx.name,
                  "uid": ctx.uid, "spec": dict(kwargs["spec"]), "status": ctx.status,
                  "profile": {"spec": profile.spec,
@@ -221,7 +220,7 @@ async def reconcile(*, patch: kopf.Patch, status: kopf.Status, meta: kopf.Meta, 
 
 
 def _context(*, body: kopf.Body, spec: kopf.Spec, meta: kopf.Meta, status: kopf.Status,
-             name: str, namespace: str, logger, profile_specs: kopf.Index, **_
+             name: str, namespace: str, logger, profile_specs: ProfileLookup, **_
              ) -> TenantContext | None:
     """The tenant with its profile's defaults merged in; None when the profile is missing."""
     tenant = TenantQuotaSpec.model_validate(dict(spec))
@@ -247,7 +246,7 @@ def _context(*, body: kopf.Body, spec: kopf.Spec, meta: kopf.Meta, status: kopf.
 
 
 def _senior_claimant(namespace: str, name: str, created: str | None, profile: Any,
-                     tenant_id: str, profile_specs: kopf.Index) -> str | None:
+                     tenant_id: str, profile_specs: ProfileLookup) -> str | None:
     """The oldest other TenantQuota the operator knows of that writes the same record (same
     tenant ID and key prefix on the same Redis), if it is older than this one: then this one
     writes nothing, also into a record a data loss emptied (the record's ``ownerSince`` settles
@@ -272,7 +271,7 @@ def _senior_claimant(namespace: str, name: str, created: str | None, profile: An
     return best[1] if best else None
 
 
-def _resolved_profile(namespace: str, name: str | None, profile_specs: kopf.Index
+def _resolved_profile(namespace: str, name: str | None, profile_specs: ProfileLookup
                       ) -> PerformanceProfileSpec | None:
     """A profile's effective spec (its target's connections filled in); None when it is
     missing, invalid or refused its target."""
@@ -285,7 +284,7 @@ def _resolved_profile(namespace: str, name: str | None, profile_specs: kopf.Inde
         return None
 
 
-def _entry_kwargs(namespace: str, entry: TenantEntry, profile_specs: kopf.Index) -> dict:
+def _entry_kwargs(namespace: str, entry: TenantEntry, profile_specs: ProfileLookup) -> dict:
     """The handler arguments ``reconcile`` and ``_context`` read, rebuilt from an index entry."""
     meta = {"name": entry.name, "namespace": namespace, "uid": entry.uid,
             "generation": entry.generation, "creationTimestamp": entry.created}
@@ -295,7 +294,7 @@ def _entry_kwargs(namespace: str, entry: TenantEntry, profile_specs: kopf.Index)
             "profile_specs": profile_specs}
 
 
-def _entry_context(namespace: str, entry: TenantEntry, profile_specs: kopf.Index
+def _entry_context(namespace: str, entry: TenantEntry, profile_specs: ProfileLookup
                    ) -> TenantContext | None:
     """The tenant's context; None when its spec does not validate (its change handler reported
     that, and only a spec change can fix it) or its profile is gone."""
@@ -305,7 +304,7 @@ def _entry_context(namespace: str, entry: TenantEntry, profile_specs: kopf.Index
         return None
 
 
-def _target_refusal(namespace: str, profile_name: str, profile_specs: kopf.Index
+def _target_refusal(namespace: str, profile_name: str, profile_specs: ProfileLookup
                     ) -> TargetRefused | None:
     """Why the profile may not use the servers it names (None: it may, or it is not valid)."""
     stored = list(profile_specs.get((namespace, profile_name), ()))
@@ -340,7 +339,7 @@ def _check(entry: TenantEntry, ctx: TenantContext) -> TenantCheck:
     return TenantCheck(entry.name, ctx.limits.tenant_id, desired, reported, settled, moved)
 
 
-async def _reconcile_entry(namespace: str, entry: TenantEntry, profile_specs: kopf.Index
+async def _reconcile_entry(namespace: str, entry: TenantEntry, profile_specs: ProfileLookup
                            ) -> None:
     patch = kopf.Patch()
     await reconcile(patch=patch, **_entry_kwargs(namespace, entry, profile_specs))
