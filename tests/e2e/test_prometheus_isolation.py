@@ -28,7 +28,7 @@ apiVersion: perf.idp.io/v1alpha1
 kind: PerformanceProfile
 metadata: {{name: {name}}}
 spec:
-  websocket: {{maxConnections: 1000}}
+  websocket: {{maxConnections: 1000, perTenantDefault: 100}}
 """
 
 OPTIMIZED = """

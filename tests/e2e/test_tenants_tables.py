@@ -294,6 +294,9 @@ def test_overcommitted_profile_and_a_tenant_without_profile(operator, stack, kub
                "spec": {"tenantId": f"t{i}", "profileRef": {"name": "platform"},
                         "websocket": {"maxConnections": 60}}} for i in range(2)]
     items.append({"apiVersion": "perf.idp.io/v1alpha1", "kind": "TenantQuota",
+                  "metadata": {"name": "on-default"},
+                  "spec": {"tenantId": "on-default", "profileRef": {"name": "platform"}}})
+    items.append({"apiVersion": "perf.idp.io/v1alpha1", "kind": "TenantQuota",
                   "metadata": {"name": "orphan"},
                   "spec": {"tenantId": "orphan", "profileRef": {"name": "missing"}}})
     kubectl.apply(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}), namespace)
@@ -301,9 +304,12 @@ def test_overcommitted_profile_and_a_tenant_without_profile(operator, stack, kub
     def overcommitted():
         cond = condition(kubectl.get("performanceprofile", "platform", namespace),
                          "Overcommitted")
-        return cond if cond and cond["status"] == "True" else None
-    cond = eventually(overcommitted, timeout=60, what="Overcommitted=True")
-    assert "120" in cond["message"] and "100" in cond["message"]
+        # 60 + 60 of their own, and the profile's perTenantDefault for the one without
+        return cond if cond and cond["status"] == "True" and "130" in cond["message"] else None
+    cond = eventually(overcommitted, timeout=60, what="Overcommitted=True, 130 committed")
+    assert "more than the profile's maximum of 100" in cond["message"]
+    tenants = kubectl.get("performanceprofile", "platform", namespace)["status"]["tenants"]
+    assert tenants == {"count": 3, "websocketCommitted": 130}
 
     def orphaned():
         cond = condition(kubectl.get("tenantquota", "orphan", namespace), "ProfileResolved")
@@ -345,3 +351,46 @@ def test_deleting_a_tenant_whose_redis_is_gone_for_good_is_released(
     ledger = json.loads(kubectl.run("get", "configmap", "perf-operator-cleanup", "-o", "json",
                                     namespace=OPERATOR_NAMESPACE).stdout)
     assert any(f".{namespace}." in key for key in ledger.get("data") or {}), ledger
+
+
+def test_a_tenant_outliving_its_profile_says_so_and_takes_its_tables_when_deleted(
+        operator, stack, kubectl, namespace, credentials, pg_database, psql, redis_prefix):
+    """Deleted in that order, nothing stays behind: the tenant reports its profile gone as soon
+    as it is, and its own deletion removes the record and mirror row its status reports."""
+    items = [{"apiVersion": "perf.idp.io/v1alpha1", "kind": "PerformanceProfile",
+              "metadata": {"name": "platform"},
+              "spec": profile_spec(stack, credentials, redis_prefix, pg_database)},
+             {"apiVersion": "perf.idp.io/v1alpha1", "kind": "TenantQuota",
+              "metadata": {"name": "acme"},
+              "spec": {"tenantId": "acme", "profileRef": {"name": "platform"}}}]
+    kubectl.apply(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}), namespace)
+    client = sync_redis.Redis(port=stack.redis.port, password=stack.redis.password)
+    key = record_key(redis_prefix, "acme")
+
+    def mirror_rows() -> str:
+        return psql(pg_database["database"],
+                    "SELECT count(*) FROM perf_operator.tenant_limits "
+                    f"WHERE profile_namespace = '{namespace}' AND tenant_id = 'acme'").strip()
+
+    def tenant_ready():
+        cond = condition(kubectl.get("tenantquota", "acme", namespace), "Ready")
+        return cond if cond and cond["status"] == "True" else None
+    eventually(tenant_ready, timeout=60, what="the tenant Ready")
+    eventually(lambda: client.exists(key) and mirror_rows() == "1", timeout=30,
+               what="the record and its mirror row")
+
+    kubectl.run("delete", "performanceprofile", "platform", "--timeout=60s", namespace=namespace)
+    deleted = time.monotonic()
+
+    def profile_gone():
+        cond = condition(kubectl.get("tenantquota", "acme", namespace), "ProfileResolved")
+        return cond if cond and cond["status"] == "False" else None
+    assert eventually(profile_gone, timeout=30, what="ProfileResolved=False")[
+        "reason"] == "ProfileNotFound"
+    print(f"the tenant reported its profile gone {time.monotonic() - deleted:.1f} s after")
+    assert client.exists(key)  # the tenant still exists: its tables stay until it goes
+
+    kubectl.run("delete", "tenantquota", "acme", "--timeout=60s", namespace=namespace)
+    assert not client.exists(key)
+    assert mirror_rows() == "0"
+    client.close()

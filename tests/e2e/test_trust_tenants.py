@@ -98,7 +98,7 @@ async def test_no_password_in_any_encoding_in_debug_log_events_or_status(
                                                   "secretRef": {"name": "redis-app",
                                                                 "usernameKey": "username"}},
                                    "keyPrefix": redis_prefix},
-                         "websocket": {"maxConnections": 1000}}}
+                         "websocket": {"maxConnections": 2000}}}
 
     kubectl.apply(yaml.safe_dump_all([
         profile("platform", "pg-app"), profile("wrong", "pg-wrong"),

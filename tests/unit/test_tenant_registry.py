@@ -50,3 +50,15 @@ def test_claimants_of_a_tenant_id_follow_changes():
     registry.forget("ns", "a")
     assert registry.claimants("a") == []
     assert [e.name for _, _, e in registry.claimants("z")] == ["b"]
+
+
+def test_a_tenant_is_found_by_name_and_says_when_it_is_being_deleted():
+    registry = TenantRegistry()
+    registry.put("ns", body("a", "p1"))
+    assert registry.get("ns", "a").deleting is False
+    deleting = body("a", "p1")
+    deleting["metadata"]["deletionTimestamp"] = "2026-12-05T22:00:00Z"
+    registry.put("ns", deleting)
+    assert registry.get("ns", "a").deleting is True
+    registry.forget("ns", "a")
+    assert registry.get("ns", "a") is None and registry.get("ns", "never") is None

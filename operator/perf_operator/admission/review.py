@@ -12,9 +12,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kopf._cogs.structs.references import match_namespace
 
 from ..api import PerformanceProfileSpec
+from ..kube.namespaces import serves
 from ..targets import inline_errors
 from ..validation import profile_errors, tenant_errors
 
@@ -49,7 +49,7 @@ def plan_review(request: dict[str, Any], namespaces: Sequence[str] = ()) -> Skip
     """Whether the ``request`` of an AdmissionReview needs its spec checked. ``namespaces``:
     the operator's ``--namespace`` patterns (empty: every namespace)."""
     namespace = request.get("namespace") or ""
-    if namespaces and not any(match_namespace(namespace, p) for p in namespaces):
+    if not serves(namespace, namespaces):
         return Skip(f"namespace {namespace!r} is not served by this operator")
     operation = request.get("operation")
     if operation not in ("CREATE", "UPDATE"):

@@ -127,8 +127,10 @@ class TenantsStatus(StatusModel):
 
     count: int = Field(0, ge=0, description="TenantQuotas referencing this profile.")
     websocket_committed: int = Field(0, ge=0,
-                                     description="Sum of their WebSocket connection limits; "
-                                                 "above websocket.maxConnections the pool is "
+                                     description="Sum of their WebSocket connection limits (a "
+                                                 "tenant without its own counts the profile's "
+                                                 "websocket.perTenantDefault); above "
+                                                 "websocket.maxConnections the pool is "
                                                  "overcommitted.")
 
 

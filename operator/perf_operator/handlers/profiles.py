@@ -7,6 +7,7 @@ import kopf
 import pydantic
 
 from ..api import PerformanceProfileSpec
+from ..api.profile import WebsocketSpec
 from ..config import CONFIG
 from ..logs import REQUEUE_MESSAGE
 from ..kube import reconcile_alerts, reconcile_app_config, reconcile_scaling
@@ -135,9 +136,10 @@ async def reconcile(*, body: kopf.Body, spec: kopf.Spec, status: kopf.Status, me
     generation = meta.get("generation", 0)
     current = dict(status)
     events = EventRecorder(body, logger)
-    tenants = _tenant_summary(namespace, name)
+    tenants = _tenant_summary(namespace, name, None)
     try:
         model = PerformanceProfileSpec.model_validate(dict(spec))
+        tenants = _tenant_summary(namespace, name, model.websocket)
     except pydantic.ValidationError as err:
         write_status(patch=patch, current=current, generation=generation, results=[],
                      events=events, extra={"tenants": tenants},
@@ -187,10 +189,20 @@ def _target_outcome(resolution: Resolution) -> Outcome | None:
                    resolution.describe())
 
 
-def _tenant_summary(namespace: str, profile: str) -> dict[str, int]:
+def _tenant_summary(namespace: str, profile: str, websocket: WebsocketSpec | None
+                    ) -> dict[str, int]:
+    """How many tenants use the profile, and the WebSocket connections they commit: a tenant's
+    own ``maxConnections`` or, without one, the profile's ``perTenantDefault``, each capped at
+    the pool as ``effective_limits`` caps it. Without a valid profile (``websocket`` None) only
+    the tenants' own limits are known."""
     members = TENANTS_BY_PROFILE.of_profile(namespace, profile)
-    return {"count": len(members),
-            "websocketCommitted": sum(m.websocket_limit or 0 for m in members)}
+    if websocket is None:
+        committed = sum(m.websocket_limit or 0 for m in members)
+    else:
+        committed = sum(min(websocket.per_tenant_default if m.websocket_limit is None
+                            else m.websocket_limit, websocket.max_connections)
+                        for m in members)
+    return {"count": len(members), "websocketCommitted": committed}
 
 
 def _overcommit(model: PerformanceProfileSpec, tenants: dict[str, int]) -> Outcome | None:

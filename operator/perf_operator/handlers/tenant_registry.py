@@ -28,6 +28,8 @@ class TenantEntry(NamedTuple):
     status: dict
     #: metadata.creationTimestamp (who is older, when two claim one tenant ID).
     created: str | None = None
+    #: metadata.deletionTimestamp is set: its deletion handler owns it from now on.
+    deleting: bool = False
 
     @property
     def websocket_limit(self) -> int | None:
@@ -41,7 +43,7 @@ class TenantEntry(NamedTuple):
                   if key != "kopf"}
         profile = (spec.get("profileRef") or {}).get("name")
         return profile, cls(meta["name"], meta["uid"], meta.get("generation", 0), spec, status,
-                            meta.get("creationTimestamp"))
+                            meta.get("creationTimestamp"), bool(meta.get("deletionTimestamp")))
 
     @property
     def tenant_id(self) -> str | None:
@@ -90,6 +92,13 @@ class TenantRegistry:
             members.pop(name, None)
             if not members:
                 del self._by_profile[(namespace, profile)]
+
+    def get(self, namespace: str, name: str) -> TenantEntry | None:
+        """The tenant as its latest event showed it (None: not known, or deleted)."""
+        if (namespace, name) not in self._profile_of:
+            return None
+        profile = self._profile_of[(namespace, name)]
+        return self._by_profile.get((namespace, profile), {}).get(name)
 
     def of_profile(self, namespace: str, profile: str) -> list[TenantEntry]:
         return list(self._by_profile.get((namespace, profile), {}).values())

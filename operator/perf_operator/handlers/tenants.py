@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from typing import Any, NamedTuple
 
 import kopf
@@ -25,7 +26,7 @@ from ..targets import TARGET_RESOLVED, TargetRefused, resolve_profile
 from ..validation import RULE_SHADOWED, describe_validation_error, tenant_rule_errors
 from . import deferred
 from .reconciliation import Cleanup, Part, run_cleanups, run_parts, write_status
-from .profile_registry import ProfileLookup, profile_index
+from .profile_registry import ProfileLookup, forget_profile, profile_index
 from .tenant_registry import TENANTS_BY_PROFILE, TenantEntry
 from .resources import PROFILES, TENANTS
 
@@ -65,6 +66,10 @@ class ProfileEntry(NamedTuple):
     adjustments: Adjustments
 
 
+#: The profile of a tenant whose profile is gone: it desires nothing (no Redis, no database).
+PROFILE_GONE = ProfileEntry({}, PerformanceProfileSpec(), Adjustments())
+
+
 @profile_index
 def profile_specs(namespace: str, name: str, spec: dict, status: dict, **_) -> dict:
     """The profiles, so a tenant resolves its defaults without an API call."""
@@ -82,7 +87,23 @@ def profile_specs(namespace: str, name: str, spec: dict, status: dict, **_) -> d
 @kopf.on.create(*TENANTS)
 @kopf.on.update(*TENANTS, field="spec")
 async def tenant_changed(**kwargs: Any) -> None:
-    await reconcile(profile_specs=profile_specs, **kwargs)
+    async with _tenant_lock(kwargs["namespace"], kwargs["name"]):
+        await reconcile(profile_specs=profile_specs, **kwargs)
+
+
+#: One lock per tenant, held by every reconcile and cleanup of it. kopf never runs two handlers
+#: of one object at once, but the profiles' re-checks reconcile tenants outside kopf: without
+#: the lock, a re-check that read a tenant just before its deletion wrote its record and mirror
+#: row back after the deletion handler had removed them (seen in the chaos run).
+_TENANT_LOCKS: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
+    weakref.WeakValueDictionary())
+
+
+def _tenant_lock(namespace: str, name: str) -> asyncio.Lock:
+    lock = _TENANT_LOCKS.get((namespace, name))
+    if lock is None:
+        lock = _TENANT_LOCKS[(namespace, name)] = asyncio.Lock()
+    return lock
 
 
 @kopf.timer(*PROFILES, interval=CONFIG.resync_seconds, initial_delay=CONFIG.resync_seconds)
@@ -105,7 +126,7 @@ async def resync_tenants(namespace: str, name: str, profile_specs: ProfileLookup
     # A tenant the operator has never reported on is its create handler's: reconciling it here
     # too would write its status twice while kopf works through a backlog.
     entries = {entry.name: entry for entry in TENANTS_BY_PROFILE.of_profile(namespace, name)
-               if "observedGeneration" in entry.status}
+               if "observedGeneration" in entry.status and not entry.deleting}
     checks = [(entry, ctx) for entry in entries.values()
               if (ctx := _entry_context(namespace, entry, profile_specs)) is not None]
     refusal = _target_refusal(namespace, name, profile_specs) if entries else None
@@ -129,33 +150,56 @@ async def resync_tenants(namespace: str, name: str, profile_specs: ProfileLookup
             logger.warning("re-check of the tenants of %s/%s failed: %s", namespace, name,
                            scrub(err))
             stale = [entry.name for entry, _ in checks]
+    await _reconcile_entries(namespace, [entries[tenant] for tenant in stale])
+
+
+@kopf.on.event(*PROFILES)
+async def tenants_lose_profile(*, event: dict, namespace: str, name: str, **_) -> None:
+    """A deleted profile's tenants report ProfileNotFound now rather than at their next change
+    (their tables stay until they are deleted: see tenant_deleted)."""
+    if event.get("type") != "DELETED":
+        return
+    forget_profile(namespace, name)  # whichever watching handler kopf runs first
+    await _reconcile_entries(namespace, TENANTS_BY_PROFILE.of_profile(namespace, name))
+
+
+async def _reconcile_entries(namespace: str, entries: list[TenantEntry]) -> None:
+    """Fully reconcile these tenants, a bounded number at once, writing their status."""
     gate = asyncio.Semaphore(RESYNC_CONCURRENCY)
 
     async def one(entry: TenantEntry) -> None:
-        async with gate:
+        async with gate, _tenant_lock(namespace, entry.name):
+            current = TENANTS_BY_PROFILE.get(namespace, entry.name)
+            if current is None or current.deleting:
+                return  # its deletion handler has it
             try:
-                await _reconcile_entry(namespace, entry, profile_specs)
+                await _reconcile_entry(namespace, current, profile_specs)
             except ApiException as err:
                 if err.status != 404:  # deleted meanwhile: nothing to report on
                     logger.warning("status of TenantQuota %s/%s not written: %s", namespace,
                                    entry.name, scrub(err.reason))
 
-    await asyncio.gather(*(one(entries[tenant]) for tenant in stale))
+    await asyncio.gather(*(one(entry) for entry in entries))
 
 
 @kopf.on.delete(*TENANTS)
 async def tenant_deleted(*, retry: int, **kwargs: Any) -> None:
-    """Remove the tenant's tables (bounded retries, then released: see run_cleanups)."""
+    """Remove the tenant's tables (bounded retries, then released: see run_cleanups). When its
+    profile was deleted first, nothing is desired any more: what its status reports (and this
+    TenantQuota owns) is removed."""
+    ref = (kwargs["namespace"], (kwargs["spec"].get("profileRef") or {}).get("name"))
+    lookup: ProfileLookup = profile_specs if profile_specs.get(ref) else {ref: [PROFILE_GONE]}
     try:
-        ctx = _context(profile_specs=profile_specs, **kwargs)
+        ctx = _context(profile_specs=lookup, **kwargs)
     except TargetRefused:
         return  # its profile may not use its servers: the operator reaches nothing to clean
-    if ctx is not None:
-        profile = profile_specs[(ctx.namespace, ctx.profile_name)][0]
-        entry = {"kind": "TenantQuota", "namespace": ctx.namespace, "name": ctx.name,
-                 "uid": ctx.uid, "spec": dict(kwargs["spec"]), "status": ctx.status,
-                 "profile": {"spec": profile.spec,
-                             "adjustments": profile.adjustments.model_dump(mode="json")}}
+    assert ctx is not None  # the lookup has its profile
+    profile = lookup[ref][0]
+    entry = {"kind": "TenantQuota", "namespace": ctx.namespace, "name": ctx.name,
+             "uid": ctx.uid, "spec": dict(kwargs["spec"]), "status": ctx.status,
+             "profile": {"spec": profile.spec,
+                         "adjustments": profile.adjustments.model_dump(mode="json")}}
+    async with _tenant_lock(ctx.namespace, ctx.name):
         await run_cleanups(TENANT_CLEANUPS, ctx, retry, entry)
 
 

@@ -8,12 +8,12 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from kopf._cogs.structs.references import match_namespace
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from .. import API_GROUP, API_VERSION
 from .client import api_client
+from .namespaces import serves
 
 PAGE_SIZE = 500
 #: Answers of an API server whose storage for a resource is not serving yet.
@@ -47,7 +47,7 @@ async def list_objects(plural: str, namespaces: Sequence[str] = ()
         return
     async for item in _pages(api.list_cluster_custom_object, API_GROUP, API_VERSION, plural):
         namespace = item["metadata"]["namespace"]
-        if not namespaces or any(match_namespace(namespace, p) for p in namespaces):
+        if serves(namespace, namespaces):
             yield item
 
 

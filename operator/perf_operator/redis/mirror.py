@@ -146,14 +146,6 @@ async def upsert_mirror(target: DatabaseTarget, step: UpsertMirror) -> None:
              row.digest, step.document, step.written_at))
 
 
-async def delete_mirror(target: DatabaseTarget, row: MirrorRow) -> None:
-    async with target.connection() as conn:
-        await conn.execute(
-            "DELETE FROM perf_operator.tenant_limits WHERE profile_namespace = %s AND "
-            "profile_name = %s AND tenant_id = %s AND owner = %s",
-            (row.profile_namespace, row.profile_name, row.tenant_id, row.owner))
-
-
 async def delete_profile_mirrors(target: DatabaseTarget, profile_namespace: str,
                                  profile_name: str) -> None:
     """Delete every mirror row filed under a profile (its namespace is gone, and with it every
