@@ -136,15 +136,14 @@ async def reconcile(*, body: kopf.Body, spec: kopf.Spec, status: kopf.Status, me
     generation = meta.get("generation", 0)
     current = dict(status)
     events = EventRecorder(body, logger)
-    tenants = _tenant_summary(namespace, name, None)
     try:
         model = PerformanceProfileSpec.model_validate(dict(spec))
-        tenants = _tenant_summary(namespace, name, model.websocket)
     except pydantic.ValidationError as err:
         write_status(patch=patch, current=current, generation=generation, results=[],
-                     events=events, extra={"tenants": tenants},
+                     events=events, extra={"tenants": _tenant_summary(namespace, name, None)},
                      ready_override=("Rejected", describe_validation_error(err)))
         return None
+    tenants = _tenant_summary(namespace, name, model.websocket)
     problems = await off_loop(semantic_errors, model)
     shadowed = profile_rule_errors(model)
     if problems or shadowed:
