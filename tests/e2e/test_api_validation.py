@@ -287,6 +287,7 @@ def test_explain_teaches_indexes(crds):
         assert re.search(rf"^\s+{field}\s+<", text, re.M), text
 
 
+@pytest.mark.isolated  # the session operator, when running, would write this status too
 def test_status_round_trips_with_kopf_bookkeeping(crds, namespace):
     """A status built with the models is stored as written (the schema keeps every field),
     kopf's own bookkeeping survives under status.kopf, and the printer columns read it."""
@@ -356,6 +357,7 @@ def test_status_round_trips_with_kopf_bookkeeping(crds, namespace):
                                 "42%", "2", "87.5", "0.01", "0.93"]
 
 
+@pytest.mark.isolated  # the session operator, when running, would write this status too
 def test_tenant_status_round_trips(crds, namespace):
     now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     status = TenantStatus.model_validate({
