@@ -200,7 +200,7 @@ async def _measure(control_plane: ControlPlane, kubectl: str, profiles: int,
 def _promtool_figures() -> None:
     from perf_operator.api import PerformanceProfileSpec
     from perf_operator.kube.alerts import RuleTarget, alert_signals
-    from perf_operator.kube.alerttests import write_files
+    from perf_operator.insight.alerttests import write_files
 
     with tempfile.TemporaryDirectory() as directory:
         started = time.perf_counter()

@@ -16,7 +16,7 @@ import pytest
 
 from perf_operator.api import PerformanceProfileSpec
 from perf_operator.kube.alerts import RuleTarget, profile_rule_group, rule_file
-from perf_operator.kube.alerttests import write_files
+from perf_operator.insight.alerttests import write_files
 from perf_operator.kube.alerts import alert_signals
 from perf_operator.kube.burnrate import BurnRate
 from tests.e2e.optimizer_support import exporter  # noqa: F401 - the fixture

@@ -13,7 +13,8 @@ import pytest
 
 from perf_operator.api import ALERT_SIGNAL_NAMES, PerformanceProfileSpec
 from perf_operator.kube.alerts import RuleTarget, alert_signals
-from perf_operator.kube.alerttests import main, write_files
+from perf_operator.insight.alerttests import write_files
+from perf_operator.insight.cli import main as kubectl_perf
 
 PROFILES = {
     "seed-defaults": {},
@@ -93,21 +94,21 @@ EXAMPLES = sorted((pathlib.Path(__file__).resolve().parents[2] / "examples").glo
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda path: path.name)
 def test_every_example_profile_gets_rules_that_pass_their_generated_tests(example, tmp_path,
                                                                           capsys):
-    assert main([str(example), str(tmp_path)]) == 0
+    assert kubectl_perf(["alert-tests", str(example), str(tmp_path)]) == 0
     captured = capsys.readouterr()
     assert captured.err == ""  # no case skipped
     result = subprocess.run(captured.out.strip(), shell=True, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_standalone_generator_reads_a_profile_manifest(tmp_path, capsys):
+def test_kubectl_perf_alert_tests_reads_a_profile_manifest(tmp_path, capsys):
     manifest = tmp_path / "profile.yaml"
     manifest.write_text("apiVersion: perf.idp.io/v1alpha1\nkind: PerformanceProfile\n"
                         "metadata: {name: shop, namespace: prod}\n"
                         "spec: {alerts: {thresholds: {errorRate: {warning: 0.02, "
                         "critical: 0.04, for: 1m}}}}\n")
 
-    assert main([str(manifest), str(tmp_path / "out")]) == 0
+    assert kubectl_perf(["alert-tests", str(manifest), str(tmp_path / "out")]) == 0
 
     command = capsys.readouterr().out.strip()
     assert command.startswith("promtool check rules ")

@@ -7,7 +7,7 @@ from perf_operator.api import (ALERT_SIGNAL_NAMES, DEFAULT_SIGNAL_QUERIES, SIGNA
                                PerformanceProfileSpec)
 from perf_operator.api.schema import parse_duration
 from perf_operator.api.signals import for_profile
-from perf_operator.kube import alerttests
+from perf_operator.insight import alerttests
 from perf_operator.kube.alerts import (SIGNALS, RuleTarget, alert_signals, humanize, rule_file,
                                        rule_group, rules_not_loaded)
 
@@ -242,3 +242,14 @@ def test_burn_rate_rules_are_chained_from_the_short_window_and_label_the_pair():
     assert BurnRate.of_spec(bad).errors() == [
         "spec.alerts.burnRate.windows[0].shortWindow: at least 5m",
         "spec.alerts.burnRate.windows[0].longWindow: must be longer than shortWindow"]
+
+
+def test_alert_tests_refuses_a_manifest_without_a_profile(tmp_path, capsys):
+    from perf_operator.insight.cli import main as kubectl_perf
+
+    manifest = tmp_path / "tenant.yaml"
+    manifest.write_text("apiVersion: perf.idp.io/v1alpha1\nkind: TenantQuota\n"
+                        "metadata: {name: acme}\nspec: {}\n")
+    assert kubectl_perf(["alert-tests", str(manifest), str(tmp_path / "out")]) == 2
+    assert "no PerformanceProfile in" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -4,9 +4,12 @@
     kubectl perf plan <file-or-profile> [-n NS] [-o json|yaml]
     kubectl perf tenant <tenantId> [-n NS | -A] [-o json|yaml]
     kubectl perf report <profile> [--period hour|day|week] [--html FILE] [-n NS]
+    kubectl perf alert-tests <profile.yaml> <output-dir>
 
 It runs as the user: their kubeconfig (``--kubeconfig`` or ``KUBECONFIG``) and their RBAC, also
 for the Secrets a profile references when ``plan`` and ``tenant`` read the live servers.
+``alert-tests`` is offline: it writes a profile's alert rules with promtool unit tests proving
+they fire where its thresholds say.
 """
 from __future__ import annotations
 
@@ -51,6 +54,11 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--unused-after-days", type=float, default=7.0,
                         help="report an index unused when it has had no scan over this many "
                              "days of statistics (default 7)")
+    alert_tests = commands.add_parser("alert-tests",
+                                      help="a profile's alert rules with promtool unit tests")
+    alert_tests.add_argument("manifest", type=pathlib.Path,
+                             help="YAML holding one or more PerformanceProfiles")
+    alert_tests.add_argument("output_dir", type=pathlib.Path)
     return parser
 
 
@@ -210,6 +218,9 @@ async def _run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "alert-tests":
+        from .alerttests import write_manifest_tests
+        return write_manifest_tests(args.manifest, args.output_dir)
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = args.kubeconfig
     return asyncio.run(_run(args))

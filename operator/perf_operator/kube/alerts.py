@@ -16,8 +16,8 @@ the level that long before the alert fires. Annotations carry a summary, the mea
 
 The rules go into a ``monitoring.coreos.com/v1`` PrometheusRule when the Prometheus Operator's
 CRD is served, otherwise into a ConfigMap holding a rule file (key ``perf-operator.rules.yaml``)
-for a Prometheus that loads rule files. ``alerttests.py`` generates promtool unit tests proving
-that every threshold fires where it says.
+for a Prometheus that loads rule files. ``kubectl perf alert-tests`` (``insight/alerttests.py``)
+generates promtool unit tests proving that every threshold fires where it says.
 
 Writing the rules proves nothing about alerting: a Prometheus Operator whose ``ruleSelector``
 wants a label the PrometheusRule lacks loads nothing, silently. So when the profile names a
@@ -204,9 +204,9 @@ def rule_group(signals: list[AlertSignal], target: RuleTarget, burn: BurnRate | 
                       "labels": dict(target.series_labels)})
         series = f"{signal.record}{{{selector}}}"
         past, short_of = ("<", ">=") if signal.falling else (">", "<=")
-        bands = (("warning", f"{series} {past} {_num(signal.warning)} "
-                             f"{short_of} {_num(signal.critical)}", signal.warning),
-                 ("critical", f"{series} {past} {_num(signal.critical)}", signal.critical))
+        bands = (("warning", f"{series} {past} {promql_number(signal.warning)} "
+                             f"{short_of} {promql_number(signal.critical)}", signal.warning),
+                 ("critical", f"{series} {past} {promql_number(signal.critical)}", signal.critical))
         for severity, expr, level in bands:
             rules.append({
                 "alert": signal.info.alert,
@@ -386,7 +386,7 @@ async def _remove(kind: k8s.Kind | None, ctx: ProfileContext) -> None:
 
 # --- Prometheus's number formatting, for values in annotations ------------------------------
 
-def _num(value: float) -> str:
+def promql_number(value: float) -> str:
     """A threshold as PromQL reads it: 5000, not 5000.0."""
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 

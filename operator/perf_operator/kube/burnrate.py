@@ -90,85 +90,25 @@ def burn_rules(burn: BurnRate, namespace: str, profile: str,
                     f"{record(pair.short)}{{{mine}}} > {level:g}",
             "labels": {**extra_labels, "severity": pair.severity, "long_window": pair.long,
                        "short_window": pair.short, "burn_factor": f"{pair.factor:g}"},
-            "annotations": {"summary": _burn_summary(burn, pair, namespace, profile)}})
+            "annotations": {"summary": burn_summary(burn, pair, namespace, profile)}})
     rules.append({
         "alert": ABSENT_ALERT,
         "expr": f"absent({REQUESTS}{{{raw}}})",
         "for": burn.absent_for,
         "labels": {**extra_labels, "severity": "ticket", **series_labels},
-        "annotations": {"summary": _absent_summary(namespace, profile)}})
+        "annotations": {"summary": absent_summary(namespace, profile)}})
     return rules
 
 
-def _burn_summary(burn: BurnRate, pair: Window, namespace: str, profile: str) -> str:
+def burn_summary(burn: BurnRate, pair: Window, namespace: str, profile: str) -> str:
     return (f"Error budget of profile {namespace}/{profile} burning {pair.factor:g}x too fast "
             f"over {pair.long} and {pair.short} (objective: errors below {burn.budget:g})")
 
 
-def _absent_summary(namespace: str, profile: str) -> str:
+def absent_summary(namespace: str, profile: str) -> str:
     return f"No {REQUESTS} for profile {namespace}/{profile}: its error budget is not measured"
 
 
 def _rate(selector: str, *, error: bool = False) -> str:
     status = ',status=~"5.."' if error else ""
     return f"rate({REQUESTS}{{{selector}{status}}}[{SHORTEST}])"
-
-
-# ------------------------------------------------------------------------- promtool tests
-
-#: Requests per minute behind the generated tests.
-_PER_MINUTE = 1000
-
-
-def burn_tests(burn: BurnRate, namespace: str, profile: str, series_labels: dict[str, str],
-               extra_labels: dict[str, str]) -> list[dict[str, Any]]:
-    """promtool tests, per window pair: an error ratio a little past ``factor x budget`` from
-    the start fires that pair (and every pair with a lower level), one a little short of it
-    does not; and with no requests at all, the SLI-absent alert fires after ``absentFor``.
-    Levels at or above a ratio of 1 cannot be reached and get no firing test."""
-    tests = []
-    raw = {"namespace": namespace, "profile": profile}
-    longest = max(parse_duration(w.long) for w in burn.windows)
-    at_ms = max(parse_duration(w.short) for w in burn.windows) + SHORTEST_MS
-    minutes = (max(at_ms, longest) // 60_000) + 5
-    for pair in burn.windows:
-        level = pair.factor * burn.budget
-        for fires, ratio in ((True, level * 1.05), (False, level * 0.95)):
-            if ratio >= 1:
-                continue
-            errors = round(_PER_MINUTE * ratio)
-            firing = [w for w in burn.windows if errors / _PER_MINUTE > w.factor * burn.budget]
-            assert (pair in firing) is fires
-            tests.append({
-                "interval": "1m",
-                "input_series": [
-                    {"series": _series(raw, "500"), "values": f"0+{errors}x{minutes}"},
-                    {"series": _series(raw, "200"),
-                     "values": f"0+{_PER_MINUTE - errors}x{minutes}"}],
-                "alert_rule_test": [{
-                    "eval_time": f"{at_ms // 60_000}m", "alertname": BURN_ALERT,
-                    "exp_alerts": [{"exp_labels": {
-                        **extra_labels, **series_labels, "severity": w.severity,
-                        "long_window": w.long, "short_window": w.short,
-                        "burn_factor": f"{w.factor:g}"},
-                        "exp_annotations": {"summary": _burn_summary(burn, w, namespace,
-                                                                     profile)}}
-                        for w in firing]}],
-            })
-    tests.append({
-        "interval": "1m",
-        "input_series": [{"series": f'other_metric{{namespace="{namespace}"}}',
-                          "values": f"0x{minutes}"}],
-        "alert_rule_test": [{
-            "eval_time": f"{parse_duration(burn.absent_for) // 60_000 + 1}m",
-            "alertname": ABSENT_ALERT,
-            "exp_alerts": [{"exp_labels": {**extra_labels, **series_labels, **raw,
-                                           "severity": "ticket"},
-                            "exp_annotations": {"summary": _absent_summary(namespace,
-                                                                           profile)}}]}]})
-    return tests
-
-
-def _series(labels: dict[str, str], status: str) -> str:
-    inner = ",".join(f'{k}="{v}"' for k, v in {**labels, "status": status}.items())
-    return f"{REQUESTS}{{{inner}}}"

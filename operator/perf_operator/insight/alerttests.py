@@ -21,14 +21,13 @@ exactly when the ramp ends. The expected alerts at every checked time come from 
 alert rules over that known sequence of values (``_replay``), so a test also proves the
 warning/critical bands (e.g. just short of critical, the warning fires instead).
 
-Standalone use (e.g. in a CI pipeline next to the profile)::
+Use (e.g. in a CI pipeline next to the profile; offline, no cluster needed)::
 
-    python -m perf_operator.kube.alerttests profile.yaml out/
+    kubectl perf alert-tests profile.yaml out/
     promtool check rules out/<name>.rules.yaml && promtool test rules out/<name>.test.yaml
 """
 from __future__ import annotations
 
-import argparse
 import math
 import pathlib
 import sys
@@ -39,8 +38,10 @@ from typing import Any
 import yaml
 
 from ..api.schema import parse_duration
-from .alerts import AlertSignal, RuleTarget, _num, rule_file, rule_group, summary
-from .burnrate import BurnRate, burn_tests
+from ..kube.alerts import (AlertSignal, RuleTarget, promql_number, rule_file, rule_group,
+                           summary)
+from ..kube.burnrate import (ABSENT_ALERT, BURN_ALERT, REQUESTS, SHORTEST_MS, BurnRate,
+                             absent_summary, burn_summary)
 
 #: Relative distance from a level of the "just short" and "just past" values.
 MARGIN = 0.001
@@ -190,7 +191,7 @@ def _baseline(signal: AlertSignal) -> float:
     baseline = (signal.warning + 1) / 2 if signal.falling else signal.warning / 2
     if baseline == signal.warning:
         raise ValueError(f"no healthy value {'above' if signal.falling else 'below'} a "
-                         f"warning level of {_num(signal.warning)}")
+                         f"warning level of {promql_number(signal.warning)}")
     return baseline
 
 
@@ -313,30 +314,84 @@ def write_files(signals: list[AlertSignal], target: RuleTarget, directory: pathl
     return rules, test_file, skipped
 
 
-def main(argv: list[str] | None = None) -> int:
-    from ..api import PerformanceProfileSpec
-    from .alerts import alert_signals
+# ------------------------------------------------------------- burn-rate alerts
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("manifest", type=pathlib.Path,
-                        help="YAML holding one or more PerformanceProfiles")
-    parser.add_argument("output_dir", type=pathlib.Path)
-    args = parser.parse_args(argv)
-    profiles = [doc for doc in yaml.safe_load_all(args.manifest.read_text())
+#: Requests per minute behind the generated tests.
+_PER_MINUTE = 1000
+
+
+def burn_tests(burn: BurnRate, namespace: str, profile: str, series_labels: dict[str, str],
+               extra_labels: dict[str, str]) -> list[dict[str, Any]]:
+    """promtool tests, per window pair: an error ratio a little past ``factor x budget`` from
+    the start fires that pair (and every pair with a lower level), one a little short of it
+    does not; and with no requests at all, the SLI-absent alert fires after ``absentFor``.
+    Levels at or above a ratio of 1 cannot be reached and get no firing test."""
+    tests = []
+    raw = {"namespace": namespace, "profile": profile}
+    longest = max(parse_duration(w.long) for w in burn.windows)
+    at_ms = max(parse_duration(w.short) for w in burn.windows) + SHORTEST_MS
+    minutes = (max(at_ms, longest) // 60_000) + 5
+    for pair in burn.windows:
+        level = pair.factor * burn.budget
+        for fires, ratio in ((True, level * 1.05), (False, level * 0.95)):
+            if ratio >= 1:
+                continue
+            errors = round(_PER_MINUTE * ratio)
+            firing = [w for w in burn.windows if errors / _PER_MINUTE > w.factor * burn.budget]
+            assert (pair in firing) is fires
+            tests.append({
+                "interval": "1m",
+                "input_series": [
+                    {"series": _burn_series(raw, "500"), "values": f"0+{errors}x{minutes}"},
+                    {"series": _burn_series(raw, "200"),
+                     "values": f"0+{_PER_MINUTE - errors}x{minutes}"}],
+                "alert_rule_test": [{
+                    "eval_time": f"{at_ms // 60_000}m", "alertname": BURN_ALERT,
+                    "exp_alerts": [{"exp_labels": {
+                        **extra_labels, **series_labels, "severity": w.severity,
+                        "long_window": w.long, "short_window": w.short,
+                        "burn_factor": f"{w.factor:g}"},
+                        "exp_annotations": {"summary": burn_summary(burn, w, namespace,
+                                                                     profile)}}
+                        for w in firing]}],
+            })
+    tests.append({
+        "interval": "1m",
+        "input_series": [{"series": f'other_metric{{namespace="{namespace}"}}',
+                          "values": f"0x{minutes}"}],
+        "alert_rule_test": [{
+            "eval_time": f"{parse_duration(burn.absent_for) // 60_000 + 1}m",
+            "alertname": ABSENT_ALERT,
+            "exp_alerts": [{"exp_labels": {**extra_labels, **series_labels, **raw,
+                                           "severity": "ticket"},
+                            "exp_annotations": {"summary": absent_summary(namespace,
+                                                                           profile)}}]}]})
+    return tests
+
+
+def _burn_series(labels: dict[str, str], status: str) -> str:
+    inner = ",".join(f'{k}="{v}"' for k, v in {**labels, "status": status}.items())
+    return f"{REQUESTS}{{{inner}}}"
+
+
+def write_manifest_tests(manifest: pathlib.Path, output_dir: pathlib.Path) -> int:
+    """``kubectl perf alert-tests``: the rule and test files of every PerformanceProfile in
+    ``manifest``, written to ``output_dir``; prints the promtool commands that run them."""
+    from ..api import PerformanceProfileSpec
+    from ..kube.alerts import alert_signals
+
+    profiles = [doc for doc in yaml.safe_load_all(manifest.read_text())
                 if doc and doc.get("kind") == "PerformanceProfile"]
     if not profiles:
-        parser.error(f"no PerformanceProfile in {args.manifest}")
-    for manifest in profiles:
-        meta = manifest.get("metadata") or {}
-        spec = PerformanceProfileSpec.model_validate(manifest.get("spec") or {})
+        print(f"error: no PerformanceProfile in {manifest}", file=sys.stderr)
+        return 2
+    for document in profiles:
+        meta = document.get("metadata") or {}
+        spec = PerformanceProfileSpec.model_validate(document.get("spec") or {})
         target = RuleTarget.of_profile(meta["name"], meta.get("namespace", "default"), spec)
-        rules, tests, skipped = write_files(alert_signals(spec), target, args.output_dir,
+        rules, tests, skipped = write_files(alert_signals(spec), target, output_dir,
                                             BurnRate.of_spec(spec))
         for reason in skipped:
             print(f"skipped: {reason}", file=sys.stderr)
         print(f"promtool check rules {rules} && promtool test rules {tests}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
