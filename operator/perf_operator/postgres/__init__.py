@@ -21,8 +21,8 @@ from ..reconcile import Outcome, ProfileContext
 from ..scrub import scrub
 from ..status import steady_reading
 from ..secrets import SecretError
-from .connect import (DatabaseUnavailable, describe_unreachable, forget_target,
-                      target_for_profile, unreachable)
+from .connect import (DatabaseUnavailable, close_profile_pools, describe_unreachable,
+                      forget_target, target_for_profile, unreachable)
 from .index_builds import BuildOptions, reconcile_indexes, wait_for_jobs
 from .indexes import (IndexDefinition, IndexReport, Phase, RefusedIndex,
                       definition_from_spec)
@@ -53,6 +53,7 @@ def postgres_peer(namespace: str, name: str, meta: Mapping[str, Any], spec: Any,
 async def reconcile_profile(ctx: ProfileContext) -> Outcome | None:
     database = ctx.spec.database
     if database is None:
+        await close_profile_pools(ctx.namespace, ctx.name)  # the section was removed
         return None
     try:
         target = await target_for_profile(ctx.namespace, ctx.name, database.connection)
@@ -101,10 +102,17 @@ async def cleanup_profile(ctx: ProfileContext) -> None:
     applied to every index it owns (Delete drops them concurrently, Retain removes the marker,
     handing them to the user) and its leftovers are dropped. Parameters keep their values.
     Raises when that could not be finished (database unreachable, a DDL step failed), so the
-    delete handler retries."""
+    delete handler retries. Either way the profile's pools are closed: a retry (or the
+    deferred replay) opens its own."""
     database = ctx.spec.database
-    if database is None:
-        return
+    try:
+        if database is not None:
+            await _drop_or_release_indexes(ctx, database)
+    finally:
+        await close_profile_pools(ctx.namespace, ctx.name)
+
+
+async def _drop_or_release_indexes(ctx: ProfileContext, database: Any) -> None:
     target = await target_for_profile(ctx.namespace, ctx.name, database.connection)
     await wait_for_jobs(target, cancel=True)
     names = [index.name for index in desired_indexes(ctx)]
@@ -116,7 +124,6 @@ async def cleanup_profile(ctx: ProfileContext) -> None:
         await wait_for_jobs(target)
         raise RuntimeError("indexes of the profile are still being dropped or released: "
                            + ", ".join(".".join(job.key) for job in remaining.plan.jobs))
-    await forget_target(target)
 
 
 def desired_indexes(ctx: ProfileContext) -> list[Any]:

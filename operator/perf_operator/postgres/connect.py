@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -131,9 +132,12 @@ class DatabaseTarget:
         await self.pool.close()
 
 
+#: The open pools: a profile's go when it is deleted, loses its database section or points
+#: elsewhere (``close_profile_pools``), or its server stops answering (a fresh pool next time).
 _targets: dict[TargetKey, DatabaseTarget] = {}
-#: One lock per key, held while that key's pool is opened (never across other keys' connects).
-_locks: dict[TargetKey, asyncio.Lock] = {}
+#: One lock per key, held while that key's pool is opened (never across other keys' connects),
+#: and gone as soon as nobody holds or awaits it.
+_locks: weakref.WeakValueDictionary[TargetKey, asyncio.Lock] = weakref.WeakValueDictionary()
 
 
 async def target_for_profile(namespace: str, profile: str, connection: Any) -> DatabaseTarget:
@@ -188,16 +192,17 @@ async def open_target(key: TargetKey, password: str, *, sslmode: str = "prefer",
         target = DatabaseTarget(key=key, pool=pool, credential_fingerprint=fingerprint,
                                 connect_kwargs=kwargs)
         _targets[key] = target
-    await _close_replaced(target)
+    await close_profile_pools(key.namespace, key.profile, keep=key)
     return target
 
 
-async def _close_replaced(target: DatabaseTarget) -> None:
-    """Close the profile's pools for another host, port, database or user: the profile now
-    points elsewhere, and idle connections to the old database would stay open forever."""
-    key = target.key
+async def close_profile_pools(namespace: str, profile: str, *,
+                              keep: TargetKey | None = None) -> None:
+    """Close the profile's pools (but ``keep``): it is deleted, has no database any more, or
+    points at another host, port, database or user now, and idle connections to the old
+    database would stay open forever."""
     for old in [t for k, t in _targets.items()
-                if (k.namespace, k.profile) == (key.namespace, key.profile) and k != key]:
+                if (k.namespace, k.profile) == (namespace, profile) and k != keep]:
         await forget_target(old)
 
 
@@ -215,9 +220,6 @@ async def forget_target(target: DatabaseTarget) -> None:
     if _targets.get(target.key) is target:
         del _targets[target.key]
         register_secret(("login", target.key), None)
-        lock = _locks.get(target.key)
-        if lock is not None and not lock.locked():
-            del _locks[target.key]
     await target.close()
 
 
@@ -225,6 +227,5 @@ async def close_all() -> None:
     """Close every pool (operator shutdown, end of a test session)."""
     targets = list(_targets.values())
     _targets.clear()
-    _locks.clear()
     for target in targets:
         await target.close()

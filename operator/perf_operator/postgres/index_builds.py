@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import weakref
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -120,11 +121,24 @@ class RunningJob:
 Database = tuple[str, int, str]
 JobKey = tuple[Database, str, str]
 
+@dataclass(frozen=True)
+class OwnedFailure:
+    """A build failure and the profile whose index it was (``TargetKey.owner``)."""
+
+    owner: str
+    failure: BuildFailure
+
+
+#: Nothing below outlives what it is about: a job leaves ``_jobs`` when it ends; a failure
+#: leaves ``_failures`` when the index builds, or its profile stops declaring it (deleted
+#: profiles declare nothing: ``forget_undeclared_failures``); slots and locks exist only while
+#: a job or a plan holds them (weak values).
 _jobs: dict[JobKey, RunningJob] = {}
-_failures: dict[JobKey, BuildFailure] = {}
-_slots: dict[Database, BuildSlots] = {}
-_table_locks: dict[tuple[Database, str, str], asyncio.Lock] = {}
-_plan_locks: dict[Database, asyncio.Lock] = {}
+_failures: dict[JobKey, OwnedFailure] = {}
+_slots: weakref.WeakValueDictionary[Database, BuildSlots] = weakref.WeakValueDictionary()
+_table_locks: weakref.WeakValueDictionary[tuple[Database, str, str], asyncio.Lock] = (
+    weakref.WeakValueDictionary())
+_plan_locks: weakref.WeakValueDictionary[Database, asyncio.Lock] = weakref.WeakValueDictionary()
 
 
 @dataclass(frozen=True)
@@ -153,8 +167,9 @@ async def reconcile_indexes(target: DatabaseTarget, declared: Sequence[Any],
         busy = {(schema, name): job.phase for (db, schema, name), job in _jobs.items()
                 if db == database}
         catalog = await observe_catalog(target, definitions, withdrawn)
-        failures = {(schema, name): failure
-                    for (db, schema, name), failure in _failures.items() if db == database}
+        forget_undeclared_failures(database, owner, definitions)
+        failures = {(schema, name): owned.failure
+                    for (db, schema, name), owned in _failures.items() if db == database}
         plan = plan_indexes(owner, definitions, catalog, busy=busy, failures=failures,
                             prune=options.prune, now=time.monotonic(),
                             withdrawn=withdrawn)
@@ -162,6 +177,16 @@ async def reconcile_indexes(target: DatabaseTarget, declared: Sequence[Any],
             _launch(target, job, options, slots, events)
     running = sum(1 for (db, _, _), job in _jobs.items() if db == database and job.owner == owner)
     return IndexesResult(plan=plan, running=running)
+
+
+def forget_undeclared_failures(database: Database, owner: str,
+                               declared: Sequence[IndexDefinition | RefusedIndex]) -> None:
+    """Drop the remembered failures of ``owner``'s indexes on ``database`` that it no longer
+    declares (all of them when it declares nothing: the profile is being deleted)."""
+    names = {(d.schema, d.name) for d in declared}
+    for key in [key for key, owned in _failures.items()
+                if key[0] == database and owned.owner == owner and key[1:] not in names]:
+        del _failures[key]
 
 
 async def wait_for_jobs(target: DatabaseTarget, *, cancel: bool = False) -> None:
@@ -317,12 +342,13 @@ async def _run_job(target: DatabaseTarget, running: RunningJob, options: BuildOp
         message = scrub(err).strip()
         name = ".".join(job.key)
         if job.definition_hash is not None:
-            previous = _failures.get(key)
+            owned = _failures.get(key)
+            previous = owned.failure if owned else None
             attempts = previous.attempts + 1 if previous and \
                 previous.definition_hash == job.definition_hash else 1
             delay = min(CONFIG.retry_backoff_seconds * 2 ** (attempts - 1), MAX_RETRY_SECONDS)
-            _failures[key] = BuildFailure(job.definition_hash, message, attempts,
-                                          time.monotonic() + delay)
+            _failures[key] = OwnedFailure(running.owner, BuildFailure(
+                job.definition_hash, message, attempts, time.monotonic() + delay))
         events.warning("BuildFailed" if job.builds else "IndexJobFailed",
                        f"index {name}: {message}")
         log.warning("index job %s failed: %s", name, message)

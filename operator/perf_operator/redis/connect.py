@@ -8,11 +8,18 @@ the login: a rotated password), and a client is kept per server and login (host,
 username, password): profiles in fifty namespaces, each with its own copy of the Secret, share
 one pool. Each pool is bounded, so a burst of reconciles queues for a connection instead of
 opening thousands.
+
+Nothing here outlives what uses it: a cached Secret is dropped once it is too old to be served,
+a target (a profile's or tenant's view of a server) no reconcile has used for
+``TARGET_IDLE_SECONDS`` is forgotten (its profile was deleted or points elsewhere), a client no
+remembered target uses is closed at once, and a per-key lock exists only while it is held or
+awaited.
 """
 from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -23,6 +30,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ConstantBackoff
 from redis.exceptions import AuthenticationError
 
+from ..config import CONFIG
 from ..secrets import read_secret_keys
 from ..targets import secret_namespace
 from ..targets.policy import admit
@@ -34,6 +42,8 @@ REFRESH_MIN_AGE = 1.0
 #: Connections per client: enough to keep Redis busy, few enough not to matter to maxclients.
 POOL_SIZE = 32
 TIMEOUT_SECONDS = 5.0
+#: A target unused for this long is forgotten: every live profile uses its own at each resync.
+TARGET_IDLE_SECONDS = 10 * CONFIG.resync_seconds
 
 T = TypeVar("T")
 
@@ -79,9 +89,20 @@ ClientKey = tuple[str, int, int, bool, Login]
 _secrets: dict[tuple[str, str, tuple[str | None, ...], tuple[str | None, ...]],
                _CachedSecret] = {}
 _clients: dict[ClientKey, Redis] = {}
-#: The client each target used last, to close a client no target uses any more.
-_target_clients: dict[RedisTarget, ClientKey] = {}
-_locks: dict[object, asyncio.Lock] = {}
+
+
+@dataclass
+class _TargetUse:
+    """The client a target used last, and when."""
+
+    key: ClientKey
+    at: float
+
+
+#: Every target used within ``TARGET_IDLE_SECONDS``: a client none of them uses is closed.
+_target_uses: dict[RedisTarget, _TargetUse] = {}
+#: One lock per Secret or client key, gone as soon as nobody holds or awaits it.
+_locks: weakref.WeakValueDictionary[object, asyncio.Lock] = weakref.WeakValueDictionary()
 
 
 async def read_secret_cached(namespace: str, name: str, *keys: str | None,
@@ -92,8 +113,11 @@ async def read_secret_cached(namespace: str, name: str, *keys: str | None,
     again unless another caller just did."""
     cache_key = (namespace, name, keys, identity_keys)
     async with _locks.setdefault(cache_key, asyncio.Lock()):
-        cached = _secrets.get(cache_key)
         now = time.monotonic()
+        for stale in [key for key, entry in _secrets.items()
+                      if now - entry.read_at >= CREDENTIALS_MAX_AGE]:
+            del _secrets[stale]
+        cached = _secrets.get(cache_key)
         age = now - cached.read_at if cached else None
         if age is None or age >= CREDENTIALS_MAX_AGE or (refresh and age >= REFRESH_MIN_AGE):
             cached = _secrets[cache_key] = _CachedSecret(
@@ -123,8 +147,8 @@ def _new_client(target: RedisTarget, login: Login, address: str) -> Redis:
 
 async def client_for(target: RedisTarget, *, refresh: bool = False) -> Redis:
     """The shared client of ``target``'s server and login (a changed Secret gives a new one;
-    the old one is closed when no other target still uses it). The connection policy
-    (``targets.policy.admit``) vets the server before anything is read or connected."""
+    the old one is closed when no other recently used target still uses it). The connection
+    policy (``targets.policy.admit``) vets the server before anything is read or connected."""
     address = await admit(target.host, target.port, granted_by=target.granted_by)
     login: Login = (None, None)
     if target.secret is not None:
@@ -137,13 +161,21 @@ async def client_for(target: RedisTarget, *, refresh: bool = False) -> Redis:
         client = _clients.get(key)
         if client is None:
             client = _clients[key] = _new_client(target, login, address)
-    previous = _target_clients.get(target)
-    _target_clients[target] = key
-    if previous is not None and previous != key and previous not in _target_clients.values():
-        old = _clients.pop(previous, None)
-        if old is not None:
-            await old.aclose()
+    now = time.monotonic()
+    _target_uses[target] = _TargetUse(key, now)
+    await close_unused(now)
     return client
+
+
+async def close_unused(now: float) -> None:
+    """Forget the targets unused for ``TARGET_IDLE_SECONDS`` and close every client that no
+    remaining target uses (a rotated password's, a deleted or re-pointed profile's)."""
+    for target in [t for t, use in _target_uses.items() if now - use.at >= TARGET_IDLE_SECONDS]:
+        del _target_uses[target]
+    in_use = {use.key for use in _target_uses.values()}
+    unused = [_clients.pop(key) for key in list(_clients) if key not in in_use]
+    for client in unused:
+        await client.aclose()
 
 
 async def with_client(target: RedisTarget, work: Callable[[Redis], Awaitable[T]]) -> T:
@@ -160,5 +192,5 @@ async def close_all() -> None:
     for client in _clients.values():
         await client.aclose()
     _clients.clear()
-    _target_clients.clear()
+    _target_uses.clear()
     _secrets.clear()

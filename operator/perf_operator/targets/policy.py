@@ -223,6 +223,8 @@ class _Admitted:
     expires: float = field(default=0.0)
 
 
+#: Vetted addresses, each for ``ADMISSION_TTL_SECONDS``; expired ones are dropped on the way,
+#: so the map holds only the servers admitted within the last TTL.
 _admitted: dict[tuple[str, int, str | None], _Admitted] = {}
 
 
@@ -230,8 +232,10 @@ async def admit(host: str, port: int, *, granted_by: str | None) -> str:
     """The address to connect to for ``host:port``, checked against the policy before any
     connection (see the module docstring); raises :class:`ConnectionRefused`."""
     key = (host, port, granted_by)
-    cached = _admitted.get(key)
     now = time.monotonic()
+    for expired in [k for k, entry in _admitted.items() if entry.expires <= now]:
+        del _admitted[expired]
+    cached = _admitted.get(key)
     if cached is not None and cached.expires > now:
         return cached.address
     addresses = await _resolve(host, port)
