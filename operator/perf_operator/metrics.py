@@ -55,6 +55,12 @@ OPTIMIZER_ACTIONS = Counter(
     "perf_operator_optimizer_actions_total",
     "Actions the optimizer executed, by action and result (applied, failed, skipped).",
     ["action", "result"])
+DEFERRED_CLEANUPS = Gauge(
+    "perf_operator_deferred_cleanups",
+    "Cleanups of deleted objects waiting in the operator's ledger (ConfigMap "
+    "perf-operator-cleanup) for their server, by state: waiting (retried with back-off), "
+    "failing (failed often enough to need a look). Set by the leader at each replay.",
+    ["state"])
 LEADER = Gauge(
     "perf_operator_leader",
     "1 while this replica holds the leader Lease and reconciles; 0 while it stands by.")

@@ -209,7 +209,7 @@ def _operator_metric_names() -> set[str]:
     for collector in (metrics.RECONCILIATIONS, metrics.RECONCILE_ERRORS,
                       metrics.RECONCILE_DURATION, metrics.QUEUE_DEPTH,
                       metrics.OPTIMIZER_DECISIONS, metrics.OPTIMIZER_ACTIONS, metrics.LEADER,
-                      metrics.LEADER_TRANSITIONS):
+                      metrics.LEADER_TRANSITIONS, metrics.DEFERRED_CLEANUPS):
         for family in collector.describe():
             names.add(family.name)
             names.update(f"{family.name}{suffix}"

@@ -12,6 +12,7 @@ import redis as sync_redis
 from redis.asyncio import Redis
 
 from perf_operator.api.profile import PerformanceProfileSpec
+from perf_operator.handlers.deferred import STUCK_AFTER_ATTEMPTS
 from perf_operator.api.tenant import TenantQuotaSpec, effective_limits
 from perf_operator.ratelimit import check
 from perf_operator.ratelimit.layout import cache_prefix, record_key
@@ -20,6 +21,7 @@ from perf_operator.redis import reconcile_tenant, remove_tenant
 from perf_operator.redis import usage as usage_module
 from tests.support.events import RecordedEvents
 from tests.support.kube import condition, eventually
+from tests.support.metrics import scrape, total
 from tests.support.rbac import OPERATOR_NAMESPACE
 
 
@@ -323,6 +325,8 @@ def test_overcommitted_profile_and_a_tenant_without_profile(operator, stack, kub
 
 def test_deleting_a_tenant_whose_redis_is_gone_for_good_is_released(
         operator, stack, kubectl, namespace, credentials, redis_prefix):
+    """...and its cleanup waits in the ledger, retried with a capped back-off, its attempts
+    and last error in its entry, reported as failing (Warning Event, metric), never dropped."""
     from perf_operator.devstack.processes import free_port
 
     spec = profile_spec(stack, credentials, redis_prefix)
@@ -348,9 +352,40 @@ def test_deleting_a_tenant_whose_redis_is_gone_for_good_is_released(
                                    if f"{namespace}/acme" in e["message"]],
                           timeout=10, what="a CleanupDeferred event")
     assert deferred[0]["source"]["component"] == "perf-operator"
+    first = eventually(lambda: ledger_entries(kubectl, namespace), timeout=10,
+                       what="the ledger entry")[0]
+    assert first["attempts"] >= 1 and first["nextAttemptAt"] > first["lastAttemptAt"]
+
+    def failing(after: int = STUCK_AFTER_ATTEMPTS - 1):
+        entries = ledger_entries(kubectl, namespace)
+        return entries[0] if entries and entries[0]["attempts"] > after else None
+
+    # test mode: one 2 s resync, doubling, capped at 20 s: the fifth failure within ~40 s
+    entry = eventually(failing, timeout=120, what="the entry failing")
+    assert "onnect" in entry["lastError"], entry
+    assert entry["error"] == first["error"]  # why it was deferred stays
+    for _ in range(2):  # attempts go on, never sooner than scheduled
+        before = entry
+        entry = eventually(lambda: failing(before["attempts"]), timeout=60,
+                           what="one more attempt")
+        assert entry["lastAttemptAt"] >= before["nextAttemptAt"], (before, entry)
+    warnings = eventually(lambda: [e for e in events(kubectl, OPERATOR_NAMESPACE,
+                                                     "CleanupFailing")
+                                   if f"{namespace}/acme" in e["message"]],
+                          timeout=30, what="a CleanupFailing Warning Event")
+    assert warnings[0]["type"] == "Warning"
+    assert warnings[0]["source"]["component"] == "perf-operator"
+    assert stack.redis.password not in json.dumps(warnings) + json.dumps(entry)
+    assert total(scrape(operator.metrics_port), "perf_operator_deferred_cleanups",
+                 state="failing") >= 1
+
+
+def ledger_entries(kubectl, namespace: str) -> list[dict]:
+    """The entries of the operator's cleanup ledger for objects of ``namespace``."""
     ledger = json.loads(kubectl.run("get", "configmap", "perf-operator-cleanup", "-o", "json",
                                     namespace=OPERATOR_NAMESPACE).stdout)
-    assert any(f".{namespace}." in key for key in ledger.get("data") or {}), ledger
+    return [json.loads(text) for key, text in (ledger.get("data") or {}).items()
+            if f".{namespace}." in key]
 
 
 def test_a_tenant_outliving_its_profile_says_so_and_takes_its_tables_when_deleted(

@@ -27,6 +27,7 @@ def start_operator(kubeconfig: str, log_dir: pathlib.Path, *, name: str = "opera
                 "PERF_OPERATOR_METRICS_PORT": str(free_port()), **(env or {})}
     proc = ManagedProcess(name, [sys.executable, "-m", "perf_operator.cli", "run",
                                  *(("--verbose",) if verbose else ()), *extra_args], log_dir, env=full_env)
+    proc.metrics_port = int(full_env["PERF_OPERATOR_METRICS_PORT"])
     time.sleep(0.5)
     proc.check_alive()
     return proc

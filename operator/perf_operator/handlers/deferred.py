@@ -18,6 +18,16 @@ The leader replays the ledger every resync with those copies standing in for the
 Secrets (``secrets.serving_copies``), running the same cleanup functions; when one finishes its
 entry and Secret are removed and a ``CleanupFinished`` Event is posted on the ConfigMap, in the
 operator's namespace (``CleanupDeferred`` when it was written down).
+
+Retries are bounded in rate, never in number: an entry is the only record of work on an object
+the operator owned, so it is never dropped by the operator (a person may delete its key, see
+docs/troubleshooting.md). Each failure is written into the entry (``attempts``, ``lastError``,
+``lastAttemptAt``, ``nextAttemptAt``) and the next attempt waits one resync, doubling per
+failure up to ``RETRY_CAP_SECONDS`` (:func:`record_failure`, pure). From the
+``STUCK_AFTER_ATTEMPTS``-th failure on, each failure is a ``CleanupFailing`` Warning Event on
+the ledger (repeats of one error are counted on one Event) and the entry counts as ``failing``
+in the ``perf_operator_deferred_cleanups`` gauge, which the shipped ``PerfOperatorCleanupStuck``
+alert watches.
 """
 from __future__ import annotations
 
@@ -27,6 +37,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterator
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from kubernetes_asyncio import client
@@ -35,6 +46,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from ..config import CONFIG, operator_namespace
 from ..kube.client import api_client
 from ..kube.events import POSTER, EventKey, ObjectRef
+from ..metrics import DEFERRED_CLEANUPS
 from ..reconcile import EventRecorder
 from ..scrub import scrub
 from ..secrets import SecretError, secret_data, serving_copies
@@ -42,6 +54,15 @@ from ..secrets import SecretError, secret_data, serving_copies
 LEDGER = "perf-operator-cleanup"
 SECRET_PREFIX = "perf-operator-cleanup-"
 COPIES_KEY = "secrets.json"
+
+#: The first retry waits one resync; each failure doubles the wait, up to this cap.
+RETRY_BASE_SECONDS = CONFIG.resync_seconds
+RETRY_CAP_SECONDS = 10 * CONFIG.resync_seconds
+#: Failed attempts (the one that deferred the cleanup included) from which an entry is
+#: reported as failing: about a quarter of an hour of failures at the production resync.
+STUCK_AFTER_ATTEMPTS = 5
+#: ``lastError`` is cut to this length (the ConfigMap holds every entry).
+ERROR_LIMIT = 500
 
 #: What replays one kind's entry: ``async fn(entry, events) -> None``, raising while it cannot.
 Replayer = Callable[[dict[str, Any], EventRecorder], Awaitable[None]]
@@ -76,6 +97,39 @@ def secret_names(spec: Any) -> Iterator[str]:
             yield from secret_names(item)
 
 
+def _timestamp(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def retry_delay(attempts: int) -> float:
+    """Seconds to wait after the ``attempts``-th failure: doubling from one resync, capped."""
+    return min(RETRY_BASE_SECONDS * 2 ** (max(attempts, 1) - 1), RETRY_CAP_SECONDS)
+
+
+def record_failure(entry: dict[str, Any], error: str, now: datetime) -> dict[str, Any]:
+    """The entry after one more failed attempt at ``now``: counted, its error kept (cut to
+    ``ERROR_LIMIT``), the next attempt scheduled by :func:`retry_delay`."""
+    attempts = int(entry.get("attempts") or 0) + 1
+    if len(error) > ERROR_LIMIT:
+        error = error[:ERROR_LIMIT - 3] + "..."
+    return {**entry, "attempts": attempts, "lastError": error, "lastAttemptAt": _timestamp(now),
+            "nextAttemptAt": _timestamp(now + timedelta(seconds=retry_delay(attempts)))}
+
+
+def due(entry: dict[str, Any], now: datetime) -> bool:
+    """Whether the entry's next attempt is due (an entry without a schedule always is)."""
+    scheduled = entry.get("nextAttemptAt")
+    if not scheduled:
+        return True
+    return datetime.strptime(scheduled, "%Y-%m-%dT%H:%M:%SZ").replace(
+        tzinfo=timezone.utc) <= now
+
+
+def failing(entry: dict[str, Any]) -> bool:
+    """Whether the entry has failed often enough to be reported (Event, gauge, alert)."""
+    return int(entry.get("attempts") or 0) >= STUCK_AFTER_ATTEMPTS
+
+
 async def defer(entry: dict[str, Any], error: str) -> None:
     """Write the entry and copies of its Secrets to the ledger, then say so in an Event in
     the operator's namespace. Raises when the ledger cannot be written (the caller keeps its
@@ -103,7 +157,9 @@ async def defer(entry: dict[str, Any], error: str) -> None:
         if err.status != 409:
             raise
         await api.replace_namespaced_secret(secret_name, namespace, secret)
-    entry = {**entry, "secret": secret_name, "error": error}
+    # ``error``: why it was deferred; the failure fields change with every later attempt.
+    entry = record_failure({**entry, "secret": secret_name, "error": error}, error,
+                           datetime.now(timezone.utc))
     await api.patch_namespaced_config_map(LEDGER, namespace, {"data": {key: json.dumps(entry)}},
                                           _content_type="application/merge-patch+json")
     await _event(ledger, "CleanupDeferred",
@@ -125,20 +181,25 @@ async def replay_forever() -> None:
 
 
 async def replay_once() -> int:
-    """Try every entry once; returns how many are left."""
+    """Try every entry that is due once; returns how many are left (due or not)."""
     namespace = operator_namespace()
     api = client.CoreV1Api(await api_client())
     ledger = await _ledger(api, namespace, create=False)
     if ledger is None:
+        _count(0, 0)
         return 0
-    left = 0
+    left = stuck = 0
     for key, text in sorted((ledger.data or {}).items()):
         entry = json.loads(text)
+        if not due(entry, datetime.now(timezone.utc)):
+            left += 1
+            stuck += failing(entry)
+            continue
         try:
             await _replay(api, namespace, ledger, entry)
-        except Exception as err:  # noqa: BLE001 - retried at the next resync
+        except Exception as err:  # noqa: BLE001 - retried when due again
             left += 1
-            logger.debug("deferred cleanup of %s still waits: %s", key, scrub(err))
+            stuck += await _record_failure(api, namespace, ledger, key, entry, scrub(err))
             continue
         await api.patch_namespaced_config_map(LEDGER, namespace, {"data": {key: None}},
                                               _content_type="application/merge-patch+json")
@@ -150,7 +211,35 @@ async def replay_once() -> int:
         await _event(ledger, "CleanupFinished",
                      f"the deferred cleanup of {entry['kind']} {entry['namespace']}/"
                      f"{entry['name']} is done")
+    _count(left - stuck, stuck)
     return left
+
+
+async def _record_failure(api: client.CoreV1Api, namespace: str, ledger: Any, key: str,
+                          entry: dict[str, Any], error: str) -> bool:
+    """Write the failed attempt into the entry; from ``STUCK_AFTER_ATTEMPTS`` on, say so in a
+    Warning Event (the same error again is counted on the same Event). Whether it is failing."""
+    entry = record_failure(entry, error, datetime.now(timezone.utc))
+    await api.patch_namespaced_config_map(LEDGER, namespace, {"data": {key: json.dumps(entry)}},
+                                          _content_type="application/merge-patch+json")
+    described = f"{entry['kind']} {entry['namespace']}/{entry['name']}"
+    if not failing(entry):
+        logger.info("deferred cleanup of %s failed (attempt %d, next at %s): %s", described,
+                    entry["attempts"], entry["nextAttemptAt"], entry["lastError"])
+        return False
+    logger.warning("deferred cleanup of %s keeps failing (attempt %d, next at %s): %s",
+                   described, entry["attempts"], entry["nextAttemptAt"], entry["lastError"],
+                   extra={"reason": "CleanupFailing"})
+    await _event(ledger, "CleanupFailing",
+                 f"the deferred cleanup of {described} keeps failing: {entry['lastError']}; "
+                 f"retried at least every {RETRY_CAP_SECONDS:g}s, attempts in ConfigMap "
+                 f"{LEDGER}", type_="Warning")
+    return True
+
+
+def _count(waiting: int, stuck: int) -> None:
+    DEFERRED_CLEANUPS.labels("waiting").set(waiting)
+    DEFERRED_CLEANUPS.labels("failing").set(stuck)
 
 
 async def _replay(api: client.CoreV1Api, namespace: str, ledger: Any,
@@ -189,7 +278,7 @@ def _ledger_body(ledger: Any) -> dict[str, Any]:
                          "uid": ledger.metadata.uid}}
 
 
-async def _event(ledger: Any, reason: str, message: str) -> None:
+async def _event(ledger: Any, reason: str, message: str, *, type_: str = "Normal") -> None:
     """An Event on the ledger, posted now (the caller's namespace may be terminating)."""
-    await POSTER.send(EventKey(ObjectRef.from_body(_ledger_body(ledger)), "Normal", reason,
+    await POSTER.send(EventKey(ObjectRef.from_body(_ledger_body(ledger)), type_, reason,
                                scrub(message)))
