@@ -156,3 +156,45 @@ def test_operator_killed_during_a_build_converges_after_restart(stack, crds, kub
     assert rows == ["events_dba_idx|t", "events_tenant_created_idx|t"]
     assert psql(db, "SELECT 'events_dba_idx'::regclass::oid") == dba_before
     assert psql(db, "SELECT count(*) FROM pg_stat_progress_create_index").strip() == "0"
+
+
+def test_index_health_reports_every_index_and_touches_none(operator, kubectl, namespace,
+                                                           pg_database, credentials, psql):
+    """status.database.indexHealth judges the whole database: the team's own duplicate and
+    left-prefix overlap (not the operator's: reported, never dropped), and with
+    unusedAfterDays 0 the operator's fresh index, unscanned, as unused with its owner; one
+    Warning Event names the findings, and a fixed finding leaves the status."""
+    db = pg_database["database"]
+    psql(db, USERS + """
+        CREATE INDEX users_email_a ON users (email);
+        CREATE INDEX users_email_b ON users (email);
+        CREATE INDEX users_tenant_only ON users (tenant_id);
+    """)
+    kubectl.apply(profile("health", pg_database, [TENANT_EMAIL],
+                          indexHealth={"unusedAfterDays": 0}), namespace)
+    _, status = wait_database(
+        kubectl, namespace, "health",
+        lambda cond, status: cond["status"] == "True"
+        and (status.get("indexHealth") or {}).get("overlap"),
+        "the index health in status")
+    health = status["indexHealth"]
+    found = {(f["kind"], f["index"]): f for f in health["findings"]}
+    assert ("duplicate", "public.users_email_b") in found
+    assert ("overlap", "public.users_tenant_only") in found
+    assert "users_tenant_email_idx" in found[("overlap", "public.users_tenant_only")]["detail"]
+    owned = found[("unused", "public.users_tenant_email_idx")]
+    assert owned["owner"] == f"{namespace}/health"
+    assert "owner" not in found[("duplicate", "public.users_email_b")]
+    assert health["duplicate"] == 1 and health["overlap"] == 1
+    assert health["unused"] == sum(1 for kind, _ in found if kind == "unused")
+    assert "sizeBytes" not in owned  # moves with every write: not in status
+
+    eventually(lambda: "IndexHealth" in event_reasons(kubectl, namespace), timeout=30,
+               what="the IndexHealth Warning Event")
+    assert psql(db, "SELECT count(*) FROM pg_indexes WHERE indexname IN "
+                    "('users_email_a', 'users_email_b', 'users_tenant_only')").strip() == "3"
+
+    psql(db, "DROP INDEX users_email_b")
+    wait_database(kubectl, namespace, "health",
+                  lambda _, status: (status.get("indexHealth") or {}).get("duplicate") == 0,
+                  "the fixed duplicate to leave the status")

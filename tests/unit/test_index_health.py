@@ -57,3 +57,34 @@ def test_owner_comes_from_the_operator_marker():
     [other] = index_health([facts("a", "x", scans=0, comment="DBA's")],
                            unused_min_age_seconds=0)
     assert other.owner is None
+
+
+def test_status_counts_everything_lists_the_largest_first_and_leaves_sizes_out():
+    from perf_operator.postgres.health import (STATUS_FINDINGS_LIMIT, Finding, health_status,
+                                               new_findings)
+
+    findings = [Finding("unused", f"public.i{n}", "public.t", n, "0 scans in 7 days of statistics")
+                for n in range(STATUS_FINDINGS_LIMIT + 5)]
+    findings.append(Finding("duplicate", "public.d", "public.t", 10 ** 9, "same", owner="ns/p"))
+    health = health_status(findings)
+    assert health["unused"] == STATUS_FINDINGS_LIMIT + 5 and health["duplicate"] == 1
+    assert health["overlap"] == health["bloated"] == health["invalid"] == 0
+    assert len(health["findings"]) == STATUS_FINDINGS_LIMIT
+    assert health["findings"][0] == {"kind": "duplicate", "index": "public.d",
+                                     "table": "public.t", "detail": "same", "owner": "ns/p"}
+    assert all("sizeBytes" not in f and "owner" not in f for f in health["findings"][1:])
+
+    assert new_findings(health, None)[0] == "duplicate public.d"
+    assert new_findings(health, health) == []
+
+
+def test_details_round_their_figures_so_the_status_stays_put():
+    [before] = index_health([facts("a", "x", scans=0, age=7 * DAY + 100)],
+                            unused_min_age_seconds=7 * DAY)
+    [after] = index_health([facts("a", "x", scans=0, age=7 * DAY + 5000)],
+                           unused_min_age_seconds=7 * DAY)
+    assert before.detail == after.detail == "0 scans in 7 days of statistics"
+    big = 10 << 20
+    [bloated] = index_health([facts("a", "x", size=big, estimated=big // 5 + 1000)],
+                             unused_min_age_seconds=7 * DAY)
+    assert bloated.detail == "about 80% of it beyond its freshly built size (estimate)"

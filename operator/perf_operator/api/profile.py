@@ -186,6 +186,20 @@ class Pool(SpecModel):
     max: int = Field(100, ge=1, le=10_000, description="Connections at most (seed DB_POOL_MAX).")
 
 
+class IndexHealthSpec(SpecModel):
+    """How the indexes of the database are judged (status.database.indexHealth)."""
+
+    unused_after_days: int = Field(7, ge=0, le=3650,
+                                   description="An index with no scan is reported unused once "
+                                               "the statistics cover this many days (since "
+                                               "their last reset or the server's start). "
+                                               "Unique and primary-key indexes are never unused.")
+    bloat_percent: int = Field(50, ge=10, le=95,
+                               description="An index of at least 1 MiB is reported bloated when "
+                                           "this share of it is beyond its estimated freshly "
+                                           "built size.")
+
+
 class DatabaseSpec(SpecModel):
     """PostgreSQL: indexes, server settings and the application's connection pool."""
 
@@ -226,6 +240,12 @@ class DatabaseSpec(SpecModel):
                                                    "operator (pg_cancel_backend); the build's "
                                                    "left-over INVALID index is then dropped and "
                                                    "the build retried with back-off.")
+    index_health: IndexHealthSpec = Field(
+        default_factory=IndexHealthSpec,
+        description="Every index of the database is checked at each resync: unused, duplicate, "
+                    "left-prefix overlap, bloated, invalid (status.database.indexHealth, and a "
+                    "Warning Event when a finding appears). Reported only: nothing is dropped "
+                    "or rebuilt for it.")
 
 
 # -------------------------------------------------------------------------------------- Redis

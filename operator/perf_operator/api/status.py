@@ -100,6 +100,37 @@ class SettingStatus(StatusModel):
 Settings = Annotated[list[SettingStatus], Field(max_length=128), ListMap(("name",))]
 
 
+class IndexFinding(StatusModel):
+    """One index that costs writes or space without serving reads."""
+
+    kind: Literal["unused", "duplicate", "overlap", "bloated", "invalid"] = Field(
+        description="unused: no scan in spec.database.indexHealth.unusedAfterDays of "
+                    "statistics; duplicate: same definition as another index; overlap: its "
+                    "keys lead another btree index; bloated: larger than freshly built (an "
+                    "estimate); invalid: left by an interrupted concurrent build.")
+    index: Annotated[str, StringConstraints(max_length=130)] = Field(
+        description="schema.index")
+    table: Annotated[str, StringConstraints(max_length=130)] = Field(description="schema.table")
+    detail: Message = Field(description="Why, in words (figures rounded, so that the status "
+                                        "does not change with every query).")
+    owner: Annotated[str, StringConstraints(max_length=317)] | None = Field(
+        None, description="namespace/name of the profile whose marker the index carries; "
+                          "absent for an index the operator does not own.")
+
+
+class IndexHealthStatus(StatusModel):
+    """What the database's indexes cost without serving reads."""
+
+    unused: int = Field(0, ge=0, description="Unused indexes.")
+    duplicate: int = Field(0, ge=0, description="Duplicate indexes.")
+    overlap: int = Field(0, ge=0, description="Indexes whose keys lead another one's.")
+    bloated: int = Field(0, ge=0, description="Bloated indexes (estimate).")
+    invalid: int = Field(0, ge=0, description="INVALID indexes.")
+    findings: list[IndexFinding] = Field(
+        default_factory=list, max_length=50,
+        description="The findings, largest index first (at most 50; the counts are complete).")
+
+
 class DatabaseStatus(StatusModel):
     """PostgreSQL state."""
 
@@ -114,6 +145,10 @@ class DatabaseStatus(StatusModel):
         None, description="system_identifier of the PostgreSQL server at the last login; absent "
                           "while the login fails. Profiles whose status names the same server "
                           "share its System-scoped parameters (the oldest owns each).")
+    index_health: IndexHealthStatus | None = Field(
+        None, description="Index health of the whole database (every schema but the system's), "
+                          "for the monthly \"review and tune indexes\"; see `kubectl perf "
+                          "report` for sizes.")
 
 
 class RedisStatus(StatusModel):

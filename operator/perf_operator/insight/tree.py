@@ -94,6 +94,15 @@ def _database_children(database: Mapping[str, Any]) -> list[Node]:
         nodes.append(Node(f"index {index['name']}", index["phase"] == "Ready", detail))
     for setting in database.get("settings") or []:
         nodes.append(_setting_node(setting))
+    health = database.get("indexHealth")
+    if health:
+        counts = ", ".join(f"{health[kind]} {kind}" for kind in
+                           ("unused", "duplicate", "overlap", "bloated", "invalid")
+                           if health.get(kind))
+        node = Node("index health", not counts, counts or "nothing to report")
+        node.children = [Node(f"{f['kind']} {f['index']}", None, f["detail"])
+                         for f in health.get("findings") or []]
+        nodes.append(node)
     return nodes
 
 

@@ -2,8 +2,9 @@
 
 ``reconcile_profile`` opens (or reuses) the profile's pool, reconciles the declared indexes
 (``index_builds``: observe, plan in ``indexes``, launch background jobs) and the parameters
-(``settings``), and reports the ``DatabaseReady`` condition with ``status.database`` in the
-shape of ``api.status.DatabaseStatus``. Index builds outlive the reconcile that starts them;
+(``settings``), judges every index of the database (``health``: reported, never acted on),
+and reports the ``DatabaseReady`` condition with ``status.database`` in the shape of
+``api.status.DatabaseStatus``. Index builds outlive the reconcile that starts them;
 their phases show up in the following reconciles.
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ from ..status import steady_reading
 from ..secrets import SecretError
 from .connect import (DatabaseUnavailable, close_profile_pools, describe_unreachable,
                       forget_target, target_for_profile, unreachable)
+from .health import health_status, index_health, new_findings, observe_index_facts
 from .index_builds import BuildOptions, reconcile_indexes, wait_for_jobs
 from .indexes import (IndexDefinition, IndexReport, Phase, RefusedIndex,
                       definition_from_spec)
@@ -74,6 +76,8 @@ async def reconcile_profile(ctx: ProfileContext) -> Outcome | None:
         settings, server = await reconcile_settings(
             target, database.settings, previous.get("settings") or [], ctx.events,
             claim=claim, peers=ctx.postgres_peers)
+        async with target.connection() as conn:
+            facts = await observe_index_facts(conn)
     except psycopg.Error as err:
         if unreachable(err):
             # A fresh pool at the next resync: this one may be backing off its reconnects.
@@ -83,6 +87,13 @@ async def reconcile_profile(ctx: ProfileContext) -> Outcome | None:
         return Outcome(CONDITION, False, "DatabaseError", scrub(err).strip())
     reports = indexes.plan.reports
     _announce_conflicts(reports, previous.get("indexes") or [], ctx.events)
+    judged = database.index_health
+    health = health_status(index_health(facts,
+                                        unused_min_age_seconds=judged.unused_after_days * 86400,
+                                        bloat_ratio=judged.bloat_percent / 100))
+    fresh = new_findings(health, previous.get("indexHealth"))
+    if fresh:
+        ctx.events.warning("IndexHealth", "index health: " + "; ".join(fresh))
     ready, reason, message = summarise(reports, settings, indexes.plan.released)
     status = {"database": {
         "indexes": steady_index_readings([r.as_status() for r in reports],
@@ -91,6 +102,7 @@ async def reconcile_profile(ctx: ProfileContext) -> Outcome | None:
         "readyIndexes": sum(1 for r in reports if r.phase is Phase.READY),
         "building": building_summary(reports) or None,  # None removes it
         "serverId": server,
+        "indexHealth": health,
     }}
     busy = indexes.running or indexes.plan.jobs
     return Outcome(CONDITION, ready, reason, message, status=status,

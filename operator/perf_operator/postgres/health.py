@@ -15,10 +15,14 @@ Pure analysis (``index_health``) of what ``observe_index_facts`` reads from the 
 
 ``owner`` is the profile whose ownership marker the index carries: only those may ever be acted
 on by the operator; the rest are reported.
+
+Details round their figures (whole days, tens of percent) so that the reconciler's
+``status.database.indexHealth`` (``health_status``) changes when the verdict does, not with every
+query the application runs.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,7 +94,7 @@ def index_health(indexes: Sequence[IndexFacts], *, unused_min_age_seconds: float
             continue
         if (index.scans == 0 and not index.unique
                 and index.stats_age_seconds >= unused_min_age_seconds):
-            add("unused", index, f"0 scans in {index.stats_age_seconds / 86400:.1f} days of "
+            add("unused", index, f"0 scans in {index.stats_age_seconds // 86400:.0f} days of "
                                  f"statistics")
         peers = [o for o in ordered if o is not index and o.valid and o.table == index.table
                  and o.schema == index.schema and o.predicate == index.predicate]
@@ -108,9 +112,35 @@ def index_health(indexes: Sequence[IndexFacts], *, unused_min_age_seconds: float
                                       f"which serves the same lookups")
         if (index.estimated_bytes and index.size_bytes >= MIN_BLOAT_BYTES
                 and index.size_bytes * (1 - bloat_ratio) > index.estimated_bytes):
-            add("bloated", index, f"about {1 - index.estimated_bytes / index.size_bytes:.0%} "
-                                  f"larger than freshly built (estimate)")
+            excess = round((1 - index.estimated_bytes / index.size_bytes) * 10) * 10
+            add("bloated", index, f"about {excess}% of it beyond its freshly built size "
+                                  f"(estimate)")
     return findings
+
+
+#: Findings listed in status (the counts cover all of them).
+STATUS_FINDINGS_LIMIT = 50
+
+
+def health_status(findings: Sequence[Finding]) -> dict[str, Any]:
+    """``status.database.indexHealth``: a count per kind, and the findings, largest index first
+    (sizes themselves move with every write, so they stay out of the status)."""
+    counts = {kind: 0 for kind in ("unused", "duplicate", "overlap", "bloated", "invalid")}
+    for finding in findings:
+        counts[finding.kind] += 1
+    listed = sorted(findings, key=lambda f: (-f.size_bytes, f.index, f.kind))
+    return {**counts, "findings": [
+        {key: value for key, value in f.as_data().items() if key != "sizeBytes" and value}
+        for f in listed[:STATUS_FINDINGS_LIMIT]]}
+
+
+def new_findings(health: Mapping[str, Any], previous: Mapping[str, Any] | None) -> list[str]:
+    """``kind index`` of each finding listed now but not in the previous status: what a
+    Warning Event announces once (not at every resync while it stays)."""
+    def listed(status: Mapping[str, Any] | None) -> list[str]:
+        return [f"{f['kind']} {f['index']}" for f in (status or {}).get("findings") or []]
+    before = set(listed(previous))
+    return [finding for finding in listed(health) if finding not in before]
 
 
 _FACTS_QUERY = """
@@ -150,6 +180,10 @@ async def observe_index_facts(conn: psycopg.AsyncConnection) -> list[IndexFacts]
         estimated = None
         if width is not None and tuples:
             estimated = int(tuples * (width + TUPLE_OVERHEAD_BYTES) / BTREE_FILLFACTOR) + 8192
+        # pg_relation_size is NULL for an index dropped while the query ran (a build's
+        # leftover being cleaned up): it is gone, not a finding.
+        if size is None:
+            continue
         facts.append(IndexFacts(schema, table, name, method, tuple(keys), predicate, unique,
                                 valid, scans, size, estimated, float(stats_age), comment))
     return facts
