@@ -342,24 +342,21 @@ _RULES_RESPONSE_LIMIT = 16 * 1024 * 1024
 async def _loaded_rule_groups(ctx: ProfileContext) -> dict[str, int] | None:
     """Rule group name -> rule count as the profile's Prometheus has loaded them, or None when
     it cannot be asked (unreachable, refused: MetricsStale reports that)."""
-    from ..optimizer import prometheus_endpoint  # the optimizer imports this package
+    # the optimizer imports this package, and the Secret reader the kube client
+    from ..optimizer import prometheus_endpoint
+    from ..secrets import SecretError
+    from ..targets.policy import ConnectionRefused
 
-    endpoint = await prometheus_endpoint(ctx.namespace, ctx.spec.prometheus)
-    headers, auth = {}, None
-    if endpoint.credentials and endpoint.credentials[0] == "bearer":
-        headers["Authorization"] = f"Bearer {endpoint.credentials[1]}"
-    elif endpoint.credentials:
-        user, _, password = endpoint.credentials[1].partition("\0")
-        auth = aiohttp.BasicAuth(user, password)
-    timeout = aiohttp.ClientTimeout(total=endpoint.timeout_seconds)
     try:
-        async with aiohttp.ClientSession(timeout=timeout, headers=headers, auth=auth) as session:
+        endpoint = await prometheus_endpoint(ctx.namespace, ctx.spec.prometheus)
+        timeout = aiohttp.ClientTimeout(total=endpoint.timeout_seconds)
+        async with endpoint.session(timeout=timeout) as session:
             async with session.get(endpoint.url.rstrip("/") + "/api/v1/rules",
                                    allow_redirects=False) as response:
                 if response.status != 200:
                     return None
                 body = await response.content.read(_RULES_RESPONSE_LIMIT + 1)
-    except (aiohttp.ClientError, TimeoutError):
+    except (aiohttp.ClientError, TimeoutError, ConnectionRefused, SecretError):
         return None
     if len(body) > _RULES_RESPONSE_LIMIT:
         return None

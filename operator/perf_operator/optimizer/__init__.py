@@ -93,7 +93,8 @@ async def prometheus_endpoint(namespace: str, prometheus: Any) -> PrometheusEndp
                                                   ref.password_key,
                                                   identity_keys=(ref.username_key,))
         credentials = ("basic", f"{user}\0{password}")
-    return PrometheusEndpoint(prometheus.url, prometheus.timeout_seconds, credentials)
+    return PrometheusEndpoint(prometheus.url, prometheus.timeout_seconds, credentials,
+                              granted_by=prometheus.granted_by)
 
 
 async def _read(ctx: ProfileContext) -> tuple[Snapshot, dict[str, SignalReading]]:

@@ -23,8 +23,10 @@ stale and costs nobody else anything.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import math
+import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -32,10 +34,13 @@ from datetime import datetime, timezone
 from typing import Any
 
 import aiohttp
+import aiohttp.abc
+from aiohttp.abc import ResolveResult
 
 from ..api import signal_queries
 from ..api.signals import GROUP_LABELS, SIGNAL_BY_NAME, SIGNALS, SignalDefinition
 from ..scrub import scrub
+from ..targets.policy import admit
 
 #: Queries of one cycle running at the same time, and connections per endpoint.
 MAX_PARALLEL_QUERIES = 4
@@ -133,10 +138,52 @@ class PrometheusEndpoint:
     timeout_seconds: int
     #: ("bearer", token) or ("basic", "user\\0password"); compared, never shown.
     credentials: tuple[str, str] | None = field(default=None, repr=False)
+    #: The PerformanceTarget that granted the URL's host (None: a profile's inline URL), for
+    #: the connection policy that vets every connection (``targets.policy.admit``).
+    granted_by: str | None = None
 
     def connect(self) -> PrometheusClient:
         """A bounded client of this Prometheus with its login: the poller's, the report's."""
         return PrometheusClient(self)
+
+    def session(self, *, timeout: aiohttp.ClientTimeout | None = None) -> aiohttp.ClientSession:
+        """An HTTP session with the endpoint's login, at most :data:`MAX_PARALLEL_QUERIES`
+        connections, each to the address the connection policy vetted for the URL's host."""
+        headers: dict[str, str] = {}
+        auth = None
+        if self.credentials and self.credentials[0] == "bearer":
+            headers["Authorization"] = f"Bearer {self.credentials[1]}"
+        elif self.credentials:
+            user, _, password = self.credentials[1].partition("\0")
+            auth = aiohttp.BasicAuth(user, password)
+        connector = aiohttp.TCPConnector(limit_per_host=MAX_PARALLEL_QUERIES,
+                                         resolver=AdmittedResolver(self.granted_by),
+                                         use_dns_cache=False)
+        return aiohttp.ClientSession(connector=connector, headers=headers, auth=auth,
+                                     timeout=timeout or aiohttp.ClientTimeout())
+
+
+class AdmittedResolver(aiohttp.abc.AbstractResolver):
+    """Host names resolved by the connection policy (``targets.policy.admit``): a connection
+    goes to the address that was checked, never to a second DNS answer (a name that resolved
+    to an allowed address for the check cannot send the request elsewhere), and a host the
+    policy refuses fails the request with ``ConnectionRefused``. aiohttp still verifies TLS
+    against the URL's host name. IP literals do not reach a resolver: ``admit_url`` checked
+    them and they cannot change."""
+
+    def __init__(self, granted_by: str | None) -> None:
+        self.granted_by = granted_by
+
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        address = await admit(host, port, granted_by=self.granted_by)
+        version = ipaddress.ip_address(address).version
+        return [ResolveResult(hostname=host, host=address, port=port,
+                              family=socket.AF_INET6 if version == 6 else socket.AF_INET,
+                              proto=0, flags=socket.AI_NUMERICHOST)]
+
+    async def close(self) -> None:
+        return None
 
 
 @dataclass
@@ -242,13 +289,6 @@ class PrometheusClient:
 
     def __init__(self, endpoint: PrometheusEndpoint) -> None:
         self.endpoint = endpoint
-        self._headers: dict[str, str] = {}
-        self._auth: aiohttp.BasicAuth | None = None
-        if endpoint.credentials and endpoint.credentials[0] == "bearer":
-            self._headers["Authorization"] = f"Bearer {endpoint.credentials[1]}"
-        elif endpoint.credentials:
-            user, _, password = endpoint.credentials[1].partition("\0")
-            self._auth = aiohttp.BasicAuth(user, password)
         self._session: aiohttp.ClientSession | None = None
 
     async def query(self, query: str, at: datetime) -> list[dict[str, Any]]:
@@ -271,9 +311,7 @@ class PrometheusClient:
 
     async def _get(self, path: str, params: dict[str, str]) -> list[dict[str, Any]]:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit_per_host=MAX_PARALLEL_QUERIES),
-                headers=self._headers, auth=self._auth)
+            self._session = self.endpoint.session()
         url = self.endpoint.url.rstrip("/") + path
         async with self._session.get(url, params=params, allow_redirects=False) as response:
             body = await read_capped(response, MAX_RESPONSE_BYTES)

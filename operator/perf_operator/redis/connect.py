@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -126,13 +126,28 @@ async def read_secret_cached(namespace: str, name: str, *keys: str | None,
         return cached.values
 
 
+class PinnedSSLConnection(SSLConnection):
+    """TLS to the address the connection policy vetted, with the certificate checked against
+    the host name the profile wrote: connecting by name would ask DNS again, and a changed
+    answer (rebinding) would reach a server nobody checked."""
+
+    def __init__(self, *, server_hostname: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.server_hostname = server_hostname
+
+    def _connection_arguments(self) -> Mapping[str, Any]:
+        return {**super()._connection_arguments(), "server_hostname": self.server_hostname}
+
+
 def _new_client(target: RedisTarget, login: Login, address: str) -> Redis:
     """A client connecting to ``address``, the one the connection policy vetted for
-    ``target.host``; with TLS, to the host name (the certificate is checked against it)."""
+    ``target.host`` (with TLS too: see :class:`PinnedSSLConnection`)."""
     username, password = login
+    tls: dict[str, Any] = ({"connection_class": PinnedSSLConnection,
+                            "server_hostname": target.host} if target.tls
+                           else {"connection_class": Connection})
     pool = BlockingConnectionPool(
-        connection_class=SSLConnection if target.tls else Connection,
-        host=target.host if target.tls else address, port=target.port, db=target.db,
+        **tls, host=address, port=target.port, db=target.db,
         username=username, password=password,
         # timeout=None: a reconcile waits its turn for a connection however many queue (10,000
         # tenants created at once would otherwise report "No connection available"); a Redis
