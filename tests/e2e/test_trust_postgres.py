@@ -15,7 +15,10 @@ nobody's code with its own rights.
 from __future__ import annotations
 
 import json
+import os
 import pathlib
+import subprocess
+import sys
 import time
 
 import psycopg
@@ -265,7 +268,7 @@ def alter_count(psql, db: str) -> int:
 
 
 def test_two_profiles_on_one_server_one_owns_the_parameter(
-        operator, stack, kubectl, namespace, credentials, pg_database, psql):
+        operator, stack, kubectl, namespace, credentials, pg_database, psql, tmp_path):
     db = pg_database["database"]
     try:
         kubectl.apply(pg_profile(stack, pg_database, "first", autovacuum_naptime="30s"),
@@ -294,6 +297,19 @@ def test_two_profiles_on_one_server_one_owns_the_parameter(
         reasons = [(e["involvedObject"]["name"], e["reason"]) for e in events]
         assert ("second", "SettingConflict") in reasons
         assert not [r for r in reasons if r[1] == "SettingDrifted"]
+
+        # kubectl perf plan of a new value for the younger profile: not sent, and why
+        changed = tmp_path / "second.json"
+        changed.write_text(pg_profile(stack, pg_database, "second", autovacuum_naptime="50s"))
+        planned = subprocess.run(
+            [sys.executable, "-m", "perf_operator.insight", "plan", str(changed), "-n",
+             namespace, "-o", "json"], env={**os.environ, "KUBECONFIG": kubectl.kubeconfig},
+            capture_output=True, text=True, timeout=120)
+        assert planned.returncode == 0, planned.stderr
+        (plan,) = json.loads(planned.stdout)
+        (step,) = [s for s in plan["steps"] if s["system"] == "postgres"]
+        assert (step["subject"], step["action"]) == ("autovacuum_naptime", "not sent")
+        assert f"by PerformanceProfile {namespace}/first" in step["note"]
     finally:
         kubectl.run("delete", "performanceprofile", "first", "second", "--wait=true",
                     namespace=namespace, check=False)

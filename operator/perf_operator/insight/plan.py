@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pydantic
 from psycopg.sql import Composable
 
 from ..api.optimization import adjustments
@@ -25,13 +26,14 @@ from ..api.tenant import TenantQuotaSpec, effective_limits
 from ..kube import apply as k8s
 from ..kube.alerts import RuleTarget, desired_rules_object, profile_rule_group
 from ..kube.hpa import PruneStep, desired_hpas, plan_scaling
-from ..postgres import desired_indexes
+from ..postgres import desired_indexes, postgres_peer
 from ..postgres.connect import APPLICATION_NAME, target_for_profile
 from ..postgres.index_builds import observe_catalog
 from ..postgres.indexes import (BuildIndex, DropIndex, IndexDefinition, Phase, RefusedIndex,
                                 definition_from_spec, plan_indexes, step_statement,
                                 temporary_name)
-from ..postgres.settings import observe_settings, plan_settings, set_statement
+from ..postgres.settings import (PostgresPeer, conflicting_settings, observe_settings,
+                                 plan_settings, set_statement)
 from ..reconcile import ProfileContext
 from ..scrub import scrub
 from ..redis import redis_peer
@@ -107,7 +109,7 @@ async def plan_profile(namespace: str, name: str, spec: dict[str, Any],
     steps: list[PlannedStep] = []
     unknown: list[str] = []
     if model.target_ref is None:
-        parts = [("postgres", _postgres(ctx)), ("redis", _redis(ctx, spec, peers)),
+        parts = [("postgres", _postgres(ctx, peers)), ("redis", _redis(ctx, spec, peers)),
                  ("tenants", _tenants(ctx, tenants))]
     else:
         # Its servers' credentials are in the operator's namespace: only the operator plans them.
@@ -123,7 +125,24 @@ async def plan_profile(namespace: str, name: str, spec: dict[str, Any],
     return Plan(profile=f"{namespace}/{name}", steps=tuple(steps), unknown=tuple(unknown))
 
 
-async def _postgres(ctx: ProfileContext) -> list[PlannedStep]:
+def _postgres_peers(peers: Sequence[dict[str, Any]]) -> list[PostgresPeer]:
+    """The claims on System-scoped parameters of the profiles the user can see, as the
+    operator's registry holds them (a spec that does not validate claims nothing)."""
+    claims = []
+    for other in peers:
+        meta = other.get("metadata") or {}
+        try:
+            model = PerformanceProfileSpec.model_validate(other.get("spec") or {})
+        except pydantic.ValidationError:
+            continue
+        claim = postgres_peer(meta.get("namespace", ""), meta.get("name", ""), meta, model,
+                              other.get("status") or {})
+        if claim is not None:
+            claims.append(claim)
+    return claims
+
+
+async def _postgres(ctx: ProfileContext, peers: Sequence[dict[str, Any]]) -> list[PlannedStep]:
     database = ctx.spec.database
     if database is None:
         return []
@@ -161,8 +180,15 @@ async def _postgres(ctx: ProfileContext) -> list[PlannedStep]:
         settings = database.settings
         wanted = {n: v for n, v in settings.parameters.items() if refusal(n) is None}
         observation = await observe_settings(conn, list(wanted), settings.scope)
+        claim = PostgresPeer(namespace=ctx.namespace, name=ctx.name, created=ctx.created,
+                             server=None, parameters={})
+        conflicts = conflicting_settings(wanted, settings.scope, observation, claim,
+                                         _postgres_peers(peers))
+        steps += [PlannedStep("postgres", name, "not sent", note=why)
+                  for name, why in conflicts.items()]
         before = {e.get("name"): e for e in previous.get("settings") or []}
-        for change in plan_settings(wanted, observation, before):
+        sendable = {n: v for n, v in wanted.items() if n not in conflicts}
+        for change in plan_settings(sendable, observation, before):
             steps.append(PlannedStep(
                 "postgres", change.name,
                 text(set_statement(change.name, change.value, settings.scope,

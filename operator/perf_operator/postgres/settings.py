@@ -113,6 +113,21 @@ def contested_parameters(me: PostgresPeer, server: str, peers: Iterable[Postgres
     return contested
 
 
+def conflicting_settings(wanted: Mapping[str, str], scope: str,
+                         observation: SettingsObservation,
+                         claim: PostgresPeer | None, peers: Iterable[PostgresPeer]
+                         ) -> dict[str, str]:
+    """Parameter -> why it is not sent: the System-scoped parameters of ``wanted`` an older
+    profile on the same server owns with another value (``claim``: this profile; nothing is
+    contested without it, in Database scope, or while the server is unknown)."""
+    if scope != "System" or claim is None or observation.server is None:
+        return {}
+    owners = contested_parameters(replace(claim, parameters=dict(wanted)), observation.server,
+                                  peers, observation.parameters)
+    return {name: conflict_message(name, wanted[name], owner, observation.server)
+            for name, owner in owners.items()}
+
+
 def conflict_message(name: str, value: str, owner: PostgresPeer, server: str) -> str:
     return (f"{name} is set to {owner.parameters[name]!r} by PerformanceProfile {owner.owner}, "
             f"the oldest profile setting it on this PostgreSQL server (system identifier "
@@ -323,12 +338,7 @@ async def reconcile_settings(target: DatabaseTarget, settings: Any,
     wanted = {name: value for name, value in desired.items() if name not in refused}
     async with target.connection() as conn:
         observation = await observe_settings(conn, list(wanted), scope)
-        conflicts: dict[str, str] = {}
-        if scope == "System" and claim is not None and observation.server is not None:
-            owners = contested_parameters(replace(claim, parameters=wanted), observation.server,
-                                          peers, observation.parameters)
-            conflicts = {name: conflict_message(name, wanted[name], owner, observation.server)
-                         for name, owner in owners.items()}
+        conflicts = conflicting_settings(wanted, scope, observation, claim, peers)
         sendable = {name: value for name, value in wanted.items() if name not in conflicts}
         changes = plan_settings(sendable, observation, before)
         errors = dict(refused)
