@@ -100,6 +100,21 @@ async def test_a_profiles_pools_close_with_it_and_only_its_own():
         await pg_connect.close_all()
 
 
+async def test_a_pool_nobody_asks_for_is_closed():
+    """A deleted profile's pool reopened once more (its tenant's mirror row removed later)."""
+    used, forgotten = _unopened_target("p", "app"), _unopened_target("gone", "app")
+    forgotten.used_at = used.used_at - pg_connect.POOL_IDLE_SECONDS
+    for target in (used, forgotten):
+        pg_connect._targets[target.key] = target
+    try:
+        await pg_connect.close_idle_pools(used.used_at)
+        assert set(pg_connect._targets) == {used.key}
+        await pg_connect.close_idle_pools(used.used_at + pg_connect.POOL_IDLE_SECONDS)
+        assert pg_connect._targets == {}
+    finally:
+        await pg_connect.close_all()
+
+
 def _redis_target(namespace: str) -> redis_connect.RedisTarget:
     return redis_connect.RedisTarget(namespace=namespace, host="127.0.0.1", port=6379, db=0,
                                      tls=False, secret=None, password_key=None,

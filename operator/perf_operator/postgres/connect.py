@@ -2,7 +2,8 @@
 
 One small async pool per (namespace, profile, host, port, database, user), opened on first use
 and replaced when the Secret's password changes; a profile's previous pool is closed as soon as
-its host, port, database or user changes. Opening one target never waits for another: each key
+its host, port, database or user changes, and any pool nobody asked for in ten resyncs is
+closed (its profile is gone). Opening one target never waits for another: each key
 has its own lock, so a host that black-holes connections delays only the profiles pointing at
 it. A pooled connection is checked before it is handed out, so after a server restart the dead
 ones are replaced instead of failing the next reconcile. Pooled connections serve the short catalog
@@ -25,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import time
 import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -33,6 +35,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from ..config import CONFIG
 from ..scrub import register_secret, scrub
 from ..secrets import read_secret_keys
 from ..targets import secret_namespace
@@ -46,6 +49,10 @@ CONNECT_TIMEOUT_SECONDS = 10
 #: Pooled connections per target: the reconcile needs one at a time; a few cover the timer and
 #: an update of the same profile overlapping, plus a deadline cancelling a build.
 POOL_MAX_SIZE = 4
+#: A pool nobody asked for this long is closed: every live profile asks for its own at each
+#: resync, so this catches pools of profiles gone without a cleanup that closes them (a tenant
+#: deleted after its profile opens the profile's pool once more to remove its mirror row).
+POOL_IDLE_SECONDS = 10 * CONFIG.resync_seconds
 
 
 class DatabaseUnavailable(Exception):
@@ -104,6 +111,8 @@ class DatabaseTarget:
     pool: AsyncConnectionPool
     credential_fingerprint: str
     connect_kwargs: dict[str, Any] = field(repr=False)
+    #: When it was last handed out (``time.monotonic``), for ``close_idle_pools``.
+    used_at: float = field(default_factory=time.monotonic)
 
     def connection(self) -> contextlib.AbstractAsyncContextManager[psycopg.AsyncConnection]:
         """A pooled autocommit connection for a short query."""
@@ -167,33 +176,50 @@ async def open_target(key: TargetKey, password: str, *, sslmode: str = "prefer",
     async with _locks.setdefault(key, asyncio.Lock()):
         current = _targets.get(key)
         if current is not None and current.credential_fingerprint == fingerprint:
-            return current
-        if current is not None:
-            del _targets[key]
-            await current.close()
-        kwargs = {
-            "host": key.host, "hostaddr": hostaddr, "port": key.port, "dbname": key.dbname,
-            "user": key.user,
-            "password": password, "sslmode": sslmode, "application_name": APPLICATION_NAME,
-            "connect_timeout": CONNECT_TIMEOUT_SECONDS,
-            "options": f"-c search_path={SEARCH_PATH.replace(' ', '')} "
-                       f"-c statement_timeout={QUERY_TIMEOUT_MS}",
-        }
-        # One direct connection first: a pool reports only "couldn't get a connection", the
-        # driver says why (wrong password, no such database), which the status should show.
-        probe = await _connect(kwargs)
-        await probe.close()
-        pool = AsyncConnectionPool(kwargs={**kwargs, "autocommit": True}, min_size=1,
-                                   max_size=POOL_MAX_SIZE, open=False,
-                                   name=f"perf-operator:{key.owner}",
-                                   timeout=CONNECT_TIMEOUT_SECONDS,
-                                   check=AsyncConnectionPool.check_connection)
-        await pool.open(wait=True, timeout=CONNECT_TIMEOUT_SECONDS)
-        target = DatabaseTarget(key=key, pool=pool, credential_fingerprint=fingerprint,
-                                connect_kwargs=kwargs)
-        _targets[key] = target
-    await close_profile_pools(key.namespace, key.profile, keep=key)
+            current.used_at = time.monotonic()
+            target = current
+        else:
+            target = await _open_pool(key, current, password, sslmode, hostaddr, fingerprint)
+    if target is not current:
+        await close_profile_pools(key.namespace, key.profile, keep=key)
+    await close_idle_pools(target.used_at)
     return target
+
+
+async def _open_pool(key: TargetKey, current: DatabaseTarget | None, password: str,
+                   sslmode: str, hostaddr: str, fingerprint: str) -> DatabaseTarget:
+    """Close ``current`` (a changed password or address) and open the key's pool anew."""
+    if current is not None:
+        del _targets[key]
+        await current.close()
+    kwargs = {
+        "host": key.host, "hostaddr": hostaddr, "port": key.port, "dbname": key.dbname,
+        "user": key.user,
+        "password": password, "sslmode": sslmode, "application_name": APPLICATION_NAME,
+        "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+        "options": f"-c search_path={SEARCH_PATH.replace(' ', '')} "
+                   f"-c statement_timeout={QUERY_TIMEOUT_MS}",
+    }
+    # One direct connection first: a pool reports only "couldn't get a connection", the
+    # driver says why (wrong password, no such database), which the status should show.
+    probe = await _connect(kwargs)
+    await probe.close()
+    pool = AsyncConnectionPool(kwargs={**kwargs, "autocommit": True}, min_size=1,
+                               max_size=POOL_MAX_SIZE, open=False,
+                               name=f"perf-operator:{key.owner}",
+                               timeout=CONNECT_TIMEOUT_SECONDS,
+                               check=AsyncConnectionPool.check_connection)
+    await pool.open(wait=True, timeout=CONNECT_TIMEOUT_SECONDS)
+    target = DatabaseTarget(key=key, pool=pool, credential_fingerprint=fingerprint,
+                            connect_kwargs=kwargs)
+    _targets[key] = target
+    return target
+
+
+async def close_idle_pools(now: float) -> None:
+    """Close every pool nobody asked for within ``POOL_IDLE_SECONDS``."""
+    for idle in [t for t in _targets.values() if now - t.used_at >= POOL_IDLE_SECONDS]:
+        await forget_target(idle)
 
 
 async def close_profile_pools(namespace: str, profile: str, *,
