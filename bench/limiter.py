@@ -46,7 +46,7 @@ from perf_operator.ratelimit import Limiter
 from perf_operator.ratelimit.layout import bucket_key, record_key
 from perf_operator.ratelimit.limiter import SCRIPT_SHA
 from perf_operator.ratelimit.rules import EndpointRule
-from perf_operator.redis.tables import desired_record, observe_record, plan_record, write_record
+from perf_operator.tenants.records import desired_record, observe_record, plan_record, write_record
 
 PREFIX, TENANT, PATH = "bench:", "acme", "/api/plugins/catalog"
 RULE = {"pattern": "/api/plugins/**", "methods": ["GET"], "requests": 1_000_000_000,

@@ -1,1 +1,1 @@
-../../operator/perf_operator/redis/migrations/001_tenant_limits.sql
+../../operator/perf_operator/tenants/migrations/001_tenant_limits.sql

@@ -1,1 +1,1 @@
-../../operator/perf_operator/redis/migrations/002_applications_read.sql
+../../operator/perf_operator/tenants/migrations/002_applications_read.sql

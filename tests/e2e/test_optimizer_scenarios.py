@@ -11,7 +11,7 @@ from perf_operator.api import PerformanceProfileSpec, TenantQuotaSpec, effective
 from perf_operator.optimizer import adjustments
 from perf_operator.optimizer.signals import SIGNALS, PrometheusEndpoint, poller_for
 from perf_operator.ratelimit import check
-from perf_operator.redis import reconcile_tenant
+from perf_operator.tenants.tables import reconcile_tenant
 from perf_operator.reconcile import TenantContext
 from tests.e2e.optimizer_support import (  # noqa: F401 - fixtures
     Profile, exporter, hold, operator_test_mode, optimized_profile, until)

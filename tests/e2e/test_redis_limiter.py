@@ -17,7 +17,7 @@ from perf_operator.api.tenant import TenantQuotaSpec, effective_limits
 from perf_operator.devstack.processes import ManagedProcess, wait_until
 from perf_operator.devstack.services import RedisServer
 from perf_operator.ratelimit import Limiter, TableNotFound, check
-from perf_operator.redis.tables import desired_record, observe_record, plan_record, write_record
+from perf_operator.tenants.records import desired_record, observe_record, plan_record, write_record
 
 
 async def write_table(redis: Redis, prefix: str, tenant: str, endpoints: list[dict],

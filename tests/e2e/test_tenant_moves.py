@@ -13,7 +13,8 @@ from perf_operator.api.tenant import TenantQuotaSpec, effective_limits
 from perf_operator.devstack.services import RedisServer
 from perf_operator.ratelimit.layout import record_key
 from perf_operator.reconcile import TenantContext
-from perf_operator.redis import reconcile_tenant, remove_tenant
+from perf_operator.tenants.cleanup import remove_tenant
+from perf_operator.tenants.tables import reconcile_tenant
 from tests.e2e.test_tenants_tables import drain_sync, events, profile_spec
 from tests.support.events import RecordedEvents
 from tests.support.kube import condition, eventually

@@ -17,8 +17,9 @@ from perf_operator.api.tenant import TenantQuotaSpec, effective_limits
 from perf_operator.ratelimit import check
 from perf_operator.ratelimit.layout import cache_prefix, record_key
 from perf_operator.reconcile import TenantContext
-from perf_operator.redis import reconcile_tenant, remove_tenant
-from perf_operator.redis import usage as usage_module
+from perf_operator.tenants import usage as usage_module
+from perf_operator.tenants.cleanup import remove_tenant
+from perf_operator.tenants.tables import reconcile_tenant
 from tests.support.events import RecordedEvents
 from tests.support.kube import condition, eventually
 from tests.support.metrics import scrape, total

@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 from perf_operator.postgres.settings import PostgresPeer
-from perf_operator.redis import reconcile_tenant
+from perf_operator.tenants.tables import reconcile_tenant
 from tests.e2e.optimizer_support import (  # noqa: F401 - fixtures
     MISSING, Profile, exporter, operator_test_mode, optimized_profile, reference_plugins, until)
 from tests.e2e.postgres_support import database_section, profile_context, reconcile

@@ -9,10 +9,11 @@ import pytest
 
 from perf_operator.api.profile import PostgresConnection, RedisConnection
 from perf_operator.api.profile import PerformanceProfileSpec
-from perf_operator.redis import (STALE_RETRY_SECONDS, RecordPlace, RowPlace, leftovers_pending,
-                                 plan_leftovers, redis_peer)
+from perf_operator.redis import redis_peer
 from perf_operator.redis.settings import (RedisPeer, SetConfig, contested_settings,
                                           plan_settings)
+from perf_operator.tenants.places import (STALE_RETRY_SECONDS, RecordPlace, RowPlace,
+                                          leftovers_pending, plan_leftovers)
 
 # ------------------------------------------------------------------ settings: who owns a value
 

@@ -1,9 +1,9 @@
 """The batched re-check's decision: which tenants need their full reconcile."""
 import pytest
 
-from perf_operator.redis.mirror import MirrorRow
-from perf_operator.redis.sweep import (MIRROR_UNKNOWN, NO_MIRROR, TenantCheck, needs_reconcile)
-from perf_operator.redis.tables import DesiredRecord, ObservedRecord
+from perf_operator.tenants.mirror import MirrorRow
+from perf_operator.tenants.recheck import (MIRROR_UNKNOWN, NO_MIRROR, TenantCheck, needs_reconcile)
+from perf_operator.tenants.records import DesiredRecord, ObservedRecord
 
 DESIRED = DesiredRecord(key="p:{acme}:limits", owner="ns/acme", digest="d1", document="{}")
 CURRENT = ObservedRecord(owner="ns/acme", digest="d1", version=3, written_at="t")

@@ -6,10 +6,10 @@ import json
 from perf_operator.api.profile import PerformanceProfileSpec
 from perf_operator.api.tenant import TenantQuotaSpec, effective_limits
 from perf_operator.ratelimit.rules import table_rules
-from perf_operator.redis.mirror import MirrorRow, UpsertMirror, plan_mirror
-from perf_operator.redis.tables import (ObservedRecord, WriteRecord, desired_record,
+from perf_operator.tenants.mirror import MirrorRow, UpsertMirror, plan_mirror
+from perf_operator.tenants.records import (ObservedRecord, WriteRecord, desired_record,
                                         limits_document, plan_record)
-from perf_operator.redis.usage import estimate_keys, estimate_memory, spread_sample
+from perf_operator.tenants.usage import estimate_keys, estimate_memory, spread_sample
 
 PROFILE = PerformanceProfileSpec.model_validate({
     "redis": {"connection": {"host": "127.0.0.1"}, "keyPrefix": "idp:"},

@@ -1,5 +1,5 @@
 """The registry of TenantQuotas by profile that replaces a kopf index on tenants."""
-from perf_operator.handlers.tenant_registry import TenantRegistry
+from perf_operator.tenants.registry import TenantRegistry
 
 
 def body(name, profile, *, ws=None, generation=1, status=None):

@@ -24,12 +24,12 @@ from ..validation import (RULE_SHADOWED, describe_validation_error, off_loop,
                           profile_rule_errors, semantic_errors)
 from ..kube.objects import namespace_exists
 from ..postgres.connect import forget_target
-from ..redis.mirror import delete_profile_mirrors, mirror_target
+from ..tenants.mirror import delete_profile_mirrors, mirror_target
 from . import deferred
 from .reconciliation import Cleanup, Part, next_requeue, run_cleanups, run_parts, write_status
 from .resources import PROFILES
 from .profile_registry import forget_profile, profile_index, put_profile
-from .tenant_registry import TENANTS_BY_PROFILE
+from ..tenants.registry import TENANTS_BY_PROFILE
 
 #: The target systems a profile configures, each with the condition type it reports.
 PROFILE_PARTS: tuple[tuple[str, Part], ...] = (

@@ -17,10 +17,10 @@ from ..leadership import LeaderGate
 from ..postgres import connect as postgres_connect
 from ..redis import connect as redis_connect
 from ..targets import REGISTRY
+from ..tenants.registry import TENANTS_BY_PROFILE
 from . import deferred
 from .resources import PROFILES, TARGETS, TENANTS
 from .profile_registry import clear_profiles, seed_profile
-from .tenant_registry import TENANTS_BY_PROFILE
 
 
 #: Set by ``perf-operator run --webhook-listen ...`` before the operator starts.
@@ -74,7 +74,7 @@ async def elect_leader(memo: kopf.Memo, logger, **_) -> None:
 @kopf.on.startup()
 async def seed_registries(logger, **_) -> None:
     """Fill the indexes of profiles (see profile_registry) and the registry of tenants by
-    profile (see tenant_registry) from one LIST each before any handler runs: kopf starts no
+    profile (see tenants.registry) from one LIST each before any handler runs: kopf starts no
     handler before every startup handler has returned. First wait until both resources are
     served (see wait_until_served): kopf's watchers start next."""
     for plural in (PROFILES[2], TENANTS[2]):

@@ -16,18 +16,18 @@ from ..config import CONFIG
 from ..kube.objects import patch_status
 from ..reconcile import EventRecorder, Outcome, TenantContext
 from ..ratelimit.layout import record_key
-from ..redis import RecordPlace, leftovers_pending
-from ..redis import reconcile_tenant as redis_tables
-from ..redis import remove_tenant as remove_redis_tables
-from ..redis.sweep import TenantCheck, tenants_to_reconcile
-from ..redis.tables import desired_record, record_owner, seniority
+from ..tenants.cleanup import remove_tenant as remove_redis_tables
+from ..tenants.places import RecordPlace, leftovers_pending
+from ..tenants.recheck import TenantCheck, tenants_to_reconcile
+from ..tenants.records import desired_record, record_owner, seniority
+from ..tenants.registry import TENANTS_BY_PROFILE, TenantEntry
+from ..tenants.tables import reconcile_tenant as redis_tables
 from ..scrub import scrub
 from ..targets import TARGET_RESOLVED, TargetRefused, resolve_profile
 from ..validation import RULE_SHADOWED, describe_validation_error, tenant_rule_errors
 from . import deferred
 from .reconciliation import Cleanup, Part, run_cleanups, run_parts, write_status
 from .profile_registry import ProfileLookup, forget_profile, profile_index
-from .tenant_registry import TENANTS_BY_PROFILE, TenantEntry
 from .resources import PROFILES, TENANTS
 
 #: The target systems a tenant configures, each with the condition type it reports.
@@ -48,7 +48,7 @@ logger = logging.getLogger(__name__)
 
 @kopf.on.event(*TENANTS)
 async def track_tenant(*, event: dict, body: kopf.Body, namespace: str, name: str, **_) -> None:
-    """Keep the registry of tenants by profile (see tenant_registry: not a kopf index)."""
+    """Keep the registry of tenants by profile (see tenants.registry: not a kopf index)."""
     if event.get("type") == "DELETED":
         TENANTS_BY_PROFILE.forget(namespace, name)
     else:
@@ -109,7 +109,7 @@ def _tenant_lock(namespace: str, name: str) -> asyncio.Lock:
 @kopf.timer(*PROFILES, interval=CONFIG.resync_seconds, initial_delay=CONFIG.resync_seconds)
 async def tenants_resync(*, namespace: str, name: str, **_) -> None:
     """Re-check every tenant of this profile in one batch: a timer per profile, not per
-    tenant (see redis.sweep)."""
+    tenant (see tenants.recheck)."""
     await resync_tenants(namespace, name, profile_specs)
 
 
@@ -371,7 +371,7 @@ def _reports(entry: TenantEntry, type_: str, reason: str) -> bool:
 
 
 def _check(entry: TenantEntry, ctx: TenantContext) -> TenantCheck:
-    """What the re-check compares for one tenant (see redis.sweep.needs_reconcile)."""
+    """What the re-check compares for one tenant (see tenants.recheck.needs_reconcile)."""
     settled = (entry.status.get("observedGeneration") == entry.generation
                and all((_condition(entry, type_) or {}).get("status") == "True"
                        for type_ in ("Ready", "TablesReady")))

@@ -4,7 +4,7 @@ own planners from a read-only observation of the live servers, and nothing writt
 Each part observes exactly what its reconciler observes (the index catalog, ``pg_settings``,
 ``CONFIG GET``, the tenants' records, the HPAs and rules objects in the namespace) and hands it
 to the same pure planner (``postgres.indexes.plan_indexes``, ``postgres.settings.plan_settings``,
-``redis.settings.plan_settings``, ``redis.tables.plan_record``, ``kube.hpa.plan_scaling``,
+``redis.settings.plan_settings``, ``tenants.records.plan_record``, ``kube.hpa.plan_scaling``,
 ``kube.apply.plan_owned``); the steps are rendered as the statements and commands the executors
 would send. Destructive steps (dropping an index, deleting an HPA) are marked.
 """
@@ -40,7 +40,7 @@ from ..redis import redis_peer
 from ..redis.connect import RedisTarget, with_client
 from ..redis.settings import config_get, contested_settings
 from ..redis.settings import plan_settings as plan_redis_settings
-from ..redis.tables import desired_record, observe_record, plan_record, record_owner
+from ..tenants.records import desired_record, observe_record, plan_record, record_owner
 
 log = logging.getLogger(__name__)
 

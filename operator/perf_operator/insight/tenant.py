@@ -15,7 +15,7 @@ from ..api.tenant import TenantQuotaSpec, effective_limits
 from ..ratelimit.layout import (DIGEST_FIELD, LIMITS_FIELD, OWNER_FIELD, VERSION_FIELD,
                                 WRITTEN_AT_FIELD)
 from ..redis.connect import RedisTarget, with_client
-from ..redis.tables import desired_record, record_owner
+from ..tenants.records import desired_record, record_owner
 from ..scrub import scrub
 from ..secrets import SecretError
 

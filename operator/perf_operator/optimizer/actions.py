@@ -24,7 +24,7 @@ from ..kube.client import api_client
 from ..postgres.connect import APPLICATION_NAME, target_for_profile
 from ..ratelimit.layout import cache_prefix, glob_escape
 from ..redis.connect import RedisTarget, with_client
-from ..redis.usage import measure_cache
+from ..tenants.usage import measure_cache
 
 #: The cache data types a cleanup empties: the seed's short-lived API responses and search
 #: results (3-5 min TTL), cheap to recompute. Sessions, permissions and catalogs stay.

@@ -103,6 +103,12 @@ class RedisPeer:
 SERVER_LOGINS: dict[str, str | None] = {}
 
 
+async def server_id(redis: Redis) -> str:
+    """The Redis process (run_id): two connections reach the same keys when it and the db are
+    the same, whatever host names they use."""
+    return (await redis.info("server"))["run_id"]
+
+
 def _same_server(me: RedisPeer, server_id: str | None, peer: RedisPeer,
                  logins: Mapping[str, str | None]) -> bool:
     """Whether ``peer`` sets CONFIG on the server ``me`` reached (``server_id``)."""

@@ -21,8 +21,8 @@ import psycopg
 
 from ..postgres.connect import DatabaseTarget, TargetKey, open_target
 from ..targets import secret_namespace
-from .connect import read_secret_cached
-from .tables import DesiredRecord, ObservedRecord
+from ..redis.connect import read_secret_cached
+from .records import DesiredRecord, ObservedRecord
 
 MIGRATIONS_LOCK = "perf_operator.migrations"
 _migrated: set[tuple[str, int, str]] = set()

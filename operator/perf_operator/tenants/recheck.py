@@ -19,9 +19,9 @@ from redis.asyncio import Redis
 
 from ..postgres.connect import DatabaseUnavailable
 from ..secrets import SecretError
-from .connect import RedisTarget, with_client
+from ..redis.connect import RedisTarget, with_client
 from .mirror import MirrorRow, mirror_target, observe_mirrors
-from .tables import DesiredRecord, ObservedRecord, observe_records, plan_record
+from .records import DesiredRecord, ObservedRecord, observe_records, plan_record
 from .usage import measurement_due
 
 #: The profile has no database: there is no mirror row to compare.
