@@ -1,5 +1,5 @@
-"""The ``perf-operator`` command: run the operator, generate the CRDs and the field reference,
-bring up the local stack."""
+"""The ``perf-operator`` command: run the operator, generate the CRDs, the field reference and
+the Grafana dashboard of profiles and tenants, bring up the local stack."""
 from __future__ import annotations
 
 import argparse
@@ -60,6 +60,12 @@ def _crds(args: argparse.Namespace) -> int:
     from .api.crdgen import main_crds
 
     return main_crds(pathlib.Path(args.output_dir), check=args.check)
+
+
+def _dashboards(args: argparse.Namespace) -> int:
+    from .insight.dashboard import main_dashboards
+
+    return main_dashboards(pathlib.Path(args.output), check=args.check)
 
 
 def _docs(args: argparse.Namespace) -> int:
@@ -129,6 +135,14 @@ def build_parser() -> argparse.ArgumentParser:
     docs.add_argument("--check", action="store_true",
                       help="fail if the file differs from what the models generate")
     docs.set_defaults(func=_docs)
+
+    dashboards = sub.add_parser("dashboards", help="generate the Grafana dashboard of profiles "
+                                                   "and tenants from the optimizer's signals")
+    dashboards.add_argument("--output",
+                            default="manifests/grafana/perf-profile-dashboard.json")
+    dashboards.add_argument("--check", action="store_true",
+                            help="fail if the file differs from what the signals generate")
+    dashboards.set_defaults(func=_dashboards)
 
     dev = sub.add_parser("dev", help="bring up the local stack and run the operator on examples/")
     dev.add_argument("--examples", default="examples")

@@ -88,12 +88,12 @@ class _App:
 class AppExporter:
     """The application's metrics, as the test says they are: steady traffic (requests per
     second by latency and status code, counted continuously like a real application's
-    counters) and heap usage."""
+    counters, optionally of one tenant: a ``tenant`` label) and heap usage."""
 
     HEAP_TOTAL = 1 << 30
 
     def __init__(self) -> None:
-        self._apps: dict[tuple[str, str], _App] = {}
+        self._apps: dict[tuple[str, str, str], _App] = {}
         self._lock = threading.Lock()
         self.port = free_port()
         registry = CollectorRegistry()
@@ -101,32 +101,34 @@ class AppExporter:
         self._server, _ = start_http_server(self.port, addr="127.0.0.1", registry=registry)
 
     def traffic(self, namespace: str, profile: str,
-                *flows: tuple[float, float, str]) -> None:
+                *flows: tuple[float, float, str], tenant: str = "") -> None:
         """From now on, serve these flows: (requests per second, seconds each, status)."""
         with self._lock:
-            app = self._apps.setdefault((namespace, profile), _App(since=time.monotonic()))
+            app = self._apps.setdefault((namespace, profile, tenant),
+                                        _App(since=time.monotonic()))
             app.advance(time.monotonic())
             app.flows = flows
 
     def memory(self, namespace: str, profile: str, ratio: float) -> None:
         with self._lock:
-            self._apps.setdefault((namespace, profile), _App(since=time.monotonic())
+            self._apps.setdefault((namespace, profile, ""), _App(since=time.monotonic())
                                   ).heap_used = ratio * self.HEAP_TOTAL
 
     def collect(self):
+        # An empty tenant is no label at all for Prometheus.
         latency = HistogramMetricFamily("http_request_duration_seconds", "API latency",
-                                        labels=["namespace", "profile"])
+                                        labels=["namespace", "profile", "tenant"])
         requests = CounterMetricFamily("http_requests", "API requests",
-                                       labels=["namespace", "profile", "status"])
+                                       labels=["namespace", "profile", "tenant", "status"])
         used = GaugeMetricFamily("nodejs_heap_size_used_bytes", "heap used",
-                                 labels=["namespace", "profile"])
+                                 labels=["namespace", "profile", "tenant"])
         total = GaugeMetricFamily("nodejs_heap_size_total_bytes", "heap size",
-                                  labels=["namespace", "profile"])
+                                  labels=["namespace", "profile", "tenant"])
         with self._lock:
             now = time.monotonic()
-            for (namespace, profile), app in self._apps.items():
+            for (namespace, profile, tenant), app in self._apps.items():
                 app.advance(now)
-                labels = [namespace, profile]
+                labels = [namespace, profile, tenant]
                 if app.requests:
                     latency.add_metric(labels, [(_le(b), c) for b, c in
                                                 zip(BUCKETS, app.buckets, strict=True)],

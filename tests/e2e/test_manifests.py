@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import pathlib
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,8 @@ import pytest
 import yaml
 
 from perf_operator import metrics
+from tests.e2e.optimizer_support import exporter  # noqa: F401 - fixture
+from tests.support.kube import eventually
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 MANIFESTS = REPO / "manifests"
@@ -221,9 +224,20 @@ def _referenced_metrics(expr: str) -> set[str]:
     return set(re.findall(r"\bperf_operator_[a-z_]+", expr))
 
 
-def _dashboard_exprs() -> list[str]:
-    dashboard = json.loads((MANIFESTS / "grafana" / "perf-operator-dashboard.json").read_text())
+DASHBOARDS = ("perf-operator-dashboard.json", "perf-profile-dashboard.json")
+
+
+def _dashboard_exprs(name: str = "perf-operator-dashboard.json") -> list[str]:
+    dashboard = json.loads((MANIFESTS / "grafana" / name).read_text())
     return [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
+
+
+def _instant(stack, expr: str) -> list[dict]:
+    url = stack.prometheus.url + "/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    with urllib.request.urlopen(url, timeout=10) as response:
+        answer = json.load(response)
+    assert answer["status"] == "success", expr
+    return answer["data"]["result"]
 
 
 def test_dashboard_and_alerts_only_use_metrics_the_operator_exports():
@@ -234,12 +248,44 @@ def test_dashboard_and_alerts_only_use_metrics_the_operator_exports():
     assert not unknown, unknown
 
 
-def test_dashboard_queries_run_on_prometheus(stack):
-    for expr in _dashboard_exprs():
-        query = expr.replace("$job", ".*").replace("$__rate_interval", "1m")
-        url = stack.prometheus.url + "/api/v1/query?" + urllib.parse.urlencode({"query": query})
-        with urllib.request.urlopen(url, timeout=10) as response:
-            assert json.load(response)["status"] == "success", query
+@pytest.mark.parametrize("name", DASHBOARDS)
+def test_dashboard_queries_run_on_prometheus(stack, name):
+    for expr in _dashboard_exprs(name):
+        _instant(stack, expr.replace("$job", ".*").replace("$__rate_interval", "1m")
+                 .replace("$namespace", "shop").replace("$profile", "web")
+                 .replace("$tenant", ".+"))
+
+
+def test_profile_dashboard_shows_the_optimizers_signals_per_profile_and_tenant(stack,
+                                                                              exporter):
+    """The generated dashboard against an application's real series: the profile panels show
+    the profile's numbers (what the optimizer reads), the tenant panels each tenant's."""
+    namespace = f"dash-{secrets.token_hex(3)}"
+    exporter.traffic(namespace, "web", (10, 0.04, "200"), tenant="acme")
+    exporter.traffic(namespace, "web", (9, 0.04, "200"), (1, 0.04, "500"), tenant="globex")
+    exporter.traffic(namespace, "other", (10, 0.04, "500"), tenant="acme")
+    dashboard = json.loads((MANIFESTS / "grafana" / "perf-profile-dashboard.json").read_text())
+    by_title = {panel["title"]: panel["targets"][0]["expr"]
+                for panel in dashboard["panels"] if panel.get("targets")}
+
+    def values(title: str, tenants: str = ".+") -> dict[str, float]:
+        expr = (by_title[title].replace("$namespace", namespace).replace("$profile", "web")
+                .replace("$tenant", tenants))
+        return {r["metric"].get("tenant", ""): float(r["value"][1])
+                for r in _instant(stack, expr)}
+
+    eventually(lambda: len(values("errorRate by tenant")) == 2, timeout=60,
+               what="both tenants' error rates")
+    assert values("errorRate") == {"": pytest.approx(0.05, abs=0.01)}  # 1 of 20 requests
+    assert values("errorRate by tenant") == {"acme": 0.0,
+                                             "globex": pytest.approx(0.1, abs=0.02)}
+    assert set(values("errorRate by tenant", "globex")) == {"globex"}
+    assert 0 < values("apiResponseTimeP95Ms")[""] <= 50  # every request in the 50 ms bucket
+    tenants = urllib.parse.urlencode({"match[]": f'http_requests_total{{namespace="{namespace}",'
+                                                 f'profile="web"}}'})
+    with urllib.request.urlopen(f"{stack.prometheus.url}/api/v1/label/tenant/values?{tenants}",
+                                timeout=10) as response:
+        assert json.load(response)["data"] == ["acme", "globex"]  # the tenant variable
 
 
 def test_dockerfile_passes_hadolint():
