@@ -8,6 +8,7 @@ import json
 import logging
 import time
 
+import pytest
 import redis as sync_redis
 from redis.asyncio import Redis
 
@@ -430,3 +431,48 @@ def test_a_tenant_outliving_its_profile_says_so_and_takes_its_tables_when_delete
     assert not client.exists(key)
     assert mirror_rows() == "0"
     client.close()
+
+
+@pytest.mark.isolated
+def test_a_profiles_tenant_summary_follows_its_tenants_between_resyncs(
+        stack, kubectl, crds, namespace, credentials, redis_prefix, tmp_path, monkeypatch):
+    """With the production resync (here 10 minutes, so only the tenants' own events can
+    explain a change), a profile counts tenants created after it and stops counting a deleted
+    one within seconds."""
+    from tests.support.rbac import (lease_election_in, operator_kubeconfig,
+                                    start_operator_as_deployed)
+
+    monkeypatch.setenv("PERF_OPERATOR_RESYNC_SECONDS", "600")
+    kubeconfig = operator_kubeconfig(stack, kubectl, tmp_path / "kubeconfig")
+    lease_election_in(kubectl, namespace)
+    proc = start_operator_as_deployed(kubeconfig, tmp_path, name="operator", namespace=namespace)
+    try:
+        spec = profile_spec(stack, credentials, redis_prefix)
+        spec["websocket"] = {"maxConnections": 1000, "perTenantDefault": 100}
+        kubectl.apply(json.dumps({"apiVersion": "perf.idp.io/v1alpha1",
+                                  "kind": "PerformanceProfile", "metadata": {"name": "platform"},
+                                  "spec": spec}), namespace)
+
+        def summary() -> dict | None:
+            return ((kubectl.get("performanceprofile", "platform", namespace) or {})
+                    .get("status") or {}).get("tenants")
+
+        eventually(lambda: summary() == {"count": 0, "websocketCommitted": 0}, timeout=60,
+                   what="the profile reconciled without tenants")
+        kubectl.apply(json.dumps({"apiVersion": "v1", "kind": "List", "items": [
+            {"apiVersion": "perf.idp.io/v1alpha1", "kind": "TenantQuota",
+             "metadata": {"name": name},
+             "spec": {"tenantId": name, "profileRef": {"name": "platform"}, **extra}}
+            for name, extra in (("acme", {"websocket": {"maxConnections": 300}}),
+                                ("initech", {}))]}), namespace)
+        eventually(lambda: summary() == {"count": 2, "websocketCommitted": 400}, timeout=20,
+                   what="both tenants counted")
+        kubectl.run("delete", "tenantquota", "acme", namespace=namespace)
+        started = time.monotonic()
+        eventually(lambda: summary() == {"count": 1, "websocketCommitted": 100}, timeout=15,
+                   what="the deleted tenant no longer counted")
+        print(f"summary refreshed {time.monotonic() - started:.1f} s after the deletion")
+    except AssertionError as err:
+        raise AssertionError(f"{err}\n{proc.log_tail(40)}") from None
+    finally:
+        proc.stop()

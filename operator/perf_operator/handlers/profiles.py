@@ -7,7 +7,6 @@ import kopf
 import pydantic
 
 from ..api import PerformanceProfileSpec
-from ..api.profile import WebsocketSpec
 from ..config import CONFIG
 from ..logs import REQUEUE_MESSAGE
 from ..kube import reconcile_alerts, reconcile_app_config, reconcile_scaling
@@ -29,7 +28,7 @@ from . import deferred
 from .reconciliation import Cleanup, Part, next_requeue, run_cleanups, run_parts, write_status
 from .resources import PROFILES
 from .profile_registry import forget_profile, profile_index, put_profile
-from ..tenants.registry import TENANTS_BY_PROFILE
+from .tenant_summary import tenant_summary
 
 #: The target systems a profile configures, each with the condition type it reports.
 PROFILE_PARTS: tuple[tuple[str, Part], ...] = (
@@ -140,10 +139,10 @@ async def reconcile(*, body: kopf.Body, spec: kopf.Spec, status: kopf.Status, me
         model = PerformanceProfileSpec.model_validate(dict(spec))
     except pydantic.ValidationError as err:
         write_status(patch=patch, current=current, generation=generation, results=[],
-                     events=events, extra={"tenants": _tenant_summary(namespace, name, None)},
+                     events=events, extra={"tenants": tenant_summary(namespace, name, None)},
                      ready_override=("Rejected", describe_validation_error(err)))
         return None
-    tenants = _tenant_summary(namespace, name, model.websocket)
+    tenants = tenant_summary(namespace, name, model.websocket)
     problems = await off_loop(semantic_errors, model)
     shadowed = profile_rule_errors(model)
     if problems or shadowed:
@@ -186,22 +185,6 @@ def _target_outcome(resolution: Resolution) -> Outcome | None:
     return Outcome(TARGET_RESOLVED, True,
                    "SettingsLeftOut" if resolution.left_out else "TargetGranted",
                    resolution.describe())
-
-
-def _tenant_summary(namespace: str, profile: str, websocket: WebsocketSpec | None
-                    ) -> dict[str, int]:
-    """How many tenants use the profile, and the WebSocket connections they commit: a tenant's
-    own ``maxConnections`` or, without one, the profile's ``perTenantDefault``, each capped at
-    the pool as ``effective_limits`` caps it. Without a valid profile (``websocket`` None) only
-    the tenants' own limits are known."""
-    members = TENANTS_BY_PROFILE.of_profile(namespace, profile)
-    if websocket is None:
-        committed = sum(m.websocket_limit or 0 for m in members)
-    else:
-        committed = sum(min(websocket.per_tenant_default if m.websocket_limit is None
-                            else m.websocket_limit, websocket.max_connections)
-                        for m in members)
-    return {"count": len(members), "websocketCommitted": committed}
 
 
 def _overcommit(model: PerformanceProfileSpec, tenants: dict[str, int]) -> Outcome | None:

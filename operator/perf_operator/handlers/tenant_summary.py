@@ -1,0 +1,102 @@
+"""A profile's ``status.tenants``: how many tenants use it and the WebSocket connections they
+commit, kept current as tenants come and go.
+
+The profile's reconcile writes the summary, but it runs only on the profile's own changes and
+its resync timer: a deleted tenant stayed counted for up to a resync (60 s), and tenants
+created after their profile for as long. So every tenant event also schedules a refresh of its
+profile's summary, written straight to the profile's status when it differs from what the
+status shows. Refreshes are coalesced per profile (``REFRESH_DELAY_SECONDS``): deleting 10,000
+tenants writes each profile's status about once a second, not 10,000 times, and the pending
+map holds only profiles with a refresh under way. ``Overcommitted`` follows at the profile's
+next reconcile (it is a condition, written with the others).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import kopf
+import pydantic
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from ..api import PerformanceProfileSpec
+from ..api.profile import WebsocketSpec
+from ..kube.objects import patch_status
+from ..scrub import scrub
+from ..tenants.registry import TENANTS_BY_PROFILE
+from .profile_registry import ProfileRef, profile_index
+from .resources import PROFILES, TENANTS
+
+#: How long a refresh waits for more tenant events of the same profile before it writes.
+REFRESH_DELAY_SECONDS = 1.0
+
+logger = logging.getLogger(__name__)
+
+
+def tenant_summary(namespace: str, profile: str, websocket: WebsocketSpec | None
+                   ) -> dict[str, int]:
+    """How many tenants use the profile, and the WebSocket connections they commit: a tenant's
+    own ``maxConnections`` or, without one, the profile's ``perTenantDefault``, each capped at
+    the pool as ``effective_limits`` caps it. Without a valid profile (``websocket`` None) only
+    the tenants' own limits are known."""
+    members = TENANTS_BY_PROFILE.of_profile(namespace, profile)
+    if websocket is None:
+        committed = sum(m.websocket_limit or 0 for m in members)
+    else:
+        committed = sum(min(websocket.per_tenant_default if m.websocket_limit is None
+                            else m.websocket_limit, websocket.max_connections)
+                        for m in members)
+    return {"count": len(members), "websocketCommitted": committed}
+
+
+@profile_index
+def shown_summaries(namespace: str, name: str, meta: dict, spec: dict, status: dict, **_
+                    ) -> dict:
+    """Each profile not being deleted: its WebSocket section (None for a spec that does not
+    validate, as its reconcile counts) and the summary its status shows."""
+    if meta.get("deletionTimestamp"):
+        return {}
+    try:
+        websocket: WebsocketSpec | None = PerformanceProfileSpec.model_validate(
+            dict(spec)).websocket
+    except pydantic.ValidationError:
+        websocket = None
+    return {(namespace, name): (websocket, status.get("tenants"))}
+
+
+#: Profiles with a refresh scheduled (an entry leaves when its refresh starts writing).
+_pending: dict[ProfileRef, asyncio.Task] = {}
+
+
+@kopf.on.event(*TENANTS)
+async def tenant_summary_follows(*, body: kopf.Body, namespace: str, **_) -> None:
+    """A tenant was created, changed or deleted: its profile's summary is refreshed shortly
+    (a task, so that this tenant's own handlers do not wait for it)."""
+    profile = ((body.get("spec") or {}).get("profileRef") or {}).get("name")
+    if profile is not None and (namespace, profile) not in _pending:
+        _pending[(namespace, profile)] = asyncio.create_task(
+            _refresh((namespace, profile)), name=f"tenant summary {namespace}/{profile}")
+
+
+async def _refresh(ref: ProfileRef) -> None:
+    try:
+        await asyncio.sleep(REFRESH_DELAY_SECONDS)
+    finally:
+        del _pending[ref]
+    try:
+        await publish_tenant_summary(*ref)
+    except ApiException as err:
+        if err.status != 404:  # 404: the profile is gone meanwhile
+            logger.warning("tenant summary of %s/%s not written: %s", *ref, scrub(err))
+
+
+async def publish_tenant_summary(namespace: str, name: str) -> None:
+    """Write the profile's tenant summary if its status shows another one (nothing for a
+    profile that does not exist or is being deleted)."""
+    shown = shown_summaries.get((namespace, name))
+    if not shown:
+        return
+    websocket, current = shown[0]
+    summary = tenant_summary(namespace, name, websocket)
+    if summary != current:
+        await patch_status(PROFILES[2], namespace, name, {"status": {"tenants": summary}})
