@@ -6,23 +6,46 @@ at 10,000 tenants). Instead one timer per profile observes all its tenants' reco
 pipelined HMGET and all its mirror rows with one SELECT, and only the tenants whose record,
 mirror or status is not what the last reconcile reported (a Redis that lost its data, a
 profile change, a failed tenant, a cache measurement that is due) get the full per-tenant
-reconcile. A converged tenant costs a few microseconds and no API request.
+reconcile (``tenants.reconciler.reconcile_quota``, the entry point of the change handler
+too), whose status this module writes itself. A converged tenant costs a few microseconds and
+no API request.
 """
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import kopf
 import psycopg
+import pydantic
+from kubernetes_asyncio.client.exceptions import ApiException
 from redis.asyncio import Redis
 
+from ..handlers.profile_registry import ProfileLookup
+from ..handlers.resources import TENANTS
+from ..kube.objects import patch_status
 from ..postgres.connect import DatabaseUnavailable
-from ..secrets import SecretError
+from ..reconcile import TenantContext
 from ..redis.connect import RedisTarget, with_client
+from ..scrub import scrub
+from ..secrets import SecretError
+from ..targets import TargetRefused
 from .mirror import MirrorRow, mirror_target, observe_mirrors
-from .records import DesiredRecord, ObservedRecord, observe_records, plan_record
+from .places import leftovers_pending
+from .reconciler import reconcile_quota, target_refusal, tenant_context, tenant_lock
+from .records import (DesiredRecord, ObservedRecord, desired_record, observe_records,
+                      plan_record, record_owner)
+from .registry import TENANTS_BY_PROFILE, TenantEntry
+from .tables import TABLES_READY
 from .usage import measurement_due
+
+#: Tenants reconciled at once by a profile's re-check (each holds a Redis connection).
+RESYNC_CONCURRENCY = 16
+
+logger = logging.getLogger(__name__)
 
 #: The profile has no database: there is no mirror row to compare.
 NO_MIRROR = object()
@@ -98,3 +121,92 @@ async def tenants_to_reconcile(profile_namespace: str, profile_name: str, profil
     spec = profile.redis
     return await with_client(RedisTarget.from_spec(profile_namespace, spec.connection),
                              lambda redis: stale_tenants(redis, spec.key_prefix, checks, mirrors))
+
+
+async def resync_tenants(namespace: str, name: str, profiles: ProfileLookup) -> None:
+    """Fully reconcile only the tenants of profile ``name`` whose tables or status are not what
+    they should be, writing their status directly (no kopf handler call carries a patch for
+    them)."""
+    # A tenant the operator has never reported on is its create handler's: reconciling it here
+    # too would write its status twice while kopf works through a backlog.
+    entries = {entry.name: entry for entry in TENANTS_BY_PROFILE.of_profile(namespace, name)
+               if "observedGeneration" in entry.status and not entry.deleting}
+    checks = [(entry, ctx) for entry in entries.values()
+              if (ctx := _valid_context(namespace, entry, profiles)) is not None]
+    refusal = target_refusal(namespace, name, profiles) if entries else None
+    if not checks and refusal is None:
+        return
+    profile = checks[0][1].profile if checks else None
+    if refusal is not None:
+        # The profile may not use its target (any more): the tenants say so.
+        stale = [entry.name for entry in entries.values()
+                 if not _reports(entry, "Ready", refusal.reason)]
+    elif profile.paused or profile.redis is None:
+        # Nothing to look at in Redis: only statuses that do not say so yet need a reconcile.
+        stale = [entry.name for entry, _ in checks
+                 if _reports(entry, "Ready", "Paused") != profile.paused
+                 or (profile.redis is None and _condition(entry, TABLES_READY) is not None)]
+    else:
+        try:
+            stale = await tenants_to_reconcile(
+                namespace, name, profile, [_check(entry, ctx) for entry, ctx in checks])
+        except Exception as err:  # noqa: BLE001 - every tenant finds out and reports it
+            logger.warning("re-check of the tenants of %s/%s failed: %s", namespace, name,
+                           scrub(err))
+            stale = [entry.name for entry, _ in checks]
+    await reconcile_tenants(namespace, [entries[tenant] for tenant in stale], profiles)
+
+
+async def reconcile_tenants(namespace: str, entries: list[TenantEntry], profiles: ProfileLookup
+                            ) -> None:
+    """Fully reconcile these tenants, a bounded number at once, writing their status."""
+    gate = asyncio.Semaphore(RESYNC_CONCURRENCY)
+
+    async def one(entry: TenantEntry) -> None:
+        async with gate, tenant_lock(namespace, entry.name):
+            current = TENANTS_BY_PROFILE.get(namespace, entry.name)
+            if current is None or current.deleting:
+                return  # its deletion handler has it
+            patch = kopf.Patch()
+            try:
+                await reconcile_quota(namespace, current, profiles, patch, logger)
+                if patch:
+                    await patch_status(TENANTS[2], namespace, current.name, dict(patch))
+            except ApiException as err:
+                if err.status != 404:  # deleted meanwhile: nothing to report on
+                    logger.warning("status of TenantQuota %s/%s not written: %s", namespace,
+                                   entry.name, scrub(err.reason))
+
+    await asyncio.gather(*(one(entry) for entry in entries))
+
+
+def _valid_context(namespace: str, entry: TenantEntry, profiles: ProfileLookup
+                   ) -> TenantContext | None:
+    """The tenant's context; None when its spec does not validate (its change handler reported
+    that, and only a spec change can fix it) or its profile is gone."""
+    try:
+        return tenant_context(namespace, entry, profiles, logger)
+    except (pydantic.ValidationError, TargetRefused):
+        return None
+
+
+def _condition(entry: TenantEntry, type_: str) -> dict | None:
+    return next((c for c in entry.status.get("conditions") or [] if c.get("type") == type_),
+                None)
+
+
+def _reports(entry: TenantEntry, type_: str, reason: str) -> bool:
+    return (_condition(entry, type_) or {}).get("reason") == reason
+
+
+def _check(entry: TenantEntry, ctx: TenantContext) -> TenantCheck:
+    """What the re-check compares for one tenant (see :func:`needs_reconcile`)."""
+    settled = (entry.status.get("observedGeneration") == entry.generation
+               and all((_condition(entry, type_) or {}).get("status") == "True"
+                       for type_ in ("Ready", TABLES_READY)))
+    desired = desired_record(ctx.profile.redis.key_prefix, ctx.limits,
+                             record_owner(ctx.namespace, entry.name), ctx.created)
+    table = entry.status.get("table")
+    reported = int((table or {}).get("version") or 0)
+    moved = leftovers_pending(table, ctx.profile_name, ctx.profile, ctx.limits.tenant_id)
+    return TenantCheck(entry.name, ctx.limits.tenant_id, desired, reported, settled, moved)
