@@ -3,19 +3,15 @@ scraped by the real Prometheus, the actions land in the real Redis, and TenantQu
 the real API server."""
 from __future__ import annotations
 
-import logging
 
 import pytest
 
-from perf_operator.api import PerformanceProfileSpec, TenantQuotaSpec, effective_limits
-from perf_operator.optimizer import adjustments
 from perf_operator.optimizer.signals import SIGNALS, PrometheusEndpoint, poller_for
 from perf_operator.ratelimit import check
 from perf_operator.tenants.tables import reconcile_tenant
-from perf_operator.reconcile import TenantContext
 from tests.e2e.optimizer_support import (  # noqa: F401 - fixtures
     Profile, exporter, hold, operator_test_mode, optimized_profile, until)
-from tests.support.events import RecordedEvents
+from tests.support.contexts import tenant_context
 
 
 def redis_section(stack, credentials, prefix):
@@ -129,18 +125,6 @@ async def test_memory_pressure_cleans_the_caches_of_over_quota_tenants_only(
     assert {a for a, _, _ in web.history()} == {"CacheCleanup"}
 
 
-def tenant_context(namespace, profile_spec: dict, status: dict) -> TenantContext:
-    """The tenant reconciler's context with the profile's load shedding applied: the one line
-    the tenant-table reconciler needs (``adjustments(profile status).shed_limits(...)``)."""
-    profile = PerformanceProfileSpec.model_validate(profile_spec)
-    tenant = TenantQuotaSpec.model_validate({"tenantId": "acme", "profileRef": {"name": "web"}})
-    return TenantContext(
-        name="acme", namespace=namespace, uid="uid-acme", generation=1, spec=tenant,
-        profile_name="web", profile=profile,
-        limits=adjustments(status).shed_limits(effective_limits(profile, tenant)),
-        status={}, events=RecordedEvents(), logger=logging.getLogger("test"))
-
-
 async def allowed_until_denied(redis, prefix, path):
     for allowed in range(100):
         if not (await check(redis, prefix, "acme", path, "GET")).allowed:
@@ -173,7 +157,8 @@ async def test_error_spike_sheds_non_critical_load_then_recovers(
 
     # The tenant's table as the tenant reconciler writes it with the profile's shedding, read
     # back by the reference limiter: the non-critical endpoint denies at half its budget.
-    outcome = await reconcile_tenant(tenant_context(namespace, spec, web.status))
+    outcome = await reconcile_tenant(tenant_context(namespace, spec, profile_name="web",
+                                                    profile_status=web.status))
     assert outcome.ready, outcome.message
     assert await allowed_until_denied(redis, redis_prefix, "/api/plugins/x") == 4
     assert await allowed_until_denied(redis, redis_prefix, "/health") == 8
@@ -186,7 +171,8 @@ async def test_error_spike_sheds_non_critical_load_then_recovers(
         web.history()[3:]) == sorted([("CircuitBreaker", "Revert", "Healthy"),
                                       ("LoadShedding", "Revert", "Healthy"),
                                       ("LoadShedding", "Revert", "Healthy")])
-    outcome = await reconcile_tenant(tenant_context(namespace, spec, web.status))
+    outcome = await reconcile_tenant(tenant_context(namespace, spec, profile_name="web",
+                                                    profile_status=web.status))
     assert outcome.ready, outcome.message
     assert await allowed_until_denied(redis, redis_prefix, "/api/plugins/x") == 8
 

@@ -4,47 +4,31 @@ written; an unreachable old Redis is retried, and a record someone else owns is 
 from __future__ import annotations
 
 import json
-import logging
 
 import redis as sync_redis
 
-from perf_operator.api.profile import PerformanceProfileSpec
-from perf_operator.api.tenant import TenantQuotaSpec, effective_limits
 from perf_operator.devstack.services import RedisServer
 from perf_operator.ratelimit.layout import record_key
-from perf_operator.reconcile import TenantContext
 from perf_operator.tenants.cleanup import remove_tenant
 from perf_operator.tenants.tables import reconcile_tenant
 from tests.e2e.test_tenants_tables import drain_sync, events, profile_spec
-from tests.support.events import RecordedEvents
+from tests.support.contexts import tenant_context
 from tests.support.kube import condition, eventually
-
-
-def tenant_context(namespace: str, profile_name: str, profile: dict, status: dict | None = None,
-                   name: str = "acme", **tenant) -> TenantContext:
-    profile_model = PerformanceProfileSpec.model_validate(profile)
-    tenant_model = TenantQuotaSpec.model_validate(
-        {"tenantId": "acme", "profileRef": {"name": profile_name}, **tenant})
-    return TenantContext(name=name, namespace=namespace, uid=f"uid-{name}", generation=1,
-                         spec=tenant_model, profile_name=profile_name, profile=profile_model,
-                         limits=effective_limits(profile_model, tenant_model),
-                         status=status or {}, events=RecordedEvents(),
-                         logger=logging.getLogger("test"))
 
 
 async def test_a_move_deletes_the_old_record_and_row_and_reports_where_the_new_ones_are(
         stack, credentials, namespace, pg_database, psql, redis, redis_prefix):
     a, b = f"{redis_prefix}a:", f"{redis_prefix}b:"
     first = await reconcile_tenant(tenant_context(
-        namespace, "pa", profile_spec(stack, credentials, a, pg_database)))
+        namespace, profile_spec(stack, credentials, a, pg_database), profile_name="pa"))
     table = first.status["table"]
     assert first.ready and table["profile"] == "pa" and table["key"] == record_key(a, "acme")
     assert table["redis"]["port"] == stack.redis.port
     assert table["mirror"]["profile"] == "pa"
     assert table["mirror"]["connection"]["database"] == pg_database["database"]
 
-    ctx = tenant_context(namespace, "pb", profile_spec(stack, credentials, b, pg_database),
-                         first.status)
+    ctx = tenant_context(namespace, profile_spec(stack, credentials, b, pg_database),
+                         profile_name="pb", status=first.status)
     moved = await reconcile_tenant(ctx)
     assert moved.ready, moved.message
     assert moved.status["table"]["key"] == record_key(b, "acme")
@@ -60,8 +44,8 @@ async def test_a_move_deletes_the_old_record_and_row_and_reports_where_the_new_o
     assert "deleted the old mirror row of profile pa" in message
 
     # Level-based: the next pass has nothing left to move.
-    again = tenant_context(namespace, "pb", profile_spec(stack, credentials, b, pg_database),
-                           moved.status)
+    again = tenant_context(namespace, profile_spec(stack, credentials, b, pg_database),
+                           profile_name="pb", status=moved.status)
     assert (await reconcile_tenant(again)).status == moved.status and again.events.events == []
 
 
@@ -72,12 +56,12 @@ async def test_an_unreachable_old_redis_is_reported_and_retried(
     try:
         old = profile_spec(stack, credentials, redis_prefix)
         old["redis"]["connection"]["port"] = old_server.port
-        first = await reconcile_tenant(tenant_context(namespace, "old", old))
+        first = await reconcile_tenant(tenant_context(namespace, old, profile_name="old"))
         assert first.ready, first.message
         old_server.stop()
 
         new = profile_spec(stack, credentials, redis_prefix)  # same prefix, another Redis
-        ctx = tenant_context(namespace, "new", new, first.status)
+        ctx = tenant_context(namespace, new, profile_name="new", status=first.status)
         moved = await reconcile_tenant(ctx)
         # the new record is written and the tenant is served from it; the old one is reported
         assert moved.ready and moved.reason == "TablesWritten", moved.message
@@ -89,14 +73,14 @@ async def test_an_unreachable_old_redis_is_reported_and_retried(
         assert f"on Redis 127.0.0.1:{old_server.port}/0 not deleted yet" in moved.message
         assert ctx.events.reasons() == ["TableMoveIncomplete"]
 
-        still = tenant_context(namespace, "new", new, moved.status)
+        still = tenant_context(namespace, new, profile_name="new", status=moved.status)
         assert (await reconcile_tenant(still)).status["table"]["staleRecords"] == [stale]
         assert still.events.events == []  # one Warning, not one per resync
 
         old_server.start()  # back, with the record (the test server has no persistence)
         client = sync_redis.Redis(port=old_server.port, password=old_server.password)
         client.hset(stale["key"], mapping={"owner": f"{namespace}/acme", "version": 1})
-        back = tenant_context(namespace, "new", new, moved.status)
+        back = tenant_context(namespace, new, profile_name="new", status=moved.status)
         done = await reconcile_tenant(back)
         assert done.ready and done.status["table"]["staleRecords"] is None
         assert "not deleted" not in done.message
@@ -110,10 +94,10 @@ async def test_an_unreachable_old_redis_is_reported_and_retried(
 async def test_the_same_server_under_another_name_is_no_move(stack, credentials, namespace,
                                                              redis, redis_prefix):
     first = await reconcile_tenant(tenant_context(
-        namespace, "pa", profile_spec(stack, credentials, redis_prefix)))
+        namespace, profile_spec(stack, credentials, redis_prefix), profile_name="pa"))
     renamed = profile_spec(stack, credentials, redis_prefix)
     renamed["redis"]["connection"]["host"] = "localhost"
-    ctx = tenant_context(namespace, "pa", renamed, first.status)
+    ctx = tenant_context(namespace, renamed, profile_name="pa", status=first.status)
     outcome = await reconcile_tenant(ctx)
     assert outcome.ready and outcome.status["table"]["redis"]["host"] == "localhost"
     assert await redis.exists(record_key(redis_prefix, "acme"))  # not deleted as "the old one"
@@ -123,10 +107,11 @@ async def test_the_same_server_under_another_name_is_no_move(stack, credentials,
 async def test_an_old_record_owned_by_another_tenantquota_is_left_alone(
         stack, credentials, namespace, redis, redis_prefix):
     a, b = f"{redis_prefix}a:", f"{redis_prefix}b:"
-    first = await reconcile_tenant(tenant_context(namespace, "pa",
-                                                  profile_spec(stack, credentials, a)))
+    first = await reconcile_tenant(tenant_context(namespace, profile_spec(stack, credentials, a),
+                                                  profile_name="pa"))
     await redis.hset(record_key(a, "acme"), "owner", f"{namespace}/other")
-    ctx = tenant_context(namespace, "pb", profile_spec(stack, credentials, b), first.status)
+    ctx = tenant_context(namespace, profile_spec(stack, credentials, b), profile_name="pb",
+                         status=first.status)
     assert (await reconcile_tenant(ctx)).ready
     assert await redis.hget(record_key(a, "acme"), "owner") == f"{namespace}/other"
     [(_, reason, message)] = ctx.events.events
@@ -137,24 +122,25 @@ async def test_an_old_record_owned_by_another_tenantquota_is_left_alone(
 async def test_deleting_a_tenant_also_deletes_where_its_status_says_it_is(
         stack, credentials, namespace, redis, redis_prefix):
     a, b = f"{redis_prefix}a:", f"{redis_prefix}b:"
-    first = await reconcile_tenant(tenant_context(namespace, "pa",
-                                                  profile_spec(stack, credentials, a)))
+    first = await reconcile_tenant(tenant_context(namespace, profile_spec(stack, credentials, a),
+                                                  profile_name="pa"))
     # moved to pb and deleted before the move was reconciled
-    await remove_tenant(tenant_context(namespace, "pb", profile_spec(stack, credentials, b),
-                                       first.status))
+    await remove_tenant(tenant_context(namespace, profile_spec(stack, credentials, b),
+                                       profile_name="pb", status=first.status))
     assert not await redis.exists(record_key(a, "acme"))
 
 
 async def test_a_profile_without_redis_leaves_no_record_behind(stack, credentials, namespace,
                                                               redis, redis_prefix):
     first = await reconcile_tenant(tenant_context(
-        namespace, "pa", profile_spec(stack, credentials, redis_prefix)))
-    ctx = tenant_context(namespace, "plain", {}, first.status)
+        namespace, profile_spec(stack, credentials, redis_prefix), profile_name="pa"))
+    ctx = tenant_context(namespace, {}, profile_name="plain", status=first.status)
     outcome = await reconcile_tenant(ctx)
     assert outcome.ready and outcome.reason == "NoTables" and outcome.status == {"table": None}
     assert not await redis.exists(record_key(redis_prefix, "acme"))
     assert ctx.events.reasons() == ["TableMoved"]
-    assert await reconcile_tenant(tenant_context(namespace, "plain", {}, {})) is None
+    assert await reconcile_tenant(tenant_context(namespace, {}, profile_name="plain",
+                                                 status={})) is None
 
 
 # ------------------------------------------------------------------ through the real operator

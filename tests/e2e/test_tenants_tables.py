@@ -5,23 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import time
 
 import pytest
 import redis as sync_redis
 from redis.asyncio import Redis
 
-from perf_operator.api.profile import PerformanceProfileSpec
 from perf_operator.handlers.deferred import STUCK_AFTER_ATTEMPTS
-from perf_operator.api.tenant import TenantQuotaSpec, effective_limits
 from perf_operator.ratelimit import check
 from perf_operator.ratelimit.layout import cache_prefix, record_key
-from perf_operator.reconcile import TenantContext
 from perf_operator.tenants import usage as usage_module
 from perf_operator.tenants.cleanup import remove_tenant
 from perf_operator.tenants.tables import reconcile_tenant
-from tests.support.events import RecordedEvents
+from tests.support.contexts import tenant_context
 from tests.support.kube import condition, eventually
 from tests.support.metrics import scrape, total
 from tests.support.rbac import OPERATOR_NAMESPACE
@@ -45,17 +41,6 @@ def profile_spec(stack, credentials, prefix: str, database: dict | None = None,
     return spec
 
 
-def tenant_context(namespace: str, name: str, profile: dict, tenant: dict,
-                   status: dict | None = None) -> TenantContext:
-    profile_model = PerformanceProfileSpec.model_validate(profile)
-    tenant_model = TenantQuotaSpec.model_validate({"profileRef": {"name": "platform"}, **tenant})
-    return TenantContext(name=name, namespace=namespace, uid=f"uid-{name}", generation=1,
-                         spec=tenant_model, profile_name="platform", profile=profile_model,
-                         limits=effective_limits(profile_model, tenant_model),
-                         status=status or {}, events=RecordedEvents(),
-                         logger=logging.getLogger("test"))
-
-
 async def drain(redis, prefix, tenant, path, method="GET", limit=1000):
     allowed = 0
     for _ in range(limit):
@@ -72,7 +57,7 @@ async def test_table_written_mirrored_and_enforced_then_changed(
     tenant = {"tenantId": "acme",
               "rateLimits": [{"pattern": "/api/search", "requests": 5, "burst": 2}],
               "cache": {"quotaBytes": 1 << 20}}
-    ctx = tenant_context(namespace, "acme", profile, tenant)
+    ctx = tenant_context(namespace, profile, tenant, name="acme")
     outcome = await reconcile_tenant(ctx)
     assert outcome.condition == "TablesReady" and outcome.ready, outcome.message
     assert outcome.status["table"]["version"] == 1
@@ -102,13 +87,13 @@ async def test_table_written_mirrored_and_enforced_then_changed(
     assert allowed == 4
 
     # Level-based: the same spec again writes nothing and reports the same status.
-    same = tenant_context(namespace, "acme", profile, tenant, status=outcome.status)
+    same = tenant_context(namespace, profile, tenant, name="acme", status=outcome.status)
     again = await reconcile_tenant(same)
     assert again.status == outcome.status and same.events.events == []
 
     # A changed limit: a new version in Redis and PostgreSQL, enforced from the next check.
     tenant["rateLimits"][0]["requests"] = 9
-    changed = tenant_context(namespace, "acme", profile, tenant, status=outcome.status)
+    changed = tenant_context(namespace, profile, tenant, name="acme", status=outcome.status)
     third = await reconcile_tenant(changed)
     assert third.status["table"]["version"] == 2
     assert [e[1] for e in changed.events.events] == ["TableUpdated"]
@@ -121,8 +106,8 @@ async def test_table_written_mirrored_and_enforced_then_changed(
 async def test_two_tenants_never_see_each_others_keys(stack, credentials, namespace, redis,
                                                       redis_prefix):
     profile = profile_spec(stack, credentials, redis_prefix)
-    acme = tenant_context(namespace, "acme", profile, {"tenantId": "acme"})
-    beta = tenant_context(namespace, "beta", profile, {"tenantId": "beta"})
+    acme = tenant_context(namespace, profile, {"tenantId": "acme"}, name="acme")
+    beta = tenant_context(namespace, profile, {"tenantId": "beta"}, name="beta")
     assert (await reconcile_tenant(acme)).ready and (await reconcile_tenant(beta)).ready
     for i in range(30):  # the application caches data for acme only
         await redis.set(f"{cache_prefix(redis_prefix, 'acme')}plugin:{i}", "x" * 100, ex=600)
@@ -150,9 +135,9 @@ async def test_two_tenants_never_see_each_others_keys(stack, credentials, namesp
 async def test_a_tenant_id_owned_by_another_tenantquota_is_reported_not_overwritten(
         stack, credentials, namespace, redis, redis_prefix):
     profile = profile_spec(stack, credentials, redis_prefix)
-    first = tenant_context(namespace, "first", profile, {"tenantId": "acme"})
-    second = tenant_context(namespace, "second", profile,
-                            {"tenantId": "acme", "plugins": {"maxPlugins": 1}})
+    first = tenant_context(namespace, profile, {"tenantId": "acme"}, name="first")
+    second = tenant_context(namespace, profile, {"tenantId": "acme", "plugins": {"maxPlugins": 1}},
+                            name="second")
     assert (await reconcile_tenant(first)).ready
     outcome = await reconcile_tenant(second)
     assert not outcome.ready and outcome.reason == "TableConflict"

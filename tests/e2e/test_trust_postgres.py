@@ -30,7 +30,8 @@ from perf_operator.tenants.tables import reconcile_tenant
 from tests.e2e.optimizer_support import (  # noqa: F401 - fixtures
     MISSING, Profile, exporter, operator_test_mode, optimized_profile, reference_plugins, until)
 from tests.e2e.postgres_support import database_section, profile_context, reconcile
-from tests.e2e.test_tenants_tables import profile_spec, tenant_context
+from tests.e2e.test_tenants_tables import profile_spec
+from tests.support.contexts import tenant_context
 from tests.support.kube import Kubectl, condition, eventually
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -231,7 +232,7 @@ async def test_a_mirror_schema_someone_else_created_is_refused(
     """ % {"db": db})
     try:
         profile = profile_spec(stack, credentials, redis_prefix, pg_database)
-        ctx = tenant_context(namespace, "acme", profile, {"tenantId": "acme"})
+        ctx = tenant_context(namespace, profile, {"tenantId": "acme"}, name="acme")
         outcome = await reconcile_tenant(ctx)
         assert not outcome.ready and outcome.reason == "MirrorSchemaNotOwned", outcome.message
         assert f"schema perf_operator belongs to role squatter_{db}" in outcome.message

@@ -1,11 +1,15 @@
-"""The ProfileContext a test hands to a reconciler it calls directly."""
+"""The contexts a test hands to a reconciler it calls directly: a ProfileContext, and a
+TenantContext built by the operator's own builder (``tenants.reconciler.tenant_context``)."""
 from __future__ import annotations
 
 import logging
 from typing import Any
 
 from perf_operator.api import PerformanceProfileSpec
-from perf_operator.reconcile import EventRecorder, ProfileContext
+from perf_operator.reconcile import EventRecorder, ProfileContext, TenantContext
+from perf_operator.tenants.reconciler import tenant_context as operator_tenant_context
+from perf_operator.tenants.reconciler import tenant_profile
+from perf_operator.tenants.registry import TenantEntry
 from tests.support.events import RecordedEvents
 
 
@@ -22,3 +26,21 @@ def profile_context(namespace: str, spec: dict[str, Any] | PerformanceProfileSpe
                           status=status if status is not None else {},
                           events=events if events is not None else RecordedEvents(),
                           logger=logging.getLogger(logger))
+
+
+def tenant_context(namespace: str, profile: dict[str, Any], tenant: dict[str, Any] | None = None,
+                   *, name: str = "acme", profile_name: str = "platform",
+                   status: dict[str, Any] | None = None,
+                   profile_status: dict[str, Any] | None = None) -> TenantContext:
+    """The context the operator builds for TenantQuota ``name`` (spec ``tenant``, default
+    tenantId ``acme``, its profileRef filled in) under profile ``profile_name`` (spec
+    ``profile``; ``profile_status``: the optimizer's enforced adjustments shed the limits), with
+    Events recorded rather than posted."""
+    profiles = {key: [entry] for key, entry in
+                tenant_profile(namespace, profile_name, profile, profile_status or {}).items()}
+    spec = {"tenantId": "acme", **(tenant or {}), "profileRef": {"name": profile_name}}
+    entry = TenantEntry(name, f"uid-{name}", 1, spec, status if status is not None else {})
+    ctx = operator_tenant_context(namespace, entry, profiles, logging.getLogger("test"))
+    assert ctx is not None  # the profile is given
+    ctx.events = RecordedEvents()
+    return ctx
