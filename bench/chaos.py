@@ -3,24 +3,36 @@ injected at random for a bounded time while a client keeps changing what is decl
 faults stopped, everything is checked against what is declared. A benchmark that prints
 figures, not a timed test (``tests/e2e/test_chaos_short.py`` runs a short variant).
 
-Faults (one every ``--interval`` seconds on average, chosen with the printed ``--seed``):
+The stack starts with ``--namespaces`` namespaces (10), ``--tenants`` TenantQuotas spread over
+them (500) and a PerformanceProfile ``platform`` in the first ``--profiles`` of them (5): two
+indexes on a ``--rows``-row table (1,000,000) under ``indexPrunePolicy: Delete``, Redis tables,
+and signals read from Prometheus. A namespace without a profile holds tenants that wait for one
+(``ProfileNotFound``) until the client creates it.
+
+Faults (about ``--fault-rate`` per client step, kinds dealt from a shuffled deck so that every
+kind comes once before any comes again, with the printed ``--seed``):
 
 * ``operator``: SIGKILL of a random operator replica, restarted at once;
+* ``apiserver``: SIGKILL of kube-apiserver, restarted in place (same port, etcd data,
+  certificates and flags); the leader, unable to renew its lease, exits, and is restarted as
+  the kubelet would;
 * ``postgres``: PostgreSQL stopped for a few seconds, then started on the same data;
 * ``redis``: Redis restarted without persistence (every record gone);
+* ``prometheus``: SIGKILL of Prometheus, restarted on the same port and data;
 * ``namespace-while-postgres-down``: PostgreSQL stopped, one namespace deleted (its profile
   has indexes under ``indexPrunePolicy: Delete`` and its tenants mirror rows), PostgreSQL
   started again once the namespace is gone (or after 60 s).
 
-Throughout, a client creates, changes and deletes TenantQuotas. At the end it waits for
-convergence and checks: every object Ready; every tenant's Redis record and mirror row carry the
-digest its status reports; no record or row of a deleted tenant or namespace; no INVALID or
-temporary index; no index left of a deleted profile; no namespace stuck in Terminating. Prints
-faults per kind, time to converge after each (p50, max), objects lost / orphaned / stuck,
-operator restarts and the operators' peak RSS.
-
-Not injected yet: SIGKILL of kube-apiserver and of Prometheus (the stack cannot restart them in
-place); 1 M-row tables (``--rows`` sets the size, 100,000 by default).
+Throughout, a client creates, changes and deletes TenantQuotas and, less often (``--profile-
+churn``), PerformanceProfiles: a profile is created where none is, changed (a third index
+added or dropped, the tenants' default connection limit moved) or deleted while its tenants
+stay. At the end it waits for convergence and checks against what is declared: every profile
+Ready with exactly its declared indexes; every tenant Ready, or ``ProfileNotFound`` where its
+profile is gone; every Ready tenant's Redis record and mirror row carry the digest its status
+reports; no record or row of a deleted tenant or namespace; no INVALID or temporary index; no
+index of a deleted profile; no deleted profile or namespace stuck. Prints faults per kind, time
+to converge after each (p50, max), objects lost / orphaned / stuck, operator restarts (ours and
+exits on their own) and the operators' peak RSS.
 
     python bench/chaos.py --minutes 10 --seed 7
 """
@@ -31,7 +43,6 @@ import json
 import os
 import pathlib
 import random
-import signal
 import statistics
 import subprocess
 import sys
@@ -46,7 +57,12 @@ from tests.support.kube import Kubectl  # noqa: E402
 from tests.support.operator import start_operator  # noqa: E402
 
 OPERATOR_NAMESPACE = "perf-operator-system"
-FAULTS = ("operator", "postgres", "redis", "namespace-while-postgres-down")
+FAULTS = ("operator", "apiserver", "postgres", "redis", "prometheus",
+          "namespace-while-postgres-down")
+PROFILE = "platform"
+#: Every profile's indexes; ``EXTRA_INDEX`` comes and goes with profile changes.
+INDEXES = {"orders_tenant_idx": ["tenant"], "orders_kind_idx": ["kind", "id"]}
+EXTRA_INDEX = ("orders_id_tenant_idx", ["id", "tenant"])
 
 
 class Chaos:
@@ -58,14 +74,20 @@ class Chaos:
         self.kubectl = Kubectl(cp.kubectl, str(cp.kubeconfig))
         self.operators: dict[str, object] = {}
         self.restarts = 0
+        self.exits: list[str] = []  # replicas that exited on their own: why, from their log
         self.peak_rss_kib = 0
         self.faults: list[tuple[str, float]] = []  # (kind, when it ended)
         self.converge: dict[str, list[float]] = {kind: [] for kind in FAULTS}
+        self.unconverged = dict.fromkeys(FAULTS, 0)
         self.namespaces: list[str] = []
         self.deleted_namespaces: list[str] = []
         self.tenants: dict[tuple[str, str], str] = {}  # (namespace, name) -> tenant id
         self.deleted_tenants: list[tuple[str, str, str]] = []
+        #: namespace -> the declared profile's variable part; absent: no profile declared
+        self.profiles: dict[str, dict] = {}
+        self.profile_steps = {"create": 0, "change": 0, "delete": 0}
         self.serial = 0
+        self.deck: list[str] = []
 
     # ------------------------------------------------------------------ setup
     def psql(self, database: str, sql: str) -> str:
@@ -96,30 +118,46 @@ class Chaos:
             self.kubectl.run("create", "secret", "generic", "redis-credentials",
                              f"--from-literal=password={self.stack.redis.password}",
                              namespace=ns)
-            self.kubectl.apply(json.dumps(self.profile(ns, db)), ns)
-        for n in range(self.args.tenants):
-            self.create_tenant(self.namespaces[n % len(self.namespaces)])
+            if i < self.args.profiles:
+                self.profiles[ns] = {"extraIndex": False, "perTenantDefault": 1000}
+                self.kubectl.apply(json.dumps(self.profile(ns)), ns)
+        for ns in self.namespaces:  # one apply per namespace: 500 kubectl runs would take minutes
+            count = len(range(self.namespaces.index(ns), self.args.tenants, len(self.namespaces)))
+            self.kubectl.apply(json.dumps({"apiVersion": "v1", "kind": "List", "items": [
+                self.new_tenant(ns) for _ in range(count)]}), ns)
         for i in range(2):
             self.start_operator(f"operator-{i}")
 
-    def profile(self, ns: str, db: str) -> dict:
+    def database(self, ns: str) -> str:
+        return f"chaos_{self.namespaces.index(ns):02d}"
+
+    def declared_indexes(self, ns: str) -> dict[str, list[str]]:
+        declared = self.profiles.get(ns)
+        if declared is None:
+            return {}
+        return {**INDEXES, **(dict([EXTRA_INDEX]) if declared["extraIndex"] else {})}
+
+    def profile(self, ns: str) -> dict:
+        """The profile declared in ``ns`` (``self.profiles[ns]`` holds what changes)."""
         return {"apiVersion": "perf.idp.io/v1alpha1", "kind": "PerformanceProfile",
-                "metadata": {"name": "platform"}, "spec": {
+                "metadata": {"name": PROFILE}, "spec": {
                     "database": {"connection": {"host": "127.0.0.1",
                                                 "port": self.stack.postgres.port,
-                                                "database": db, "sslMode": "disable",
+                                                "database": self.database(ns),
+                                                "sslMode": "disable",
                                                 "secretRef": {"name": "pg-credentials"}},
                                  "indexPrunePolicy": "Delete",
                                  "settings": {"scope": "Database", "parameters": {}},
-                                 "indexes": [{"name": "orders_tenant_idx", "table": "orders",
-                                              "columns": [{"column": "tenant"}]},
-                                             {"name": "orders_kind_idx", "table": "orders",
-                                              "columns": [{"column": "kind"},
-                                                          {"column": "id"}]}]},
+                                 "indexes": [{"name": name, "table": "orders",
+                                              "columns": [{"column": c} for c in columns]}
+                                             for name, columns
+                                             in self.declared_indexes(ns).items()]},
                     "redis": {"connection": {"host": "127.0.0.1",
                                              "port": self.stack.redis.port,
                                              "secretRef": {"name": "redis-credentials"}},
-                              "keyPrefix": f"{ns}:"}}}
+                              "keyPrefix": f"{ns}:"},
+                    "websocket": {"perTenantDefault": self.profiles[ns]["perTenantDefault"]},
+                    "prometheus": {"url": self.stack.prometheus.url, "timeoutSeconds": 5}}}
 
     def start_operator(self, name: str) -> None:
         self.operators[name] = start_operator(
@@ -127,23 +165,80 @@ class Chaos:
             extra_args=("--standalone",), verbose=False,
             env={"POD_NAME": name, "PERF_OPERATOR_NAMESPACE": OPERATOR_NAMESPACE})
 
+    def supervise(self) -> None:
+        """Restart a replica that exited on its own, as the kubelet would (the leader exits
+        when it cannot renew its lease, e.g. while kube-apiserver is down)."""
+        for name, proc in list(self.operators.items()):
+            if not proc.alive():
+                last = proc.log_tail(3).splitlines()
+                self.exits.append(f"{name}: {last[-1] if last else proc.process.returncode}")
+                proc.stop()
+                self.start_operator(name)
+
     # ------------------------------------------------------------------ client
-    def create_tenant(self, ns: str) -> None:
+    def new_tenant(self, ns: str) -> dict:
+        """A new TenantQuota in ``ns``, recorded as declared; every other one on its profile's
+        default connection limit."""
         self.serial += 1
         name = f"t{self.serial:05d}"
-        self.kubectl.apply(json.dumps({
-            "apiVersion": "perf.idp.io/v1alpha1", "kind": "TenantQuota",
-            "metadata": {"name": name},
-            "spec": {"tenantId": name, "profileRef": {"name": "platform"},
-                     "websocket": {"maxConnections": 10}}}), ns)
         self.tenants[(ns, name)] = name
+        websocket = {"maxConnections": 10} if self.serial % 2 else {}
+        return {"apiVersion": "perf.idp.io/v1alpha1", "kind": "TenantQuota",
+                "metadata": {"name": name},
+                "spec": {"tenantId": name, "profileRef": {"name": PROFILE},
+                         **({"websocket": websocket} if websocket else {})}}
+
+    def create_tenant(self, ns: str) -> None:
+        tenant = self.new_tenant(ns)
+        try:
+            self.kubectl.apply(json.dumps(tenant), ns)
+        except AssertionError:
+            del self.tenants[(ns, tenant["metadata"]["name"])]
+            raise
+
+    def churn_profile(self) -> None:
+        """One client step on profiles: create one where none is declared, change one (a third
+        index, the tenants' default limit) or delete one (its tenants stay)."""
+        step = self.random.choice(("create", "change", "delete"))
+        declared = [ns for ns in self.live_namespaces() if ns in self.profiles]
+        undeclared = [ns for ns in self.live_namespaces() if ns not in self.profiles]
+        if (step == "create" and undeclared) or not declared:
+            ns = self.random.choice(undeclared)
+            self.profiles[ns] = {"extraIndex": self.random.random() < 0.5,
+                                 "perTenantDefault": self.random.randint(100, 2000)}
+            try:  # create, not apply: a profile still being deleted must not be resurrected
+                self.kubectl.run("create", "-f", "-", input=json.dumps(self.profile(ns)),
+                                 namespace=ns)
+            except AssertionError:
+                del self.profiles[ns]
+                raise
+            self.profile_steps["create"] += 1
+        elif step != "delete":
+            ns = self.random.choice(declared)
+            before = self.profiles[ns]
+            self.profiles[ns] = ({**before, "extraIndex": not before["extraIndex"]}
+                                 if self.random.random() < 0.5 else
+                                 {**before, "perTenantDefault": self.random.randint(100, 2000)})
+            try:
+                self.kubectl.apply(json.dumps(self.profile(ns)), ns)
+            except AssertionError:
+                self.profiles[ns] = before
+                raise
+            self.profile_steps["change"] += 1
+        else:
+            ns = self.random.choice(declared)
+            self.kubectl.run("delete", "pp", PROFILE, "--wait=false", namespace=ns)
+            del self.profiles[ns]
+            self.profile_steps["delete"] += 1
 
     def churn(self) -> None:
-        """One client step: create, change or delete a tenant."""
+        """One client step: create, change or delete a tenant, or now and then a profile."""
         live = [key for key in self.tenants if key[0] not in self.deleted_namespaces]
         step = self.random.choice(("create", "change", "delete"))
         try:
-            if step == "create" or not live:
+            if self.random.random() < self.args.profile_churn:
+                self.churn_profile()
+            elif step == "create" or not live:
                 self.create_tenant(self.random.choice(self.live_namespaces()))
             elif step == "change":
                 ns, name = self.random.choice(live)
@@ -166,9 +261,14 @@ class Chaos:
             name = self.random.choice(sorted(self.operators))
             proc = self.operators[name]
             self.sample_rss()
-            os.killpg(proc.pid, signal.SIGKILL)
+            proc.kill()
+            proc.stop()  # closes its log; the new replica appends to it
             self.start_operator(name)
             self.restarts += 1
+        elif kind == "apiserver":
+            self.stack.control_plane.restart_apiserver()
+        elif kind == "prometheus":
+            self.stack.prometheus.restart()
         elif kind == "postgres":
             self.stack.postgres.stop()
             time.sleep(self.random.uniform(2, 8))
@@ -185,6 +285,7 @@ class Chaos:
             self.stack.postgres.stop()
             self.kubectl.run("delete", "namespace", ns, "--wait=false")
             self.deleted_namespaces.append(ns)
+            self.profiles.pop(ns, None)
             for key in [key for key in self.tenants if key[0] == ns]:
                 self.deleted_tenants.append((*key, self.tenants.pop(key)))
             deadline = time.monotonic() + 60
@@ -209,63 +310,78 @@ class Chaos:
     # ------------------------------------------------------------------ checks
     def problems(self) -> dict[str, list[str]]:
         """What differs from what is declared, by kind: lost, orphaned, stuck."""
+        import redis as redis_client
+
         lost: list[str] = []
         orphaned: list[str] = []
-        stuck = [ns for ns in self.deleted_namespaces if self.namespace_exists(ns)]
+        stuck = [f"namespace {ns} still there" for ns in self.deleted_namespaces
+                 if self.namespace_exists(ns)]
         objects = json.loads(self.kubectl.run("get", "pp,tq", "-A", "-o", "json").stdout)["items"]
         by_key = {(o["metadata"]["namespace"], o["kind"], o["metadata"]["name"]): o
                   for o in objects}
-        import redis as redis_client
-
         r = redis_client.Redis(port=self.stack.redis.port, password=self.stack.redis.password,
                                decode_responses=True)
-        for ns in self.live_namespaces():
-            profile = by_key.get((ns, "PerformanceProfile", "platform"))
-            if not profile or not ready(profile):
-                lost.append(f"{ns}/platform not Ready")
-        for (ns, name), tenant_id in self.tenants.items():
-            obj = by_key.get((ns, "TenantQuota", name))
-            if not obj or not ready(obj):
-                lost.append(f"{ns}/{name} not Ready")
-                continue
-            digest = r.hget(record_key(f"{ns}:", tenant_id), DIGEST_FIELD)
-            if digest is None or digest != (obj["status"].get("table") or {}).get("hash"):
-                lost.append(f"{ns}/{name} record {digest!r}")
-            row = self.psql(f"chaos_{self.namespaces.index(ns):02d}",
-                            "SELECT digest FROM perf_operator.tenant_limits WHERE "
-                            f"profile_namespace = '{ns}' AND tenant_id = '{tenant_id}'").strip()
-            if row != digest:
-                lost.append(f"{ns}/{name} mirror row {row!r}")
+        deleted_by_namespace: dict[str, list[tuple[str, str]]] = {}
         for ns, name, tenant_id in self.deleted_tenants:
-            if r.exists(record_key(f"{ns}:", tenant_id)):
-                orphaned.append(f"record of deleted tenant {ns}/{name}")
-            row = self.psql(f"chaos_{self.namespaces.index(ns):02d}",
-                            "SELECT count(*) FROM perf_operator.tenant_limits WHERE "
-                            f"profile_namespace = '{ns}' AND tenant_id = '{tenant_id}'")
-            if row.strip() not in ("0", ""):
-                orphaned.append(f"mirror row of deleted tenant {ns}/{name}")
-        for i, ns in enumerate(self.namespaces):
-            db = f"chaos_{i:02d}"
+            deleted_by_namespace.setdefault(ns, []).append((name, tenant_id))
+        for ns in self.namespaces:
+            db = self.database(ns)
+            live = ns not in self.deleted_namespaces
+            declared = self.declared_indexes(ns)
+            profile = by_key.get((ns, "PerformanceProfile", PROFILE))
+            if live and ns in self.profiles and not ready(profile):
+                lost.append(f"{ns}/{PROFILE} not Ready: {reason(profile, 'Ready')}")
+            elif live and ns not in self.profiles and profile is not None:
+                stuck.append(f"{ns}/{PROFILE} deleted but still there")
+            for name in self.psql(db, "SELECT indexname FROM pg_indexes WHERE tablename = "
+                                      "'orders'").split():
+                if name not in declared:
+                    whose = "a deleted profile" if ns not in self.profiles else "no profile"
+                    orphaned.append(f"{db}: index {name} of {whose}")
+            rows = self.mirror_rows(db, ns)
+            tenants = [(name, tenant_id) for (tns, name), tenant_id in self.tenants.items()
+                       if tns == ns]
+            digests = pipeline_hget(r, [record_key(f"{ns}:", t) for _, t in tenants])
+            for (name, tenant_id), digest in zip(tenants, digests, strict=True):
+                obj = by_key.get((ns, "TenantQuota", name))
+                if ns not in self.profiles:
+                    if reason(obj, "ProfileResolved") != "ProfileNotFound":
+                        lost.append(f"{ns}/{name} without its profile says "
+                                    f"{reason(obj, 'ProfileResolved')}")
+                    continue  # its record and row stay until it is deleted
+                if not ready(obj):
+                    lost.append(f"{ns}/{name} not Ready: {reason(obj, 'Ready')}")
+                    continue
+                if digest is None or digest != (obj["status"].get("table") or {}).get("hash"):
+                    lost.append(f"{ns}/{name} record {digest!r}")
+                if rows.get(tenant_id) != digest:
+                    lost.append(f"{ns}/{name} mirror row {rows.get(tenant_id)!r}")
+            gone = deleted_by_namespace.get(ns, [])
+            records = pipeline_exists(r, [record_key(f"{ns}:", t) for _, t in gone])
+            for (name, tenant_id), exists in zip(gone, records, strict=True):
+                if exists:
+                    orphaned.append(f"record of deleted tenant {ns}/{name}")
+                if tenant_id in rows:
+                    orphaned.append(f"mirror row of deleted tenant {ns}/{name}")
             invalid = self.psql(db, "SELECT c.relname FROM pg_index x JOIN pg_class c ON "
                                     "c.oid = x.indexrelid WHERE NOT x.indisvalid").split()
             orphaned += [f"{db}: INVALID index {name}" for name in invalid]
-            ours = self.psql(db, "SELECT indexname FROM pg_indexes WHERE tablename = 'orders'"
-                             ).split()
-            if ns in self.deleted_namespaces:
-                orphaned += [f"{db}: index {name} of a deleted profile" for name in ours]
-                rows = self.psql(db, "SELECT count(*) FROM pg_tables WHERE tablename = "
-                                     "'tenant_limits'").strip()
-                if rows == "1" and self.psql(db, "SELECT count(*) FROM "
-                                                 "perf_operator.tenant_limits").strip() != "0":
-                    orphaned.append(f"{db}: mirror rows of deleted namespace {ns}")
-            else:
-                orphaned += [f"{db}: unexpected index {name}" for name in ours
-                             if name not in ("orders_tenant_idx", "orders_kind_idx")]
         return {"lost": lost, "orphaned": orphaned, "stuck": stuck}
+
+    def mirror_rows(self, db: str, ns: str) -> dict[str, str]:
+        """tenant id -> digest of the mirror rows of ``ns``'s profile (none before the operator
+        created the table)."""
+        if self.psql(db, "SELECT to_regclass('perf_operator.tenant_limits') IS NULL").strip() \
+                == "t":
+            return {}
+        out = self.psql(db, "SELECT tenant_id || ' ' || digest FROM perf_operator.tenant_limits "
+                            f"WHERE profile_namespace = '{ns}' AND profile_name = '{PROFILE}'")
+        return dict(line.split(" ", 1) for line in out.splitlines() if line)
 
     def wait_converged(self, timeout: float) -> tuple[float | None, dict[str, list[str]]]:
         started = time.monotonic()
         while True:
+            self.supervise()
             try:
                 found = self.problems()
             except Exception as err:  # noqa: BLE001 - a server still restarting
@@ -279,23 +395,30 @@ class Chaos:
     # ------------------------------------------------------------------ run
     def run(self) -> dict[str, list[str]]:
         print(f"seed {self.args.seed}, {self.args.minutes} min, {self.args.namespaces} "
-              f"namespaces, {self.args.tenants} tenants, {self.args.rows} rows per table",
-              flush=True)
+              f"namespaces, {self.args.profiles} profiles, {self.args.tenants} tenants, "
+              f"{self.args.rows} rows per table", flush=True)
         self.setup()
         took, found = self.wait_converged(600)
         print(f"initial convergence: {took if took is None else round(took, 1)} s", flush=True)
+        if took is None:
+            print_problems(found)
         end = time.monotonic() + self.args.minutes * 60
         while time.monotonic() < end:
             for _ in range(self.random.randint(1, 4)):
                 self.churn()
             if self.random.random() < self.args.fault_rate:
-                kind = self.random.choice(FAULTS)
+                kind = self.next_fault()
                 print(f"{time.monotonic() - end + self.args.minutes * 60:6.0f} s  fault "
                       f"{kind}", flush=True)
                 self.inject(kind)
-                took, _ = self.wait_converged(self.args.converge_timeout)
-                if self.faults and self.faults[-1][0] == kind and took is not None:
-                    self.converge[kind].append(took)
+                took, found = self.wait_converged(self.args.converge_timeout)
+                if self.faults and self.faults[-1][0] == kind:
+                    if took is None:
+                        self.unconverged[kind] += 1
+                        print_problems(found)
+                    else:
+                        self.converge[kind].append(took)
+            self.supervise()
             self.sample_rss()
             time.sleep(1)
         took, found = self.wait_converged(self.args.converge_timeout * 2)
@@ -303,22 +426,33 @@ class Chaos:
         self.report(took, found)
         return found
 
+    def next_fault(self) -> str:
+        """The next kind from a shuffled deck: every kind once before any comes again."""
+        if not self.deck:
+            self.deck = list(FAULTS)
+            self.random.shuffle(self.deck)
+        return self.deck.pop()
+
     def report(self, took: float | None, found: dict[str, list[str]]) -> None:
-        print("\nfaults injected (kind: count, converged after p50 / max s)")
+        print("\nfaults injected (kind: count, converged after p50 / max s, not converged "
+              f"within {self.args.converge_timeout:.0f} s)")
         for kind in FAULTS:
             times = self.converge[kind]
             count = sum(1 for k, _ in self.faults if k == kind)
             figures = (f"{statistics.median(times):.1f} / {max(times):.1f}" if times
                        else "-")
-            print(f"  {kind:32s} {count:3d}   {figures}")
+            print(f"  {kind:32s} {count:3d}   {figures:>13s}   {self.unconverged[kind]}")
+        steps = ", ".join(f"{count} {step}d" for step, count in self.profile_steps.items())
+        print(f"profiles: {steps}; tenants: {len(self.tenants)} declared at the end, "
+              f"{len(self.deleted_tenants)} deleted")
         print(f"final convergence: {'not converged' if took is None else f'{took:.1f} s'}")
         print(f"lost: {len(found['lost'])}  orphaned: {len(found['orphaned'])}  "
-              f"stuck namespaces: {len(found['stuck'])}")
-        for kind, items in found.items():
-            for item in items[:10]:
-                print(f"  {kind}: {item}")
-        print(f"operator restarts: {self.restarts}; operators' peak RSS: "
-              f"{self.peak_rss_kib / 1024:.0f} MiB")
+              f"stuck: {len(found['stuck'])}")
+        print_problems(found)
+        print(f"operator restarts: {self.restarts} SIGKILLed, {len(self.exits)} exited on their "
+              f"own; operators' peak RSS: {self.peak_rss_kib / 1024:.0f} MiB")
+        for line in self.exits[:10]:
+            print(f"  exited: {line}")
 
     def stop(self) -> None:
         for proc in self.operators.values():
@@ -326,9 +460,42 @@ class Chaos:
         self.stack.stop()
 
 
-def ready(obj: dict) -> bool:
-    return any(c.get("type") == "Ready" and c.get("status") == "True"
-               for c in (obj.get("status") or {}).get("conditions") or [])
+def print_problems(found: dict[str, list[str]]) -> None:
+    for kind, items in found.items():
+        for item in items[:10]:
+            print(f"  {kind}: {item}")
+        if len(items) > 10:
+            print(f"  {kind}: ... {len(items) - 10} more")
+
+
+def condition(obj: dict | None, type_: str) -> dict:
+    return next((c for c in ((obj or {}).get("status") or {}).get("conditions") or []
+                 if c.get("type") == type_), {})
+
+
+def ready(obj: dict | None) -> bool:
+    return condition(obj, "Ready").get("status") == "True"
+
+
+def reason(obj: dict | None, type_: str) -> str:
+    """The condition's reason, or why there is none."""
+    if obj is None:
+        return "(object missing)"
+    return condition(obj, type_).get("reason") or f"(no {type_} condition)"
+
+
+def pipeline_hget(client, keys: list[str]) -> list[str | None]:
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.hget(key, DIGEST_FIELD)
+    return pipe.execute()
+
+
+def pipeline_exists(client, keys: list[str]) -> list[bool]:
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.exists(key)
+    return [bool(n) for n in pipe.execute()]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -337,7 +504,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--namespaces", type=int, default=10)
     parser.add_argument("--tenants", type=int, default=500)
-    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--profiles", type=int, default=5,
+                        help="namespaces that start with a profile (the others wait for one)")
+    parser.add_argument("--rows", type=int, default=1_000_000,
+                        help="rows of the indexed table in each namespace's database")
+    parser.add_argument("--profile-churn", type=float, default=0.05,
+                        help="share of client steps that create, change or delete a profile")
     parser.add_argument("--fault-rate", type=float, default=0.1,
                         help="chance of a fault per client step (about one a second)")
     parser.add_argument("--converge-timeout", type=float, default=180)

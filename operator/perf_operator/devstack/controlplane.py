@@ -151,6 +151,18 @@ class ControlPlane(Startable):
         wait_until(lambda: controller_manager.check_alive() or self._controller_manager_active(),
                    timeout=60, what="kube-controller-manager")
 
+    def restart_apiserver(self) -> None:
+        """SIGKILL kube-apiserver, then start it again in place: the same argv (port, etcd and
+        its data, certificates, flags), so every client's kubeconfig stays valid; returns once
+        it is ready again. For fault-injection runs (bench/chaos.py)."""
+        old = next(p for p in self.processes if p.name == "kube-apiserver")
+        old.kill()
+        old.stop()  # reaps it and closes its log; the new one appends to the same file
+        new = ManagedProcess(old.name, old.argv, self.logs)
+        self.processes[self.processes.index(old)] = new
+        wait_until(lambda: new.check_alive() or self._readyz(), timeout=120,
+                   what="kube-apiserver /readyz after a restart")
+
     def _spawn(self, name: str, argv: list[str]) -> ManagedProcess:
         proc = ManagedProcess(name, argv, self.logs)
         self.processes.append(proc)

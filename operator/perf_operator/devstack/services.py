@@ -241,6 +241,14 @@ class PrometheusServer:
         except OSError:
             return False
 
+    def restart(self) -> None:
+        """SIGKILL, then start again on the same port and data directory (Prometheus replays
+        its write-ahead log): a crash, for fault-injection runs (bench/chaos.py)."""
+        if self.process:
+            self.process.kill()
+            self.process.stop()  # reaps it and closes its log
+        self.start()
+
     def set_targets(self, targets: list[str], labels: dict[str, str] | None = None) -> None:
         """Point the scrape job at these host:port targets (picked up within a second)."""
         tmp = self.targets_file.with_suffix(".tmp")
