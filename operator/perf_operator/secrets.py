@@ -21,7 +21,9 @@ from .scrub import forget_secrets, register_secret
 
 
 class SecretError(Exception):
-    """A referenced Secret or key is missing; the message names them, never a value."""
+    """A referenced Secret or key is missing, unreadable or refused; the message names them,
+    never a value. Every reason is in api.conditions.PERSISTENT_REASONS: retrying cannot help
+    until someone creates, fixes or grants the Secret."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
@@ -95,7 +97,12 @@ async def read_secret_keys(namespace: str, name: str, *keys: str | None,
         if key not in data:
             register_secret(("Secret", namespace, name, key), None)
             raise SecretError("SecretKeyMissing", f"Secret {namespace}/{name} has no key {key!r}")
-        value = base64.b64decode(data[key]).decode()
+        try:
+            value = base64.b64decode(data[key]).decode()
+        except ValueError:  # not base64, or not UTF-8: the decoder's message quotes the bytes
+            register_secret(("Secret", namespace, name, key), None)
+            raise SecretError("SecretValueInvalid",
+                              f"Secret {namespace}/{name} key {key!r} is not UTF-8 text") from None
         register_secret(("Secret", namespace, name, key), None if key in identity_keys else value)
         values.append(value)
     return values

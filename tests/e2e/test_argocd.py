@@ -7,8 +7,9 @@ registered in argocd-cm the way docs/gitops.md tells users:
   (sampled for ``PERF_OPERATOR_ARGOCD_SAMPLE_SECONDS``, 60 s by default; 300 gives the issue's
   five-minute figure);
 * a commit that tightens a tenant's limit is synced and enforced in Redis (time printed);
-* a profile naming a missing Secret shows Degraded with the operator's message, the fix brings
-  it back to Healthy;
+* a profile naming a missing Secret shows Degraded at once with the operator's message naming
+  the Secret (its Ready says SecretNotFound), while a profile whose Redis is down is
+  Progressing; the fix brings them back to Healthy;
 * removing the files (prune) deletes the profile; its finalizer drops its Redis records.
 """
 from __future__ import annotations
@@ -21,8 +22,9 @@ import pytest
 import yaml
 
 from perf_operator.devstack.argocd import GitRepository, application
+from perf_operator.devstack.processes import free_port
 from perf_operator.ratelimit.layout import record_key
-from tests.support.kube import eventually
+from tests.support.kube import condition, eventually
 from tests.support.rbac import rbac_documents
 
 SAMPLE_SECONDS = float(os.environ.get("PERF_OPERATOR_ARGOCD_SAMPLE_SECONDS", "60"))
@@ -84,6 +86,15 @@ def _team_files(stack, namespace: str, database: dict, prefix: str, *, requests:
         secret["metadata"]["namespace"] = namespace
     return {"team/secrets.yaml": yaml.safe_dump_all(secrets),
             "team/performance.yaml": yaml.safe_dump_all(documents)}
+
+
+def _unreachable_profile(namespace: str) -> dict:
+    """A profile whose Redis listens nowhere (a free loopback port): a transient failure."""
+    return {"apiVersion": "perf.idp.io/v1alpha1", "kind": "PerformanceProfile",
+            "metadata": {"name": "unreachable", "namespace": namespace},
+            "spec": {"redis": {"connection": {
+                "host": "127.0.0.1", "port": free_port(),
+                "secretRef": {"name": "redis-credentials"}}}}}
 
 
 def _operator_files(kubectl) -> dict[str, str]:
@@ -150,16 +161,26 @@ async def test_gitops_flow(operator, stack, kubectl, namespace, pg_database, red
     print(f"commit -> Redis record enforced in {enforced:.1f}s, "
           f"Synced+Healthy at {time.monotonic() - committed:.1f}s")
 
-    # A profile naming a Secret that does not exist: Progressing with the operator's message
-    # (the secret manager may still be creating it; Degraded after 10 minutes).
-    repo.commit("wrong secret", _team_files(stack, namespace, pg_database, redis_prefix,
-                                            requests=300, pg_secret="pg-missing"))
+    # A profile naming a Secret that does not exist: Degraded at once (retrying cannot create
+    # it), with the operator's message naming the Secret, and the profile's own Ready says the
+    # same. A profile whose server is down, meanwhile, is a transient failure: Progressing.
+    files = _team_files(stack, namespace, pg_database, redis_prefix, requests=300,
+                        pg_secret="pg-missing")
+    files["team/unreachable.yaml"] = yaml.safe_dump(_unreachable_profile(namespace))
+    repo.commit("wrong secret, and a profile whose Redis is down", files)
     argocd.refresh(team)
-    waiting = eventually(
+    missing = eventually(
         lambda: (h := _resource_health(argocd, team, "PerformanceProfile", "platform"))
-        .get("status") == "Progressing" and "pg-missing" in h.get("message", "") and h,
+        .get("status") == "Degraded" and h, timeout=120, what=lambda_what(argocd, team))
+    assert missing["message"] == (f"SecretNotFound: DatabaseReady: Secret {namespace}/pg-missing "
+                                  "not found"), missing
+    ready = condition(kubectl.get("pp", "platform", namespace), "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "SecretNotFound"), ready
+    down = eventually(
+        lambda: (h := _resource_health(argocd, team, "PerformanceProfile", "unreachable"))
+        .get("status") == "Progressing" and "RedisUnavailable" in h.get("message", "") and h,
         timeout=120, what=lambda_what(argocd, team))
-    assert waiting["message"].startswith("SecretNotFound"), waiting
+    assert down["message"].endswith("(retrying)"), down
     # A tenant naming a profile that does not exist: Degraded at once, with our message.
     files = _team_files(stack, namespace, pg_database, redis_prefix, requests=300)
     files["team/stray-tenant.yaml"] = yaml.safe_dump({
@@ -176,7 +197,8 @@ async def test_gitops_flow(operator, stack, kubectl, namespace, pg_database, red
     eventually(lambda: _status(argocd, team)[1] == "Degraded", timeout=60,
                what=lambda_what(argocd, team))
     revision = repo.commit("fix", _team_files(stack, namespace, pg_database, redis_prefix,
-                                              requests=300), remove=("team/stray-tenant.yaml",))
+                                              requests=300),
+                           remove=("team/stray-tenant.yaml", "team/unreachable.yaml"))
     argocd.refresh(team)
     eventually(lambda: _synced_healthy(argocd, team, revision), timeout=120,
                what=lambda_what(argocd, team))

@@ -10,7 +10,7 @@ import time
 import pytest
 import yaml
 
-from perf_operator.api import PROGRESS_REASONS
+from perf_operator.api import PERSISTENT_REASONS, PROGRESS_REASONS
 from tests.support.argocd import argocd_engine_health
 from tests.support.lua import argocd_health, interpreters
 
@@ -183,9 +183,37 @@ def test_every_case_file_is_listed():
     assert listed == {f"testdata/{p.name}" for p in (HEALTH / "testdata").glob("*.yaml")}
 
 
+def _lua_reasons(table_name: str) -> set[str]:
+    table = re.search(rf"local {table_name} = {{(.*?)\n}}", SCRIPT.read_text(), re.S).group(1)
+    return set(re.findall(r"^\s*(\w+) = true", table, re.M))
+
+
 def test_lua_knows_the_operators_progress_reasons():
-    table = re.search(r"local PROGRESS_REASONS = {(.*?)\n}", SCRIPT.read_text(), re.S).group(1)
-    assert set(re.findall(r"^\s*(\w+) = true", table, re.M)) == set(PROGRESS_REASONS)
+    assert _lua_reasons("PROGRESS_REASONS") == set(PROGRESS_REASONS)
+
+
+def test_lua_knows_the_operators_persistent_reasons():
+    assert _lua_reasons("PERSISTENT_REASONS") == set(PERSISTENT_REASONS)
+
+
+@pytest.mark.parametrize("reason, message", [
+    ("SecretNotFound", "DatabaseReady: Secret team-a/pg-missing not found"),
+    ("SecretKeyMissing", "RedisReady: Secret team-a/redis-credentials has no key 'password'"),
+    ("SecretValueInvalid", "DatabaseReady: Secret team-a/pg key 'password' is not UTF-8 text"),
+    ("SecretForbidden", "DatabaseReady: not allowed to read Secret team-a/pg-credentials"),
+])
+def test_a_missing_or_unreadable_secret_is_degraded_at_once(health, reason, message):
+    """Retrying cannot create a Secret: Degraded from the first reconcile, naming it."""
+    obj = profile(ready=("False", reason, message, 5))
+    assert health(obj) == ("Degraded", f"{reason}: {message}")
+    assert health(obj, open_libs=False) == ("Degraded", f"{reason}: {message}")
+
+
+@pytest.mark.parametrize("reason", ["DatabaseUnavailable", "RedisUnavailable", "MirrorFailed",
+                                    "IndexBuilding"])
+def test_transient_failures_and_builds_stay_progressing_at_first(health, reason):
+    assert health(profile(ready=("False", reason, "server down or work under way", 60)))[0] \
+        == "Progressing"
 
 
 @pytest.mark.parametrize("reason", sorted(PROGRESS_REASONS))

@@ -71,3 +71,44 @@ def test_a_failing_part_still_makes_the_object_not_ready():
     conditions = _conditions(Outcome("ScalingReady", True, "HPAsApplied"), overcommitted)
     assert conditions["Overcommitted"] == ("True", "WebSocketOvercommitted")
     assert conditions["Ready"] == ("False", "WebSocketOvercommitted")
+
+
+def _ready(*outcomes: Outcome) -> dict:
+    patch = SimpleNamespace(status={})
+    write_status(patch=patch, current={}, generation=1,
+                 results=[(o.condition, o) for o in outcomes], events=RecordedEvents())
+    return next(c for c in patch.status["conditions"] if c["type"] == "Ready")
+
+
+@pytest.mark.parametrize("order", [1, -1])
+def test_ready_names_the_failure_only_a_person_can_fix_first(order):
+    """A missing Secret is not hidden behind an index build or a server that is down: Ready
+    takes its reason, whatever order the parts ran in, so Argo CD says Degraded."""
+    parts = [Outcome("DatabaseReady", False, "IndexBuilding", "index i Building"),
+             Outcome("RedisReady", False, "RedisUnavailable", "connection refused"),
+             Outcome("TablesReady", False, "SecretNotFound", "Secret team-a/r not found")]
+    ready = _ready(*parts[::order])
+    assert ready["reason"] == "SecretNotFound"
+    assert ready["message"] == ("TablesReady: Secret team-a/r not found; RedisReady: "
+                                "connection refused; DatabaseReady: index i Building")
+
+
+def test_ready_prefers_a_failure_being_retried_to_work_under_way():
+    ready = _ready(Outcome("DatabaseReady", False, "IndexBuilding", "index i Building"),
+                   Outcome("RedisReady", False, "RedisUnavailable", "connection refused"))
+    assert ready["reason"] == "RedisUnavailable"
+
+
+def test_every_secret_error_reason_is_persistent():
+    """Each reason secrets.SecretError raises is one Argo CD shows Degraded at once."""
+    import ast
+    import inspect
+
+    from perf_operator import secrets
+    from perf_operator.api import PERSISTENT_REASONS
+
+    raised = {node.args[0].value for node in ast.walk(ast.parse(inspect.getsource(secrets)))
+              if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "SecretError"}
+    assert raised == {"SecretNotFound", "SecretForbidden", "SecretKeyMissing",
+                      "SecretValueInvalid"}
+    assert raised <= PERSISTENT_REASONS

@@ -130,3 +130,18 @@ def test_log_records_are_scrubbed(caplog):
     assert PASSWORD not in caplog.text
     assert urllib.parse.quote(PASSWORD, safe="") not in caplog.text
     assert caplog.text.count("***") == 2
+
+
+async def test_a_secret_value_that_is_not_text_is_named_not_quoted():
+    """A key whose value is not UTF-8 is a SecretError naming the Secret and key; the
+    decoder's message (which quotes the bytes) goes nowhere. Read from copies, as a deferred
+    cleanup reads them: no API server involved."""
+    from perf_operator.secrets import SecretError, read_secret_keys, serving_copies
+
+    raw = "pässwörd".encode("latin-1")
+    copies = {("team-a", "pg"): {"password": base64.b64encode(raw).decode()}}
+    with serving_copies(copies), pytest.raises(SecretError) as caught:
+        await read_secret_keys("team-a", "pg", "password")
+    assert caught.value.reason == "SecretValueInvalid"
+    assert str(caught.value) == "Secret team-a/pg key 'password' is not UTF-8 text"
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__

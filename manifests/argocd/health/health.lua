@@ -11,7 +11,8 @@
 --                for less than DEGRADED_AFTER_SECONDS
 --   Healthy      Ready=True for the current generation
 --   Degraded     Ready=False with a reason that retrying cannot fix (PERSISTENT_REASONS: a
---                rejected spec or setting, a conflict), at once; or any other Ready=False
+--                rejected spec or setting, a conflict, a missing or unreadable Secret), at
+--                once; or any other Ready=False
 --                for DEGRADED_AFTER_SECONDS or longer (measured from the Ready condition's
 --                lastTransitionTime, which moves only when its status changes)
 --
@@ -30,6 +31,7 @@ local PROGRESS_REASONS = {
   SignalsStale = true,            -- the application's metrics are not in Prometheus yet
 }
 
+-- The operator's api.conditions.PERSISTENT_REASONS (a unit test keeps the two lists equal).
 local PERSISTENT_REASONS = {
   Rejected = true,                -- the spec is invalid: only a new spec helps
   RuleShadowed = true,            -- a rate-limit rule can never match: only a new spec helps
@@ -44,6 +46,12 @@ local PERSISTENT_REASONS = {
   ProfileNotFound = true,         -- the tenant names a profile that does not exist
   ResourceConflict = true,        -- another field manager owns what the operator must set
   WebSocketOvercommitted = true,  -- the tenants commit more connections than the profile has
+  -- the credentials: only creating, fixing or granting the Secret helps (the message names
+  -- the Secret and key, never a value)
+  SecretNotFound = true,          -- the Secret does not exist
+  SecretKeyMissing = true,        -- it has no such key
+  SecretValueInvalid = true,      -- the key's value is not UTF-8 text
+  SecretForbidden = true,         -- the operator may not read Secrets in that namespace
   -- the trust boundary (docs/security.md): a platform admin or a new spec must act
   NamespaceNotSelected = true,    -- the PerformanceTarget does not select the namespace
   InlineConnectionsRefused = true, -- inline connections, and the operator accepts none

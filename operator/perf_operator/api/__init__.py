@@ -1,6 +1,7 @@
 """The API of perf-operator: models of both custom resources (spec and status), the conditions
 helper, and the CRD generator that turns the models into CustomResourceDefinitions."""
-from .conditions import PAUSED, PROGRESS_REASONS, READY, set_condition
+from .conditions import (PAUSED, PERSISTENT_REASONS, PROGRESS_REASONS, READY, set_condition,
+                         severity)
 from .kinds import (KINDS, KOPF_STATUS_FIELD, PERFORMANCE_PROFILE, PERFORMANCE_TARGET,
                     TENANT_QUOTA, ResourceKind)
 from .profile import (ALERT_SIGNAL_NAMES, DEFAULT_SIGNAL_QUERIES, REDIS_ALLOWED_SETTINGS,
@@ -11,10 +12,11 @@ from .tenant import EffectiveTenantLimits, TenantQuotaSpec, effective_limits
 
 __all__ = [
     "ALERT_SIGNAL_NAMES", "DEFAULT_SIGNAL_QUERIES", "KINDS", "KOPF_STATUS_FIELD",
-    "PAUSED", "PERFORMANCE_PROFILE", "PERFORMANCE_TARGET", "PROGRESS_REASONS", "READY",
+    "PAUSED", "PERFORMANCE_PROFILE", "PERFORMANCE_TARGET", "PERSISTENT_REASONS",
+    "PROGRESS_REASONS", "READY",
     "REDIS_ALLOWED_SETTINGS", "SIGNAL_NAMES", "TENANT_QUOTA",
     "Condition",
     "EffectiveTenantLimits", "PerformanceProfileSpec", "PerformanceTargetSpec", "ProfileStatus",
     "ResourceKind", "TargetStatus", "TenantQuotaSpec", "TenantStatus", "effective_limits",
-    "set_condition", "signal_queries",
+    "set_condition", "severity", "signal_queries",
 ]

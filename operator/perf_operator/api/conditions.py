@@ -20,6 +20,37 @@ PROGRESS_REASONS = frozenset({
     "IndexPending",   # an index waits for its turn (one build per table at a time)
     "SignalsStale",   # the application's metrics are not (yet) in Prometheus
 })
+#: Not-ready reasons that retrying cannot fix: they last until a person acts (a new spec, a
+#: Secret created or granted, a platform admin's change), so Argo CD shows them as Degraded at
+#: once (health.lua keeps the same list; a unit test compares the two), and they name Ready
+#: when a transient failure or work under way is reported at the same time.
+PERSISTENT_REASONS = frozenset({
+    "Rejected",                  # the spec is invalid
+    "RuleShadowed",              # a rate-limit rule can never match
+    "SettingRejected",           # PostgreSQL refused a parameter value
+    "SettingsRejected",          # Redis refused a CONFIG value
+    "SettingsConflict",          # another profile owns a Redis parameter on the same server
+    "SettingConflict",           # another profile owns a PostgreSQL parameter on the server
+    "SettingOverridden",         # the server's command line overrides a PostgreSQL parameter
+    "MirrorSchemaNotOwned",      # another role owns the schema perf_operator
+    "IndexConflict",             # an index of that name exists and is not the operator's
+    "TableConflict",             # another tenant owns the tenant ID's record
+    "ProfileNotFound",           # the tenant names a profile that does not exist
+    "ResourceConflict",          # another field manager owns what the operator must set
+    "WebSocketOvercommitted",    # the tenants commit more connections than the profile has
+    # the credentials (secrets.SecretError): only creating, fixing or granting the Secret helps
+    "SecretNotFound",            # the Secret does not exist
+    "SecretKeyMissing",          # it has no such key
+    "SecretValueInvalid",        # the key's value is not UTF-8 text
+    "SecretForbidden",           # the operator may not read Secrets in that namespace
+    # the trust boundary (docs/security.md): a platform admin or a new spec must act
+    "NamespaceNotSelected",      # the PerformanceTarget does not select the namespace
+    "InlineConnectionsRefused",  # inline connections, and the operator accepts none
+    "ParameterNotAllowed",       # a parameter the PerformanceTarget does not allow
+    "HostNotAllowed",            # an inline host not on the operator's allow-list
+    "AddressRefused",            # a link-local or metadata address
+    "URLRefused",                # a Prometheus URL that is not http(s) or carries credentials
+})
 #: Not-ready on purpose: ``spec.paused`` (or the tenant's profile is paused).
 PAUSED = "Paused"
 
@@ -45,3 +76,13 @@ def set_condition(conditions: Sequence[Condition], type: str,
         updated = updated.model_copy(
             update={"last_transition_time": previous.last_transition_time})
     return [updated if c.type == type else c for c in conditions]
+
+
+def severity(reason: str) -> int:
+    """How much a failing reason says about the object, most first: one that only a person
+    can fix (0), a failure being retried (1), work under way (2). Ready takes the reason of
+    the first failing part in this order, so a missing Secret is not hidden behind an index
+    that is still building, and Ready agrees with what Argo CD shows."""
+    if reason in PERSISTENT_REASONS:
+        return 0
+    return 2 if reason in PROGRESS_REASONS else 1

@@ -10,7 +10,7 @@ import kopf
 
 from .. import metrics
 from ..config import CONFIG
-from ..api import PAUSED, PROGRESS_REASONS, Condition, set_condition
+from ..api import PAUSED, PROGRESS_REASONS, Condition, set_condition, severity
 from ..reconcile import EventRecorder, Outcome
 from ..scrub import scrub
 from .deferred import defer
@@ -80,6 +80,9 @@ def write_status(*, patch: kopf.Patch, current: dict[str, Any], generation: int,
     The condition of a part whose section left the spec is removed.
 
     ``ready_override`` (reason, message) forces Ready=False, e.g. for a paused or rejected spec.
+    Otherwise Ready's reason is that of the most severe failing part (``api.severity``: what
+    only a person can fix, then failures being retried, then work under way), and its message
+    lists the failing parts in that order.
     A Ready=False that is a failure (not progress, not a pause) is also a Warning Event with
     Ready's reason and message, on every reconcile while it lasts: the EventRecorder counts the
     repeats on one Event, so ``kubectl describe`` shows how long and how often.
@@ -99,7 +102,8 @@ def write_status(*, patch: kopf.Patch, current: dict[str, Any], generation: int,
         reason, message = ready_override
         ready, ready_message = False, message
     else:
-        failing = [o for o in outcomes if not o.ready and o.affects_ready]
+        failing = sorted((o for o in outcomes if not o.ready and o.affects_ready),
+                         key=lambda o: severity(o.reason))
         ready = not failing
         reason = failing[0].reason if failing else "Reconciled"
         ready_message = "; ".join(f"{o.condition}: {scrub(o.message)}" for o in failing) or (
