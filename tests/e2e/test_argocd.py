@@ -10,7 +10,11 @@ registered in argocd-cm the way docs/gitops.md tells users:
 * a profile naming a missing Secret shows Degraded at once with the operator's message naming
   the Secret (its Ready says SecretNotFound), while a profile whose Redis is down is
   Progressing; the fix brings them back to Healthy;
-* removing the files (prune) deletes the profile; its finalizer drops its Redis records.
+* removing the files (prune) deletes the profile; its finalizer drops its Redis records;
+* pruning a profile with indexes (indexPrunePolicy Delete), a per-database parameter, an HPA and
+  a PrometheusRule drops its indexes and lets its HPA and rule go, and leaves the application's
+  table, an index, a database setting, an HPA and a PrometheusRule made by hand as they were
+  (the profile's own parameter keeps its value, as documented).
 """
 from __future__ import annotations
 
@@ -24,6 +28,8 @@ import yaml
 from perf_operator.devstack.argocd import GitRepository, application
 from perf_operator.devstack.processes import free_port
 from perf_operator.ratelimit.layout import record_key
+from tests.e2e.postgres_support import database_section
+from tests.e2e.test_kube_scaling import FOREIGN_HPA
 from tests.support.kube import condition, eventually
 from tests.support.rbac import rbac_documents
 
@@ -214,6 +220,131 @@ async def test_gitops_flow(operator, stack, kubectl, namespace, pg_database, red
 
     await async_eventually(records_gone, timeout=60, what="the tenant's record to be deleted")
     eventually(lambda: _synced_healthy(argocd, team), timeout=120, what=lambda_what(argocd, team))
+
+
+@pytest.fixture(scope="module")
+def prometheus_rules(stack, crds):
+    """The Prometheus Operator's CRDs for the prune test, so the profile's rules go into a
+    PrometheusRule (the ConfigMap fallback otherwise); removed after the module: the session's
+    other tests expect the fallback."""
+    po = stack.add_prometheus_operator()
+    yield po
+    po.uninstall()
+    stack.prometheus_operator = None
+
+
+#: A table of the application's, an index and a per-database setting a person made on it: none
+#: is the operator's, so pruning the profile must leave them exactly as they are.
+ORDERS = """
+CREATE TABLE orders (id bigserial PRIMARY KEY, tenant_id bigint NOT NULL, status text NOT NULL,
+                     created_at timestamptz NOT NULL DEFAULT now());
+INSERT INTO orders (tenant_id, status)
+SELECT g % 40, CASE WHEN g % 3 = 0 THEN 'open' ELSE 'closed' END FROM generate_series(1, 5000) g;
+CREATE INDEX orders_by_hand_idx ON orders (created_at);
+"""
+OPERATOR_INDEXES = ("orders_tenant_idx", "orders_open_idx")
+
+
+def _shop_profile(namespace: str, pg_database: dict) -> dict:
+    """Indexes (pruned with the profile: indexPrunePolicy Delete), a per-database parameter,
+    an HPA and alert rules: everything the operator creates for a profile but Redis."""
+    return {
+        "apiVersion": "perf.idp.io/v1alpha1", "kind": "PerformanceProfile",
+        "metadata": {"name": "shop", "namespace": namespace},
+        "spec": {
+            "database": database_section(
+                pg_database, parameters={"work_mem": "8MB"}, indexPrunePolicy="Delete",
+                indexes=[{"name": "orders_tenant_idx", "table": "orders",
+                          "columns": [{"column": "tenant_id"}, {"column": "created_at"}]},
+                         {"name": "orders_open_idx", "table": "orders",
+                          "columns": [{"column": "tenant_id"}], "where": "status = 'open'"}]),
+            "scaling": {"rules": [{"name": "api", "target": {
+                "apiVersion": "apps/v1", "kind": "Deployment", "name": "shop-api"},
+                "minReplicas": 2, "maxReplicas": 6, "cpuUtilization": 70}]},
+            "alerts": {"labels": {"team": "shop"}}}}
+
+
+def _foreign_rule(name: str) -> str:
+    return yaml.safe_dump({
+        "apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
+        "metadata": {"name": name},
+        "spec": {"groups": [{"name": "by-hand", "rules": [
+            {"alert": "ShopDown", "expr": "up{job=\"shop\"} == 0", "for": "5m"}]}]}})
+
+
+def _index_definitions(psql, db: str) -> dict[str, str]:
+    rows = psql(db, "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'orders'")
+    return dict(line.split("|", 1) for line in rows.splitlines() if line)
+
+
+def _database_settings(psql, db: str) -> list[str]:
+    return sorted(psql(db, "SELECT unnest(setconfig) FROM pg_db_role_setting s JOIN pg_database "
+                           "d ON d.oid = s.setdatabase WHERE d.datname = current_database() "
+                           "AND s.setrole = 0").split())
+
+
+def _owned_by(obj: dict | None, profile: dict) -> bool:
+    return bool(obj) and any(ref["uid"] == profile["metadata"]["uid"]
+                             for ref in obj["metadata"].get("ownerReferences") or [])
+
+
+async def test_prune_removes_what_the_profile_owned_and_nothing_else(
+        operator, stack, kubectl, namespace, pg_database, psql, argocd, prometheus_rules,
+        tmp_path):
+    """Removing a profile's file with prune on: its indexes are dropped (indexPrunePolicy
+    Delete), its HPA and PrometheusRule go with it; the application's table, an index, a
+    database setting, an HPA and a PrometheusRule made by hand stay as they were, and the
+    profile's own parameter keeps its value (documented: the operator cannot know what it was
+    before)."""
+    db = pg_database["database"]
+    psql(db, ORDERS)
+    psql("postgres", f"ALTER DATABASE {db} SET random_page_cost = '1.5'")
+    kubectl.apply(FOREIGN_HPA.format(name="shop-worker", target="shop-worker"), namespace)
+    kubectl.apply(_foreign_rule("shop-by-hand"), namespace)
+
+    repo = GitRepository(tmp_path / "git").create()
+    secrets = _team_files(stack, namespace, pg_database, "unused:")["team/secrets.yaml"]
+    repo.commit("shop", {"shop/secrets.yaml": secrets,
+                         "shop/profile.yaml": yaml.safe_dump(_shop_profile(namespace,
+                                                                           pg_database))})
+    app = f"shop-{namespace}"
+    argocd.apply_application(application(app, repo.url, "shop", namespace))
+    eventually(lambda: _synced_healthy(argocd, app), timeout=240, what=lambda_what(argocd, app))
+
+    profile = kubectl.get("pp", "shop", namespace)
+    indexes = _index_definitions(psql, db)
+    assert set(OPERATOR_INDEXES) <= set(indexes), indexes
+    hpa = kubectl.get("hpa", "shop-api", namespace)
+    rule = kubectl.get("prometheusrule", "shop-alerts", namespace)
+    assert _owned_by(hpa, profile) and _owned_by(rule, profile), (hpa, rule)
+    settings = _database_settings(psql, db)
+    assert "random_page_cost=1.5" in settings and any(
+        s.startswith("work_mem=") for s in settings), settings
+    foreign = {kind: kubectl.get(kind, name, namespace) for kind, name in (
+        ("hpa", "shop-worker"), ("prometheusrule", "shop-by-hand"))}
+    rows = psql(db, "SELECT count(*) FROM orders").strip()
+
+    repo.commit("prune the profile", remove=("shop/profile.yaml",))
+    argocd.refresh(app)
+    eventually(lambda: kubectl.get("pp", "shop", namespace) is None, timeout=120,
+               what="Argo CD to prune the profile and the operator's finalizer to finish")
+    remaining = _index_definitions(psql, db)
+    assert not set(OPERATOR_INDEXES) & set(remaining), remaining
+    assert remaining == {k: v for k, v in indexes.items() if k not in OPERATOR_INDEXES}
+    eventually(lambda: kubectl.get("hpa", "shop-api", namespace) is None
+               and kubectl.get("prometheusrule", "shop-alerts", namespace) is None,
+               timeout=60, what="the garbage collector to remove the profile's HPA and rule")
+
+    # Nothing the operator does not own was touched.
+    for (kind, name), before in zip((("hpa", "shop-worker"), ("prometheusrule", "shop-by-hand")),
+                                    foreign.values()):
+        after = kubectl.get(kind, name, namespace)
+        assert after is not None and after["metadata"]["resourceVersion"] == before["metadata"][
+            "resourceVersion"], (kind, name)
+    assert _database_settings(psql, db) == settings
+    assert psql(db, "SELECT count(*) FROM orders").strip() == rows
+    assert kubectl.get("secret", "pg-credentials", namespace) is not None  # still in git
+    eventually(lambda: _synced_healthy(argocd, app), timeout=120, what=lambda_what(argocd, app))
 
 
 def lambda_what(argocd, name: str):
