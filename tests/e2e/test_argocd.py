@@ -14,7 +14,9 @@ registered in argocd-cm the way docs/gitops.md tells users:
 * pruning a profile with indexes (indexPrunePolicy Delete), a per-database parameter, an HPA and
   a PrometheusRule drops its indexes and lets its HPA and rule go, and leaves the application's
   table, an index, a database setting, an HPA and a PrometheusRule made by hand as they were
-  (the profile's own parameter keeps its value, as documented).
+  (the profile's own parameter keeps its value, as documented);
+* a profile whose two index builds on a 2 M-row table take several seconds is Progressing
+  (IndexBuilding / IndexPending, never Degraded) until they are done, then Healthy.
 """
 from __future__ import annotations
 
@@ -345,6 +347,51 @@ async def test_prune_removes_what_the_profile_owned_and_nothing_else(
     assert psql(db, "SELECT count(*) FROM orders").strip() == rows
     assert kubectl.get("secret", "pg-credentials", namespace) is not None  # still in git
     eventually(lambda: _synced_healthy(argocd, app), timeout=120, what=lambda_what(argocd, app))
+
+
+#: Two indexes on 2 M random text values, one build at a time: CREATE INDEX CONCURRENTLY runs
+#: for several seconds each on a 2-core machine (tests/e2e/test_postgres_build_progress.py).
+BIG_TABLE = """
+CREATE TABLE events (id bigint, payload text, digest text);
+INSERT INTO events SELECT g, md5(g::text), md5((-g)::text) FROM generate_series(1, 2000000) g;
+ANALYZE events;
+"""
+
+
+async def test_a_long_index_build_is_progressing_then_healthy(
+        operator, stack, kubectl, namespace, pg_database, psql, argocd, tmp_path):
+    """Argo CD shows the profile Progressing (IndexBuilding / IndexPending, never Degraded)
+    for as long as its builds run, and Healthy once they are done."""
+    psql(pg_database["database"], BIG_TABLE)
+    repo = GitRepository(tmp_path / "git").create()
+    secrets = _team_files(stack, namespace, pg_database, "unused:")["team/secrets.yaml"]
+    profile = {"apiVersion": "perf.idp.io/v1alpha1", "kind": "PerformanceProfile",
+               "metadata": {"name": "big", "namespace": namespace},
+               "spec": {"database": database_section(pg_database, maxConcurrentBuilds=1, indexes=[
+                   {"name": f"events_{column}_idx", "table": "events",
+                    "columns": [{"column": column}]} for column in ("payload", "digest")])}}
+    repo.commit("big", {"big/secrets.yaml": secrets, "big/profile.yaml": yaml.safe_dump(profile)})
+    app = f"big-{namespace}"
+    started = time.monotonic()
+    argocd.apply_application(application(app, repo.url, "big", namespace))
+
+    seen: list[tuple[str, str]] = []
+    deadline = started + 300
+    while time.monotonic() < deadline:
+        health = _resource_health(argocd, app, "PerformanceProfile", "big")
+        if health and (not seen or seen[-1] != (health["status"], health.get("message", ""))):
+            seen.append((health["status"], health.get("message", "")))
+        if health.get("status") == "Healthy":
+            break
+        time.sleep(0.25)
+    print(f"\nprofile health as Argo CD showed it, in order ({time.monotonic() - started:.1f}s): "
+          f"{[status for status, _ in seen]}")
+    assert seen and seen[-1][0] == "Healthy", seen
+    assert not [s for s in seen if s[0] == "Degraded"], seen
+    building = [m for s, m in seen if s == "Progressing" and m.startswith(("IndexBuilding",
+                                                                           "IndexPending"))]
+    assert building, f"never Progressing with a build under way: {seen}"
+    eventually(lambda: _synced_healthy(argocd, app), timeout=60, what=lambda_what(argocd, app))
 
 
 def lambda_what(argocd, name: str):
