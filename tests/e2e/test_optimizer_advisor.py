@@ -10,7 +10,8 @@ import pytest
 from perf_operator.api.profile import Index
 from perf_operator.optimizer import advisor
 from tests.e2e.optimizer_support import (  # noqa: F401 - fixtures
-    MISSING, Profile, exporter, operator_test_mode, optimized_profile, reference_plugins, until)
+    MISSING, Profile, exporter, hold, operator_test_mode, optimized_profile, reference_plugins,
+    until)
 from tests.e2e.postgres_support import converge, phases
 from tests.support.contexts import profile_context
 
@@ -112,3 +113,47 @@ async def test_auto_mode_hands_the_index_to_the_postgres_reconciler(
                 "(SELECT id FROM tenants LIMIT 1) AND category = 'category-3' "
                 "ORDER BY downloads DESC LIMIT 20")
     assert automatic.name in plan
+
+
+async def test_auto_mode_takes_back_an_index_that_serves_nothing(
+        stack, namespace, credentials, psql, workload, exporter):
+    """allowIndexRemoval: the index the optimizer added, built and then never scanned, is
+    reported unused by the PostgreSQL reconciler's index health (unusedAfterDays 0), taken
+    back by the optimizer and dropped under indexPrunePolicy Delete; the advisor still
+    recommends it on the ongoing breach, and it is not built again."""
+    database = {**database_section(workload), "indexPrunePolicy": "Delete",
+                "indexHealth": {"unusedAfterDays": 0}}
+    web = Profile(namespace, "web", optimized_profile(
+        stack, database=database, allowIndexCreation=True, allowIndexRemoval=True))
+    exporter.memory(namespace, "web", 0.5)
+    exporter.traffic(namespace, "web", SLOW)
+    await until([web], lambda: web.enforced.indexes, what="an automatic index")
+    (automatic,) = web.enforced.indexes
+    qualified = f"public.{automatic.name}"
+
+    # the PostgreSQL reconciler (same status) builds it and judges it: nothing scanned it yet
+    outcome = await converge(web.context(), until=lambda o: any(
+        f["index"] == qualified for f in (o.status["database"].get("indexHealth") or {})
+        .get("findings") or []))
+    (finding,) = [f for f in outcome.status["database"]["indexHealth"]["findings"]
+                  if f["index"] == qualified]
+    assert finding["kind"] == "unused" and finding["owner"] == f"{namespace}/web"
+
+    await until([web], lambda: web.enforced.retired_indexes, what="the index taken back")
+    removal = next(h for h in web.state.history if h.action == "IndexRemoval")
+    assert (removal.direction, removal.cause, removal.applied) == ("Revert", "Redundant", True)
+    assert removal.change.startswith(f"take back index {automatic.name}: unused")
+    assert web.enforced.indexes == [] and web.enforced.retired_indexes == [automatic.name]
+
+    await converge(web.context(), until=lambda o: not phases(o))
+    assert psql(workload["database"], "SELECT count(*) FROM pg_indexes "
+                                      "WHERE indexname LIKE 'perfop%'").strip() == "0"
+    # the breach goes on and the advisor recommends it again once it is gone: it stays retired
+    dropped_at = web.state.last_evaluated_at
+    await until([web], lambda: any(
+        h.action == "IndexAdvice" and h.at > dropped_at and automatic.name in (h.result or "")
+        for h in web.state.history), what="the advice again, after the drop", timeout=90)
+    await hold([web], 3)
+    assert web.enforced.indexes == []
+    assert not [h for h in web.state.history if h.action == "IndexCreation"
+                and h.at > dropped_at]

@@ -36,10 +36,12 @@ class Driver:
         self.policy = policy
         self.state = state or OptimizerState()
         self.decisions = []
+        #: What index health reports redundant, as the PostgreSQL reconciler last wrote it.
+        self.redundant: dict[str, str] = {}
 
     def at(self, seconds: float, **values):
         evaluation = evaluate(readings(**values), self.policy, self.state,
-                              T0 + timedelta(seconds=seconds))
+                              T0 + timedelta(seconds=seconds), self.redundant)
         # the status round trip every reconcile goes through
         self.state = OptimizerState.from_status(evaluation.state.to_status())
         self.decisions.extend(evaluation.decisions)
@@ -238,6 +240,43 @@ def test_index_creation_one_per_evaluation_and_only_when_allowed():
     assert run.at(20).decisions == ()
 
 
+def test_a_redundant_automatic_index_is_taken_back_once_and_never_added_again():
+    rec = dict(schema="public", columns=["tenant_id", "status"], cost_before=1000.0,
+               cost_after=10.0, saving=0.99, calls=10, total_time_ms=50.0, query="select")
+    state = OptimizerState(recommendations=[
+        IndexRecommendation(name="a_idx", table="plugins", **rec)])
+    creating = replace(POLICY, index_creation=True, cooldown=timedelta(0))
+    run = Driver(creating, state)
+    run.at(0)
+    assert [i.name for i in run.enforced.indexes] == ["a_idx"]
+    run.redundant = {"public.a_idx": "unused, 0 scans in 7 days of statistics",
+                     "public.declared_idx": "unused, 0 scans in 7 days of statistics"}
+    assert run.at(10).decisions == ()  # not allowed to remove: it stays
+    run.policy = replace(creating, index_removal=True)
+    taken = run.at(20).decisions
+    assert summary(taken) == [("IndexRemoval", "Revert", "Redundant")]
+    assert taken[0].change == "take back index a_idx: unused, 0 scans in 7 days of statistics"
+    assert run.enforced.indexes == [] and run.enforced.retired_indexes == ["a_idx"]
+    run.redundant = {}
+    assert run.at(30).decisions == ()  # still recommended, never built again
+    assert run.enforced.indexes == []
+
+
+def test_index_removal_waits_for_its_cooldown_and_the_change_budget():
+    state = OptimizerState.model_validate({"enforced": {"adjustments": {"indexes": [
+        {"name": n, "schema": "public", "table": "t", "columns": ["c"]}
+        for n in ("a_idx", "b_idx")]}}})
+    run = Driver(replace(POLICY, index_removal=True, cooldown=timedelta(seconds=60)), state)
+    run.redundant = {"public.a_idx": "duplicate", "public.b_idx": "overlap"}
+    assert summary(run.at(0).decisions) == [("IndexRemoval", "Revert", "Redundant")]
+    assert run.at(30).decisions == ()  # cooling down
+    assert summary(run.at(61).decisions) == [("IndexRemoval", "Revert", "Redundant")]
+    assert run.enforced.retired_indexes == ["a_idx", "b_idx"]
+    exhausted = Driver(replace(POLICY, index_removal=True, changes_per_hour=0), state)
+    exhausted.redundant = run.redundant
+    assert exhausted.at(0).decisions == ()
+
+
 def test_index_advice_on_latency_or_database_time_breach_takes_no_budget():
     run = Driver(replace(POLICY, index_advice=True, changes_per_hour=0, scaling=()))
     advice = run.at(0, dbQueryTimeMs=900)
@@ -285,3 +324,25 @@ def test_a_removed_scaling_rule_loses_its_floor():
     run.policy = replace(POLICY, scaling=(ScalingBounds("web", 2, 7),))
     run.at(10)
     assert {f.rule for f in run.enforced.hpa_floors} == {"web"}
+
+
+def test_only_the_profiles_own_indexes_that_serve_nothing_are_redundant():
+    from perf_operator.optimizer import redundant_indexes
+    from tests.support.contexts import profile_context
+
+    findings = [
+        {"kind": "unused", "index": "public.a", "table": "public.t", "detail": "0 scans",
+         "owner": "shop/web"},
+        {"kind": "overlap", "index": "public.b", "table": "public.t", "detail": "leads c",
+         "owner": "shop/web"},
+        {"kind": "bloated", "index": "public.c", "table": "public.t", "detail": "80%",
+         "owner": "shop/web"},
+        {"kind": "duplicate", "index": "public.d", "table": "public.t", "detail": "same"},
+        {"kind": "unused", "index": "public.e", "table": "public.t", "detail": "0 scans",
+         "owner": "shop/other"},
+    ]
+    ctx = profile_context("shop", {}, name="web",
+                          status={"database": {"indexHealth": {"findings": findings}}})
+    assert redundant_indexes(ctx) == {"public.a": "unused, 0 scans",
+                                      "public.b": "overlap, leads c"}
+    assert redundant_indexes(profile_context("shop", {}, name="web")) == {}

@@ -101,6 +101,10 @@ class Adjustments(StatusModel):
     indexes: list[AutomaticIndex] = Field(default_factory=list,
                                           max_length=AUTOMATIC_INDEX_LIMIT,
                                           description="Indexes the optimizer added.")
+    retired_indexes: list[_Name] = Field(
+        default_factory=list, max_length=AUTOMATIC_INDEX_LIMIT,
+        description="Indexes the optimizer took back as serving nothing (allowIndexRemoval), "
+                    "newest last: never added again while optimization stays on.")
 
     def floor(self, rule: str) -> int | None:
         return next((f.min_replicas for f in self.hpa_floors if f.rule == rule), None)
@@ -196,13 +200,15 @@ class HistoryEntry(StatusModel):
 
     at: datetime = Field(description="When it was taken.")
     action: _Name = Field(description="ScalingFloor, LoadShedding, CircuitBreaker, CacheCleanup, "
-                                      "ConnectionPruning, IndexAdvice, IndexCreation.")
+                                      "ConnectionPruning, IndexAdvice, IndexCreation, "
+                                      "IndexRemoval.")
     direction: Literal["Apply", "Revert"] = Field(description="Apply: act on a breach. Revert: "
                                                               "undo one step.")
-    cause: Literal["Breach", "Healthy", "Worsened", "ModeOff"] = Field(
+    cause: Literal["Breach", "Healthy", "Worsened", "ModeOff", "Redundant"] = Field(
         description="Breach: a signal crossed its level. Healthy: the signals behind an "
                     "adjustment met their targets for the healthy window. Worsened: the action "
-                    "made its signal worse. ModeOff: optimization was turned off.")
+                    "made its signal worse. ModeOff: optimization was turned off. Redundant: "
+                    "index health reports an index the optimizer added serving nothing.")
     signal: _Name | None = Field(None, description="The signal behind the decision.")
     value: float | None = Field(None, description="Its value.")
     threshold: float | None = Field(None, description="The level it was compared with.")

@@ -763,6 +763,14 @@ class OptimizationSpec(SpecModel):
                                             description="Memory-pressure triggers.")
     allow_index_creation: bool = Field(False, description="In Auto mode, also create indexes "
                                                           "the advisor recommends.")
+    allow_index_removal: bool = Field(
+        False, description="In Auto mode, take back an index the optimizer added once "
+                           "status.database.indexHealth reports it serving nothing (unused "
+                           "after database.indexHealth.unusedAfterDays, a duplicate, or a "
+                           "left prefix of another index), one per evaluation; "
+                           "database.indexPrunePolicy then drops it (Delete) or hands it over "
+                           "unmarked (Retain), and it is never added again. Declared indexes "
+                           "and indexes the operator does not own are never touched.")
     idle_connection_seconds: int = Field(300, ge=10, le=86_400,
                                          description="How long a connection of "
                                                      "database.applicationRole must have been "

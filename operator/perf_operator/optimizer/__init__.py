@@ -148,7 +148,7 @@ async def reconcile_optimization(ctx: ProfileContext) -> Outcome | None:
     if last is not None and (snapshot.at - last).total_seconds() < DUE_SHARE * interval:
         return _outcome(state)
     policy = _policy(spec)
-    evaluation = evaluate(readings, policy, state, snapshot.at)
+    evaluation = evaluate(readings, policy, state, snapshot.at, redundant_indexes(ctx))
     signals = {name: _steady_signal((state.signals or {}).get(name), SignalStatus(
                    value=reading.value, target=policy.targets.get(name), stale=reading.stale,
                    reason=reading.reason or None, observed_at=snapshot.at))
@@ -158,6 +158,19 @@ async def reconcile_optimization(ctx: ProfileContext) -> Outcome | None:
     if not evaluation.decisions and _only_time_moved(state, evaluated):
         return _outcome(state)
     return _outcome(await _execute(ctx, evaluation.decisions, evaluated, snapshot.at))
+
+
+#: Index health findings that mean an index serves nothing another index does not.
+REDUNDANT_KINDS = frozenset({"unused", "duplicate", "overlap"})
+
+
+def redundant_indexes(ctx: ProfileContext) -> dict[str, str]:
+    """``schema.index`` -> why, for the indexes this profile owns that the PostgreSQL
+    reconciler's index health (``status.database.indexHealth``) reports serving nothing."""
+    owner = f"{ctx.namespace}/{ctx.name}"
+    health = ((ctx.status.get("database") or {}).get("indexHealth") or {})
+    return {f["index"]: f"{f['kind']}, {f['detail']}" for f in health.get("findings") or []
+            if f.get("owner") == owner and f.get("kind") in REDUNDANT_KINDS}
 
 
 def _steady_signal(previous: SignalStatus | None, current: SignalStatus) -> SignalStatus:

@@ -24,7 +24,9 @@ Safety rules, in the order they apply:
   (cause ``Worsened``) and the action is held until that signal recovers. One-shot actions
   (cache cleanup, connection pruning) leave nothing to undo and are bounded by cooldown and
   budget alone; an index the optimizer added (one per evaluation, Auto with
-  ``allowIndexCreation``) stays until optimization is turned off;
+  ``allowIndexCreation``) stays until optimization is turned off, or, with
+  ``allowIndexRemoval``, until index health reports it serving nothing (``redundant``): it is
+  then taken back, one per evaluation within cooldown and budget, and never added again;
 * Recommend runs the same rules on a shadow copy of the adjustments, so it records the very
   decisions Auto would take, and nothing reads the shadow; Off undoes everything at once.
 """
@@ -50,6 +52,7 @@ class Action(StrEnum):
     CACHE_CLEANUP = "CacheCleanup"
     INDEX_ADVICE = "IndexAdvice"
     INDEX_CREATION = "IndexCreation"
+    INDEX_REMOVAL = "IndexRemoval"
 
 
 #: Actions that leave an adjustment in force, undone step by step once healthy. Cache cleanup
@@ -67,7 +70,7 @@ ERROR_RATE = "errorRate"
 MEMORY = "memoryUsage"
 DB_QUERY_TIME = "dbQueryTimeMs"
 
-Cause = Literal["Breach", "Healthy", "Worsened", "ModeOff"]
+Cause = Literal["Breach", "Healthy", "Worsened", "ModeOff", "Redundant"]
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,7 @@ class Policy:
     connection_pruning: bool = False
     index_advice: bool = False
     index_creation: bool = False
+    index_removal: bool = False
 
     @classmethod
     def from_spec(cls, spec: Any, *, connection_pruning: bool) -> Policy:
@@ -121,7 +125,8 @@ class Policy:
             cache_cleanup=spec.redis is not None,
             connection_pruning=spec.database is not None and connection_pruning,
             index_advice=spec.database is not None,
-            index_creation=spec.database is not None and opt.allow_index_creation)
+            index_creation=spec.database is not None and opt.allow_index_creation,
+            index_removal=spec.database is not None and opt.allow_index_removal)
 
 
 def watched_signals(policy: Policy) -> tuple[str, ...]:
@@ -178,7 +183,8 @@ class Decision:
     @property
     def budgeted(self) -> bool:
         """Whether it takes a unit of the change budget (and starts a cooldown)."""
-        return self.action is not Action.INDEX_ADVICE and self.cause in ("Breach", "Healthy")
+        return self.action is not Action.INDEX_ADVICE and self.cause in ("Breach", "Healthy",
+                                                                         "Redundant")
 
     def history_entry(self, at: datetime, result: str | None = None, *,
                       failed: bool = False) -> HistoryEntry:
@@ -198,7 +204,9 @@ class Evaluation:
 
 
 def evaluate(readings: Mapping[str, SignalReading], policy: Policy, state: OptimizerState,
-             now: datetime) -> Evaluation:
+             now: datetime, redundant: Mapping[str, str] | None = None) -> Evaluation:
+    """``redundant``: ``schema.index`` -> why, for the indexes of this profile that index
+    health reports serving nothing (``status.database.indexHealth``)."""
     state = state.model_copy(update={"healthy": _streaks(readings, policy, state, now)})
     if policy.paused:
         return Evaluation((), state, ("paused: nothing changes",))
@@ -206,12 +214,14 @@ def evaluate(readings: Mapping[str, SignalReading], policy: Policy, state: Optim
         return _turn_off(state)
     shadow = policy.mode == "Recommend"
     track = (state.shadow or state.enforced) if shadow else state.enforced
-    run = _Run(policy, state, readings, now, _within_bounds(track, policy), applied=not shadow)
+    run = _Run(policy, state, readings, now, _within_bounds(track, policy), applied=not shadow,
+               redundant=dict(redundant or {}))
     run.verify()
     run.release_holds()
     run.trigger()
     run.relax()
     run.advise()
+    run.retire_indexes()
     run.create_indexes()
     tracks = {"shadow": run.track} if shadow else {"enforced": run.track, "shadow": None}
     return Evaluation(tuple(run.decisions),
@@ -314,6 +324,8 @@ class _Run:
     now: datetime
     track: Track
     applied: bool
+    #: ``schema.index`` -> why, for this profile's indexes index health reports redundant.
+    redundant: dict[str, str] = field(default_factory=dict)
     decisions: list[Decision] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -516,14 +528,34 @@ class _Run:
         if cause is not None and self.blocked(Action.INDEX_ADVICE, budgeted=False) is None:
             self.apply_once(Action.INDEX_ADVICE, *cause)
 
+    def retire_indexes(self) -> None:
+        """Take back one index the optimizer added that index health reports serving nothing;
+        remembered so that the advisor's next recommendation of it is not built again."""
+        if not self.policy.index_removal:
+            return
+        adj = self.track.adjustments
+        gone = next((i for i in adj.indexes if f"{i.schema_}.{i.name}" in self.redundant), None)
+        if gone is None or not self.gate(Action.INDEX_REMOVAL):
+            return
+        after = adj.model_copy(update={
+            "indexes": [i for i in adj.indexes if i is not gone],
+            "retired_indexes": [*adj.retired_indexes, gone.name][-AUTOMATIC_INDEX_LIMIT:]})
+        self.record(
+            Decision(Action.INDEX_REMOVAL, "Revert", "Redundant",
+                     f"take back index {gone.name}: "
+                     f"{self.redundant[f'{gone.schema_}.{gone.name}']}",
+                     adjustments=after, applied=self.applied),
+            self.track.action(Action.INDEX_REMOVAL).model_copy(
+                update={"last_change_at": self.now}))
+
     def create_indexes(self) -> None:
         """Hand one recommended index per evaluation to the PostgreSQL reconciler."""
         if not self.policy.index_creation:
             return
         adj = self.track.adjustments
-        built = {i.name for i in adj.indexes}
+        skipped = {i.name for i in adj.indexes} | set(adj.retired_indexes)
         pending: list[IndexRecommendation] = [r for r in self.state.recommendations
-                                              if r.name not in built]
+                                              if r.name not in skipped]
         if pending and len(adj.indexes) >= AUTOMATIC_INDEX_LIMIT:
             self.notes.append(f"{Action.INDEX_CREATION} at its bound: {AUTOMATIC_INDEX_LIMIT} "
                               f"indexes added")
