@@ -29,7 +29,7 @@ from perf_operator.devstack.processes import free_port
 from perf_operator.optimizer import reconcile_metrics, reconcile_optimization
 from perf_operator.optimizer.state import OptimizerState, adjustments
 from perf_operator.reconcile import Outcome, ProfileContext
-from tests.support.contexts import profile_context
+from tests.support.contexts import apply_merge_patch, profile_context
 from tests.support.events import RecordedEvents
 
 BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, float("inf"))
@@ -177,21 +177,6 @@ def optimized_profile(stack, *, mode: str = "Auto", rules: list[dict] | None = N
     }
 
 
-def merge(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    """``current`` after a JSON merge patch (what the API server does with the handler's)."""
-    out = dict(current)
-    for key, value in patch.items():
-        if value is None:
-            out.pop(key, None)
-        elif isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        elif isinstance(value, dict):
-            out[key] = merge({}, value)
-        else:
-            out[key] = value
-    return out
-
-
 class Profile:
     """One PerformanceProfile driven through the optimizer's parts."""
 
@@ -213,7 +198,7 @@ class Profile:
         self.outcomes = {"Optimizing": optimizing, "MetricsStale": stale}
         for outcome in (optimizing, stale):
             if outcome is not None:
-                self.status = merge(self.status, outcome.status)
+                self.status = apply_merge_patch(self.status, outcome.status)
 
     @property
     def state(self) -> OptimizerState:
@@ -231,8 +216,9 @@ class Profile:
 
 
 async def until(profiles: list[Profile], check: Callable[[], Any], *, timeout: float = 60,
-                what: str = "condition", interval: float = 0.5) -> Any:
-    """Reconcile the profiles (as the resync timer does) until ``check()`` is truthy."""
+                what: str | Callable[[], str] = "condition", interval: float = 0.5) -> Any:
+    """Reconcile the profiles (as the resync timer does) until ``check()`` is truthy; ``what``
+    names it in the error (a callable: computed then, with what it found)."""
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -243,6 +229,7 @@ async def until(profiles: list[Profile], check: Callable[[], Any], *, timeout: f
             return last
         await asyncio.sleep(interval)
     signals = [(p.status.get("optimization") or {}).get("signals") for p in profiles]
+    what = what() if callable(what) else what
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}; "
                          f"history: {[p.history() for p in profiles]}; signals: {signals}")
 

@@ -12,6 +12,7 @@ from perf_operator.api import PerformanceProfileSpec
 from perf_operator.postgres import reconcile_profile
 from perf_operator.reconcile import Outcome, ProfileContext
 from perf_operator.status import merge_patch
+from tests.support.contexts import apply_merge_patch
 from tests.support.contexts import profile_context as _profile_context
 from tests.support.events import RecordedEvents
 
@@ -71,7 +72,9 @@ def phases(outcome: Outcome) -> dict[str, str]:
 
 
 def _remember(ctx: ProfileContext, outcome: Outcome) -> None:
-    patch = merge_patch(ctx.status, outcome.status)
-    for key, value in patch.items():
-        ctx.status[key] = value if not isinstance(value, dict) else {
-            **(ctx.status.get(key) or {}), **value}
+    """The status as the API server keeps it after the operator's patch, in the same dict
+    (others hold it). A shallow merge lost nested keys the patch did not name: the findings of
+    status.database.indexHealth when only a count changed."""
+    merged = apply_merge_patch(ctx.status, merge_patch(ctx.status, outcome.status))
+    ctx.status.clear()
+    ctx.status.update(merged)

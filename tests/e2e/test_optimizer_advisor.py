@@ -8,7 +8,7 @@ import psycopg
 import pytest
 
 from perf_operator.api.profile import Index
-from perf_operator.optimizer import advisor
+from perf_operator.optimizer import advisor, redundant_indexes
 from tests.e2e.optimizer_support import (  # noqa: F401 - fixtures
     MISSING, Profile, exporter, hold, operator_test_mode, optimized_profile, reference_plugins,
     until)
@@ -139,7 +139,9 @@ async def test_auto_mode_takes_back_an_index_that_serves_nothing(
                   if f["index"] == qualified]
     assert finding["kind"] == "unused" and finding["owner"] == f"{namespace}/web"
 
-    await until([web], lambda: web.enforced.retired_indexes, what="the index taken back")
+    await until([web], lambda: web.enforced.retired_indexes,
+                what=lambda: f"the index taken back (redundant: "
+                             f"{redundant_indexes(web.context())}, notes: {web.state.notes})")
     removal = next(h for h in web.state.history if h.action == "IndexRemoval")
     assert (removal.direction, removal.cause, removal.applied) == ("Revert", "Redundant", True)
     assert removal.change.startswith(f"take back index {automatic.name}: unused")

@@ -44,3 +44,18 @@ def tenant_context(namespace: str, profile: dict[str, Any], tenant: dict[str, An
     assert ctx is not None  # the profile is given
     ctx.events = RecordedEvents()
     return ctx
+
+
+def apply_merge_patch(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """``current`` after a JSON merge patch (RFC 7386: what the API server does with the
+    operator's status patch): nested objects are merged key by key, None removes a key."""
+    out = dict(current)
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict):
+            out[key] = apply_merge_patch(out[key] if isinstance(out.get(key), dict) else {},
+                                         value)
+        else:
+            out[key] = value
+    return out

@@ -18,6 +18,26 @@ from perf_operator.postgres.indexes import BuildFailure, IndexDefinition
 from perf_operator.redis import connect as redis_connect
 from perf_operator.targets import policy
 
+#: The module-level maps these tests fill and expect empty at the start.
+SHARED_MAPS = [
+    lambda: index_builds._failures, lambda: pg_connect._targets, lambda: redis_connect._clients,
+    lambda: redis_connect._target_uses, lambda: redis_connect._secrets, lambda: policy._admitted,
+]
+
+
+@pytest.fixture(autouse=True)
+def empty_maps():
+    """Each test starts from empty maps: in one pytest process the end-to-end tests (which run
+    first in CI) leave their own entries there. Theirs are set aside and put back after."""
+    saved = [(shared(), dict(shared())) for shared in SHARED_MAPS]
+    for shared, _ in saved:
+        shared.clear()
+    yield
+    for shared, entries in saved:
+        shared.clear()
+        shared.update(entries)
+
+
 LOCK_MAPS = [
     pytest.param(lambda: redis_connect._locks, id="redis.connect"),
     pytest.param(lambda: pg_connect._locks, id="postgres.connect"),
