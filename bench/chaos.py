@@ -119,7 +119,7 @@ class Chaos:
                              f"--from-literal=password={self.stack.redis.password}",
                              namespace=ns)
             if i < self.args.profiles:
-                self.profiles[ns] = {"extraIndex": False, "perTenantDefault": 1000}
+                self.profiles[ns] = {"extraIndex": False, "perTenantDefault": 40}
                 self.kubectl.apply(json.dumps(self.profile(ns)), ns)
         for ns in self.namespaces:  # one apply per namespace: 500 kubectl runs would take minutes
             count = len(range(self.namespaces.index(ns), self.args.tenants, len(self.namespaces)))
@@ -138,7 +138,10 @@ class Chaos:
         return {**INDEXES, **(dict([EXTRA_INDEX]) if declared["extraIndex"] else {})}
 
     def profile(self, ns: str) -> dict:
-        """The profile declared in ``ns`` (``self.profiles[ns]`` holds what changes)."""
+        """The profile declared in ``ns`` (``self.profiles[ns]`` holds what changes). Its
+        tenants' default connection limit stays within 10-60, so that even a namespace that
+        churn grew to 150 tenants does not overcommit its 10,000 connections (Overcommitted
+        would be a declared, not a lost, state)."""
         return {"apiVersion": "perf.idp.io/v1alpha1", "kind": "PerformanceProfile",
                 "metadata": {"name": PROFILE}, "spec": {
                     "database": {"connection": {"host": "127.0.0.1",
@@ -205,7 +208,7 @@ class Chaos:
         if (step == "create" and undeclared) or not declared:
             ns = self.random.choice(undeclared)
             self.profiles[ns] = {"extraIndex": self.random.random() < 0.5,
-                                 "perTenantDefault": self.random.randint(100, 2000)}
+                                 "perTenantDefault": self.random.randint(10, 60)}
             try:  # create, not apply: a profile still being deleted must not be resurrected
                 self.kubectl.run("create", "-f", "-", input=json.dumps(self.profile(ns)),
                                  namespace=ns)
@@ -218,7 +221,7 @@ class Chaos:
             before = self.profiles[ns]
             self.profiles[ns] = ({**before, "extraIndex": not before["extraIndex"]}
                                  if self.random.random() < 0.5 else
-                                 {**before, "perTenantDefault": self.random.randint(100, 2000)})
+                                 {**before, "perTenantDefault": self.random.randint(10, 60)})
             try:
                 self.kubectl.apply(json.dumps(self.profile(ns)), ns)
             except AssertionError:
