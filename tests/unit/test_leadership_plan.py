@@ -52,7 +52,8 @@ def test_standby_never_loses():
 
 def test_test_mode_timing_is_short_and_keeps_the_safety_margin():
     fast = LeaseTiming.for_config(test_mode=True)
-    assert fast.lease_duration <= 3
+    assert fast.lease_duration <= 6  # a takeover well within the tests' waits
+    assert fast.renew_deadline >= 4  # a loaded machine's API server may stall a few seconds
     assert fast.retry_period < fast.renew_deadline < fast.lease_duration
     assert LeaseTiming.for_config(test_mode=False) == LeaseTiming(15, 10, 2)
 
