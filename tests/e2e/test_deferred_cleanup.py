@@ -83,3 +83,21 @@ def test_namespace_deleted_while_postgres_is_down_is_cleaned_up_later(
         "get", "configmap", "perf-operator-cleanup", "-o", "json",
         namespace=OPERATOR_NAMESPACE).stdout).get("data") or {})), timeout=30,
         what="the ledger entries removed")
+
+
+async def test_a_dropped_database_leaves_nothing_to_clean_up(stack, namespace, credentials,
+                                                              psql):
+    """A profile deleted after its database was dropped: its indexes went with the database,
+    so the cleanup is done at once (it is not deferred and retried for ever)."""
+    import secrets as tokens
+
+    from perf_operator.postgres import cleanup_profile
+    from tests.e2e.postgres_support import database_section, profile_context
+
+    name = f"t_{tokens.token_hex(4)}"
+    stack.postgres.create_database(name)
+    psql("postgres", f"DROP DATABASE {name} WITH (FORCE)")
+    pg = {"host": "127.0.0.1", "port": stack.postgres.port, "database": name}
+    ctx = profile_context(namespace, database_section(pg, indexes=[
+        {"name": "t_a_idx", "table": "t", "columns": [{"column": "a"}]}]))
+    await cleanup_profile(ctx)  # returns: nothing raised, nothing to retry

@@ -65,7 +65,9 @@ class PrometheusOperator(Startable):
     def _start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.control_plane.install_crds(self.crds, field_manager="prometheus-operator-install")
-        self.control_plane.run_kubectl("create", "namespace", self.namespace)
+        # apply, not create: a module before may have installed and uninstalled it already
+        self.control_plane.run_kubectl("apply", "-f", "-", input=yaml.safe_dump(
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.namespace}}))
         self.control_plane.run_kubectl(
             "apply", "--server-side", "--field-manager=perf-operator-dev", "-f", "-",
             input=yaml.safe_dump(prometheus_object(self.name, self.namespace,
@@ -98,8 +100,11 @@ class PrometheusOperator(Startable):
             self.process = None
 
     def uninstall(self) -> None:
-        """Stop, and remove the CRDs (and with them every object of theirs): a test session's
-        other tests expect no Prometheus Operator."""
+        """Stop, and remove the CRDs (and with them every object of theirs) and the namespace:
+        a test session's other tests expect no Prometheus Operator, and the next install
+        creates them again."""
         self.stop()
         self.control_plane.run_kubectl("delete", "-f", str(self.crds), "--wait=true",
-                                       "--ignore-not-found")
+                                       "--ignore-not-found", "--timeout=120s")
+        self.control_plane.run_kubectl("delete", "namespace", self.namespace, "--wait=true",
+                                       "--ignore-not-found", "--timeout=120s")

@@ -22,8 +22,8 @@ from ..reconcile import Outcome, ProfileContext
 from ..scrub import scrub
 from ..status import steady_reading
 from ..secrets import SecretError
-from .connect import (DatabaseUnavailable, close_profile_pools, describe_unreachable,
-                      forget_target, target_for_profile, unreachable)
+from .connect import (DatabaseGone, DatabaseUnavailable, close_profile_pools,
+                      describe_unreachable, forget_target, target_for_profile, unreachable)
 from .health import health_status, index_health, new_findings, observe_index_facts
 from .index_builds import BuildOptions, reconcile_indexes, wait_for_jobs
 from .indexes import (IndexDefinition, IndexReport, Phase, RefusedIndex,
@@ -125,7 +125,10 @@ async def cleanup_profile(ctx: ProfileContext) -> None:
 
 
 async def _drop_or_release_indexes(ctx: ProfileContext, database: Any) -> None:
-    target = await target_for_profile(ctx.namespace, ctx.name, database.connection)
+    try:
+        target = await target_for_profile(ctx.namespace, ctx.name, database.connection)
+    except DatabaseGone:
+        return  # its indexes went with the database: nothing to drop or release
     await wait_for_jobs(target, cancel=True)
     names = [index.name for index in desired_indexes(ctx)]
     options = BuildOptions.from_spec(database)

@@ -59,6 +59,18 @@ class DatabaseUnavailable(Exception):
     """The database cannot be reached or refuses the login; the message is scrubbed."""
 
 
+class DatabaseGone(DatabaseUnavailable):
+    """The server says the database does not exist (SQLSTATE 3D000: dropped, or never there):
+    nothing the operator made in it can be left, so a cleanup of it has nothing to do."""
+
+
+def _database_missing(err: psycopg.Error, dbname: str) -> bool:
+    """libpq reports a refused connection without its SQLSTATE, so the server's own words are
+    the evidence too (an English ``lc_messages``, PostgreSQL's default; another language reads
+    as an unreachable database, which is retried: the safe side)."""
+    return err.sqlstate == "3D000" or f'database "{dbname}" does not exist' in str(err)
+
+
 #: SQLSTATEs of a server that is going away or not accepting connections yet (admin, crash or
 #: immediate shutdown, starting up): the server is unreachable, not the statement wrong.
 _SHUTDOWN_STATES = frozenset({"57P01", "57P02", "57P03"})
@@ -236,7 +248,8 @@ async def _connect(kwargs: dict[str, Any]) -> psycopg.AsyncConnection:
     try:
         return await psycopg.AsyncConnection.connect(**kwargs, autocommit=True)
     except psycopg.Error as err:
-        raise DatabaseUnavailable(
+        error = DatabaseGone if _database_missing(err, kwargs["dbname"]) else DatabaseUnavailable
+        raise error(
             f"cannot connect to PostgreSQL {kwargs['host']}:{kwargs['port']}/{kwargs['dbname']} "
             f"as {kwargs['user']}: {scrub(err)}") from None
 

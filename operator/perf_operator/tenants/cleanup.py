@@ -12,7 +12,7 @@ import psycopg
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from ..postgres.connect import DatabaseTarget, DatabaseUnavailable
+from ..postgres.connect import DatabaseGone, DatabaseTarget, DatabaseUnavailable
 from ..ratelimit.layout import OWNER_FIELD, record_key
 from ..reconcile import TenantContext
 from ..redis.connect import RedisTarget, with_client
@@ -130,7 +130,10 @@ async def _delete_place(ctx: TenantContext, place: RecordPlace | RowPlace,
         prefix = place.key.removesuffix(record_key("", ctx.limits.tenant_id))
         forget(prefix, ctx.limits.tenant_id)
     else:
-        target = await mirror_target(ctx.namespace, place.profile, place.connection)
+        try:
+            target = await mirror_target(ctx.namespace, place.profile, place.connection)
+        except DatabaseGone:
+            return f"no old {place.describe()} to delete: its database no longer exists"
         if (row is not None and row.profile == place.profile
                 and row.connection.database == place.connection.database):
             here = await mirror_target(ctx.namespace, row.profile, row.connection)
