@@ -14,8 +14,8 @@ from perf_operator.kube import reconcile_alerts
 from perf_operator.kube import apply as k8s
 from perf_operator.kube.alerts import RULE_FILE_KEY
 from tests.e2e.kube_outputs import (PROMETHEUS_RULE_CRD, RecordedEvents, api_writes,
-                                    apply_profile, context, remember, respec,
-                                    writes_between)
+                                    apply_profile, context, remember, respec, writes_between,
+                                    writes_during)
 
 #: The test calls the reconcilers itself; the session operator must not act here too.
 pytestmark = pytest.mark.isolated
@@ -57,10 +57,10 @@ async def test_rule_file_config_map_then_prometheus_rule(stack, kubectl, namespa
     assert "> 0.02 <= 0.05" in rule_file.read_text()
     assert ctx.events.take() == ["Created"]
 
-    before = api_writes(stack, "configmaps")
-    for _ in range(3):
-        assert (await _reconcile(ctx)).ready
-    assert writes_between(before, api_writes(stack, "configmaps")) == {}
+    with writes_during(stack, kubectl, "configmaps") as writes:
+        for _ in range(3):
+            assert (await _reconcile(ctx)).ready
+    assert writes == {}
 
     request.getfixturevalue("prometheus_operator_crd")
     outcome = await _reconcile(ctx)

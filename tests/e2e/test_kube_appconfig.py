@@ -13,8 +13,8 @@ from perf_operator import FIELD_MANAGER
 from perf_operator.kube import apply as k8s
 from perf_operator.kube import reconcile_app_config
 from perf_operator.kube.appconfig import DOCUMENT_KEY, HASH_ANNOTATION
-from tests.e2e.kube_outputs import (RecordedEvents, api_writes, apply_profile, context,
-                                    remember, respec, writes_between)
+from tests.e2e.kube_outputs import (RecordedEvents, apply_profile, context, remember, respec,
+                                    writes_during)
 
 #: The test calls the reconcilers itself; the session operator must not act here too.
 pytestmark = pytest.mark.isolated
@@ -81,10 +81,10 @@ async def test_config_map_hash_and_deployment_stamp(stack, kubectl, namespace, c
     assert _annotation_owners(kubectl, namespace) == {FIELD_MANAGER}
     assert sorted(ctx.events.take()) == ["Created", "Stamped"]
 
-    before = api_writes(stack, "configmaps", "deployments")
-    for _ in range(3):
-        assert (await _reconcile(ctx)).ready
-    assert writes_between(before, api_writes(stack, "configmaps", "deployments")) == {}
+    with writes_during(stack, kubectl, "configmaps", "deployments") as writes:
+        for _ in range(3):
+            assert (await _reconcile(ctx)).ready
+    assert writes == {}
     assert ctx.events.take() == []
 
     changed = {**SPEC, "api": {"compression": {"enabled": False}}}

@@ -9,7 +9,7 @@ import time
 
 import yaml
 
-from tests.e2e.kube_outputs import api_writes, writes_between
+from tests.e2e.kube_outputs import writes_during
 from tests.support.kube import eventually
 
 SPEC = {
@@ -67,10 +67,9 @@ def test_operator_writes_the_kubernetes_outputs(operator, stack, kubectl, namesp
                what="one Created Event per object")
 
     # Steady state: three resync periods, not one write to the objects.
-    before = api_writes(stack, "horizontalpodautoscalers", "configmaps")
-    time.sleep(7)
-    assert writes_between(before, api_writes(stack, "horizontalpodautoscalers",
-                                             "configmaps")) == {}
+    with writes_during(stack, kubectl, "horizontalpodautoscalers", "configmaps") as writes:
+        time.sleep(7)
+    assert writes == {}
 
     kubectl.run("delete", "hpa", "shop-api", namespace=namespace)
     eventually(lambda: kubectl.get("hpa", "shop-api", namespace), timeout=30,

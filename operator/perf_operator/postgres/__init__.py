@@ -120,15 +120,14 @@ async def cleanup_profile(ctx: ProfileContext) -> None:
     try:
         if database is not None:
             await _drop_or_release_indexes(ctx, database)
+    except DatabaseGone:
+        pass  # its indexes went with the database (also when a pool was open before the drop)
     finally:
         await close_profile_pools(ctx.namespace, ctx.name)
 
 
 async def _drop_or_release_indexes(ctx: ProfileContext, database: Any) -> None:
-    try:
-        target = await target_for_profile(ctx.namespace, ctx.name, database.connection)
-    except DatabaseGone:
-        return  # its indexes went with the database: nothing to drop or release
+    target = await target_for_profile(ctx.namespace, ctx.name, database.connection)
     await wait_for_jobs(target, cancel=True)
     names = [index.name for index in desired_indexes(ctx)]
     options = BuildOptions.from_spec(database)
