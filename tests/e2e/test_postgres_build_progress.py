@@ -38,6 +38,8 @@ def test_progress_moves_up_during_a_build(operator, kubectl, namespace, pg_datab
         if index.get("progress"):
             seen.append(index["progress"])
             columns.add(database.get("building", ""))
+            # a build under way is not an INVALID leftover to index health
+            assert not (database.get("indexHealth") or {}).get("invalid"), database
         ready = condition(obj, "DatabaseReady")
         if ready and ready["status"] == "True":
             assert index["phase"] == "Ready" and "progress" not in index

@@ -11,7 +11,8 @@ Pure analysis (``index_health``) of what ``observe_index_facts`` reads from the 
   are kept;
 * bloated: larger than its estimate (rows x key width from ``pg_stats``, plus tuple overhead,
   at btree's fillfactor) by ``bloat_ratio`` and at least a megabyte; an estimate, labelled so;
-* invalid: left by an interrupted concurrent build.
+* invalid: left by an interrupted concurrent build (one still running is not judged: the
+  progress view names it).
 
 ``owner`` is the profile whose ownership marker the index carries: only those may ever be acted
 on by the operator; the rest are reported.
@@ -168,6 +169,8 @@ LEFT JOIN pg_stat_user_indexes s ON s.indexrelid = c.oid
 LEFT JOIN pg_description d
        ON d.objoid = c.oid AND d.classoid = 'pg_class'::regclass AND d.objsubid = 0
 WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%%'
+  -- a concurrent build in progress is INVALID until it finishes: not a finding yet
+  AND NOT EXISTS (SELECT 1 FROM pg_stat_progress_create_index p WHERE p.index_relid = c.oid)
 """
 
 
