@@ -131,3 +131,13 @@ def writes_during(stack, kubectl, *resources: str) -> Iterator[dict[str, int]]:
         left = writes.pop("configmaps:PATCH", 0) - ledger
         if left > 0:
             writes["configmaps:PATCH"] = left
+
+
+def managers(kubectl, kind: str, name: str, namespace: str) -> dict[str, str]:
+    """manager -> operation from the object's managedFields (which ``kubectl get`` hides
+    unless asked), status subresource entries left out."""
+    result = kubectl.run("get", kind, name, "-o", "json", "--show-managed-fields",
+                         namespace=namespace)
+    return {entry["manager"]: entry["operation"]
+            for entry in json.loads(result.stdout)["metadata"].get("managedFields") or []
+            if not entry.get("subresource")}
