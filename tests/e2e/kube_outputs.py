@@ -16,7 +16,7 @@ import yaml
 
 from perf_operator.reconcile import Outcome, ProfileContext
 from perf_operator.status import merge_patch
-from tests.support.contexts import profile_context
+from tests.support.contexts import apply_merge_patch, profile_context
 from tests.support.events import RecordedEvents
 
 FIXTURES = pathlib.Path(__file__).parent / "kube_fixtures"
@@ -53,22 +53,14 @@ def remember(ctx: ProfileContext, outcome: Outcome | None) -> Outcome | None:
     semantics, None removes) and its condition's reason."""
     if outcome is None:
         return None
-    _merge(ctx.status, merge_patch(ctx.status, outcome.status))
+    merged = apply_merge_patch(ctx.status, merge_patch(ctx.status, outcome.status))
+    ctx.status.clear()
+    ctx.status.update(merged)
     conditions = [c for c in ctx.status.get("conditions", []) if c["type"] != outcome.condition]
     ctx.status["conditions"] = conditions + [{"type": outcome.condition,
                                               "status": outcome.condition_status,
                                               "reason": outcome.reason}]
     return outcome
-
-
-def _merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
-    for key, value in patch.items():
-        if value is None:
-            target.pop(key, None)
-        elif isinstance(value, dict) and isinstance(target.get(key), dict):
-            _merge(target[key], value)
-        else:
-            target[key] = value
 
 
 #: Creating and changing verbs. Deletes are left out: the namespace controller empties the
