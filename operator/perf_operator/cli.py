@@ -42,10 +42,14 @@ def _webhook_options(args: argparse.Namespace):
     """Service mode (``--webhook-service``, a cluster) or URL mode (the local stack: the API
     server calls ``https://<--webhook-host or the listen address>:<port>``)."""
     from .admission.server import WebhookOptions
+    from .admission.tls import ServingFiles
     from .config import operator_namespace
 
     addr, _, port = args.webhook_listen.rpartition(":")
-    if not args.webhook_service and not args.webhook_cert:
+    given = (args.webhook_cert, args.webhook_key, args.webhook_ca)
+    if any(given) and not all(given):
+        raise SystemExit("--webhook-cert, --webhook-key and --webhook-ca go together")
+    if not args.webhook_service and not all(given):
         raise SystemExit("--webhook-listen needs --webhook-service, or --webhook-cert, "
                          "--webhook-key and --webhook-ca")
     url = None if args.webhook_service else f"https://{args.webhook_host or addr}:{port}"
@@ -53,7 +57,7 @@ def _webhook_options(args: argparse.Namespace):
         addr=addr, port=int(port), configuration=args.webhook_configuration, url=url,
         service=args.webhook_service,
         service_namespace=operator_namespace(),
-        certfile=args.webhook_cert, keyfile=args.webhook_key, cafile=args.webhook_ca)
+        files=ServingFiles(*map(pathlib.Path, given)) if all(given) else None)
 
 
 def _crds(args: argparse.Namespace) -> int:

@@ -162,6 +162,21 @@ def exit_process(reason: str) -> None:
     os._exit(1)
 
 
+@dataclass(frozen=True)
+class _Election:
+    """What the election loop creates on its own event loop and uses only there."""
+
+    stop: asyncio.Event
+    #: Serialises a step and a release.
+    lock: asyncio.Lock
+    api: client.CoordinationV1Api
+
+
+def _settle(finished: asyncio.Future) -> None:
+    if not finished.done():
+        finished.set_result(None)
+
+
 class LeaderGate:
     """A Lease-based leader election loop on a thread of its own.
 
@@ -191,10 +206,8 @@ class LeaderGate:
         self._loop_beat: float | None = None
         self._operator_loop: asyncio.AbstractEventLoop | None = None
         self._election_loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        #: Serialises a step and a release (both on the election loop).
-        self._lock: asyncio.Lock | None = None
-        self._api: client.CoordinationV1Api | None = None
+        #: Exists while the election loop runs (it owns the API client).
+        self._election: _Election | None = None
 
     @classmethod
     async def from_environment(cls, **kwargs: Any) -> LeaderGate:
@@ -258,30 +271,29 @@ class LeaderGate:
         finally:
             loop.close()
             operator_loop = self._operator_loop
-            if not operator_loop.is_closed():
-                operator_loop.call_soon_threadsafe(
-                    lambda: finished.done() or finished.set_result(None))
+            if operator_loop is not None and not operator_loop.is_closed():
+                operator_loop.call_soon_threadsafe(_settle, finished)
 
     def _signal_stop(self) -> None:
-        loop, stop = self._election_loop, self._stop
-        if loop is not None and stop is not None and not loop.is_closed():
+        loop, election = self._election_loop, self._election
+        if loop is not None and election is not None and not loop.is_closed():
             try:
-                loop.call_soon_threadsafe(stop.set)
+                loop.call_soon_threadsafe(election.stop.set)
             except RuntimeError:
                 pass  # closed between the check and the call: it has stopped anyway
 
     async def _elect(self) -> None:
         """Acquire or renew every ``retry_period`` until released or stopped."""
-        self._stop, self._lock = asyncio.Event(), asyncio.Lock()
         api_client = await new_api_client()
-        self._api = client.CoordinationV1Api(api_client)
+        election = self._election = _Election(
+            asyncio.Event(), asyncio.Lock(), client.CoordinationV1Api(api_client))
         try:
-            while not self._stop.is_set():  # set by a release once it has finished
-                async with self._lock:
+            while not election.stop.is_set():  # set by a release once it has finished
+                async with election.lock:
                     if not self._released:
                         await self._step()
                 try:
-                    await asyncio.wait_for(self._stop.wait(), self.timing.retry_period)
+                    await asyncio.wait_for(election.stop.wait(), self.timing.retry_period)
                 except asyncio.TimeoutError:
                     pass
         except Exception as err:  # noqa: BLE001 - restart rather than lead, or wait, blindly
@@ -290,8 +302,14 @@ class LeaderGate:
         finally:
             await api_client.close()
 
+    @property
+    def _running(self) -> _Election:
+        """The election loop's state; only its coroutines use it, while it runs."""
+        assert self._election is not None, "the election loop is not running"
+        return self._election
+
     async def _release(self) -> None:
-        async with self._lock:
+        async with self._running.lock:
             await self._release_locked()
 
     async def _release_locked(self) -> None:
@@ -301,13 +319,13 @@ class LeaderGate:
                 return
             self._set_leading(False)
             body = self._body(holder=None, transitions=self._record.transitions)
-            await self._api.replace_namespaced_lease(self.name, self.namespace, body)
+            await self._running.api.replace_namespaced_lease(self.name, self.namespace, body)
             logger.info("released leadership lease %s/%s", self.namespace, self.name)
         except ApiException as err:
             logger.warning("could not release lease %s/%s: %s", self.namespace, self.name,
                            scrub(err.reason))
         finally:
-            self._stop.set()  # only now may the election loop close its client
+            self._running.stop.set()  # only now may the election loop close its client
 
     def _set_leading(self, leading: bool) -> None:
         self._leading = leading
@@ -359,7 +377,7 @@ class LeaderGate:
 
     async def _observe(self) -> None:
         try:
-            lease = await self._api.read_namespaced_lease(self.name, self.namespace)
+            lease = await self._running.api.read_namespaced_lease(self.name, self.namespace)
         except ApiException as err:
             if err.status != 404:
                 raise
@@ -375,7 +393,7 @@ class LeaderGate:
         self._record = record
 
     async def _write(self, step: Create | Renew | Acquire) -> None:
-        api = self._api
+        api = self._running.api
         if isinstance(step, Create):
             body = self._body(holder=self.identity, transitions=0, acquired=True)
             lease = await api.create_namespaced_lease(self.namespace, body)

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .api import EffectiveTenantLimits, PerformanceProfileSpec, TenantQuotaSpec
 from .scrub import scrub
 
 
@@ -69,7 +70,7 @@ class ProfileContext:
     namespace: str
     uid: str
     generation: int
-    spec: Any  # api.PerformanceProfileSpec, parsed and validated
+    spec: PerformanceProfileSpec  # parsed and validated
     status: dict[str, Any]  # the status as last written, for what a part remembers between runs
     events: EventRecorder
     logger: logging.Logger | logging.LoggerAdapter
@@ -99,10 +100,12 @@ class TenantContext:
     namespace: str
     uid: str
     generation: int
-    spec: Any  # api.TenantQuotaSpec
+    spec: TenantQuotaSpec
     profile_name: str
-    profile: Any  # api.PerformanceProfileSpec of the referenced profile
-    limits: Any  # api.EffectiveTenantLimits: the tenant merged with its profile's defaults
+    #: The referenced profile, its target's connections filled in.
+    profile: PerformanceProfileSpec
+    #: The tenant merged with its profile's defaults (and the optimizer's load shedding).
+    limits: EffectiveTenantLimits
     status: dict[str, Any]
     events: EventRecorder
     logger: logging.Logger | logging.LoggerAdapter

@@ -42,7 +42,9 @@ _MASK = "***"
 _KEY_WORDS = (r"password|passwd|pwd|token|secret|requirepass|masterauth|api[-_]?key|"
               r"credentials?")
 
-_PATTERNS = [
+#: (pattern, its replacement, only applied when this matches too)
+_PATTERNS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str],
+                      re.Pattern[str] | None]] = [
     # a Secret's body (JSON text or the client's repr of it): its data values are credentials
     (re.compile(r"""(["']?(?:data|string_?[dD]ata)["']?\s*[:=]\s*\{)[^{}]*(\})"""),
      r"\1" + _MASK + r"\2", re.compile(r"""["']?kind["']?\s*[:=]\s*["']?Secret\b""")),

@@ -152,7 +152,7 @@ async def test_checks_use_the_clients_connection_settings_unix_socket_and_databa
     client = Redis(unix_socket_path=str(socket_path), password=password, db=3)
     database_zero = Redis(unix_socket_path=str(socket_path), password=password)
     try:
-        wait_until(lambda: server.check_alive() or socket_path.exists(), timeout=30,
+        wait_until(socket_path.exists, process=server, timeout=30,
                    what="Redis on a unix socket")
         await write_table(client, redis_prefix, "acme", [{"pattern": "/x", "requests": 2}])
         decisions = await Limiter(client).check_many(redis_prefix, [("acme", "/x", "GET")] * 3)

@@ -23,7 +23,7 @@ from ..validation import off_loop
 from .configuration import (PATH_PREFIX, Endpoint, desired_configuration,
                             keep_configuration)
 from .review import CHECKS, Check, plan_review, review_response
-from .tls import shared_serving_files
+from .tls import ServingFiles, shared_serving_files
 
 logger = logging.getLogger(__name__)
 
@@ -43,9 +43,8 @@ class WebhookOptions:
     url: str | None = None
     service: str | None = None
     service_namespace: str | None = None
-    certfile: str | None = None
-    keyfile: str | None = None
-    cafile: str | None = None
+    #: Given (``--webhook-cert``, ``-key``, ``-ca``), else shared through a Secret.
+    files: ServingFiles | None = None
 
 
 @dataclass
@@ -81,19 +80,19 @@ def review_app(namespaces: Sequence[str]) -> web.Application:
 async def start_webhook(options: WebhookOptions, namespaces: Sequence[str]) -> RunningWebhook:
     """Serve reviews on ``options.addr:port`` and keep the configuration that points the API
     server here in place. Independent of leadership: call it before waiting to lead."""
-    if options.certfile:
-        cert, key, ca = options.certfile, options.keyfile, options.cafile
-    else:
+    files = options.files
+    if files is None:
+        if options.service is None or options.service_namespace is None:
+            raise ValueError("the webhook needs its certificate files or a Service")
         directory = pathlib.Path(tempfile.mkdtemp(prefix="perf-operator-webhook-"))
         files = await shared_serving_files(options.service_namespace, options.service, directory)
-        cert, key, ca = files.cert, files.key, files.ca
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
+    context.load_cert_chain(files.cert, files.key)
     runner = web.AppRunner(review_app(namespaces), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, options.addr, options.port, ssl_context=context,
                       reuse_port=True).start()
-    endpoint = Endpoint(ca_bundle=pathlib.Path(ca).read_bytes(), url=options.url,
+    endpoint = Endpoint(ca_bundle=files.ca.read_bytes(), url=options.url,
                         service_namespace=options.service_namespace,
                         service_name=options.service)
     desired = desired_configuration(options.configuration, endpoint, namespaces)

@@ -166,8 +166,8 @@ def _key_rank(key: str) -> tuple[int, str]:
 
 
 def _printer_column(column: PrinterColumn) -> dict[str, Any]:
-    out = {"name": column.name, "type": column.type, "jsonPath": column.json_path,
-           "description": column.description}
+    out: dict[str, Any] = {"name": column.name, "type": column.type,
+                           "jsonPath": column.json_path, "description": column.description}
     if column.priority:
         out["priority"] = column.priority
     return out

@@ -46,7 +46,7 @@ class EndpointRateLimit(Limit):
         description="URL path the rule applies to, starting with '/'. `*` matches one path "
                     "segment and `**` any number of segments, e.g. `/api/plugins/**`.")
     methods: Methods = Field(
-        default_factory=lambda: ["*"],
+        default_factory=lambda: list[HttpMethod](["*"]),
         description="HTTP methods the rule applies to; `*` means every method.")
     critical: bool = Field(
         False, description="Critical endpoints (health checks, authentication) are never shed "

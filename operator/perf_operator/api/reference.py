@@ -258,8 +258,8 @@ def _render_section(kind: ResourceKind, path: str, node: dict[str, Any]) -> list
     rules = _rules(path, node)
     if rules:
         lines += ["Validation rules:", ""]
-        for field, rule in rules:
-            where = f"{_code(field)}: " if field else ""
+        for rule_field, rule in rules:
+            where = f"{_code(rule_field)}: " if rule_field else ""
             lines.append(f"- {where}{_plain(rule['message'])} — {_code(rule['rule'])}")
         lines.append("")
     return lines

@@ -8,8 +8,9 @@ about with the small markers below, so a rule is read and changed next to the fi
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar, TypeVar
+from typing import Annotated, Any, ClassVar, Optional, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
 from pydantic.alias_generators import to_camel
@@ -116,7 +117,7 @@ class KubernetesJsonSchema(GenerateJsonSchema):
     def get_default_value(self, schema: core_schema.WithDefaultSchema) -> Any:
         factory = schema.get("default_factory")
         if factory is not None and not schema.get("default_factory_takes_data"):
-            return factory()
+            return cast(Callable[[], Any], factory)()
         return super().get_default_value(schema)
 
 
@@ -134,7 +135,9 @@ def partial(model: type[SpecModel]) -> type[SpecModel]:
         if isinstance(annotation, type) and issubclass(annotation, SpecModel):
             annotation = partial(annotation)
         inner = Annotated[annotation, *info.metadata] if info.metadata else annotation
-        fields[name] = (inner | None, Field(None, alias=info.alias, description=info.description))
+        # Optional[...] rather than ``| None``: the annotation of a field may itself be None
+        fields[name] = (Optional[inner],
+                        Field(None, alias=info.alias, description=info.description))
     return create_model(f"{model.__name__}Override", __base__=SpecModel,
                         __doc__=f"Overrides of {model.__name__}; what is left out is inherited.",
                         **fields)

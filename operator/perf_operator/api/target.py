@@ -71,7 +71,8 @@ class TargetPostgres(PostgresConnection):
                     "(reason ParameterNotAllowed) and sets none. Omit to allow the operator's "
                     "whole list.")
     scopes: Annotated[list[Literal["System", "Database"]], ListSet()] = Field(
-        default_factory=lambda: ["Database"], max_length=2,
+        default_factory=lambda: list[Literal["System", "Database"]](["Database"]),
+        max_length=2,
         description="Scopes of database.settings profiles may use. System (ALTER SYSTEM) also "
                     "needs the profile to be the serverSettingsOwner.")
 

@@ -17,6 +17,8 @@ Tier = Literal["Free", "Standard", "Premium", "Enterprise"]
 TenantId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$",
                                             max_length=63)]
 
+#: Models made at import by ``partial``: mypy cannot see their fields, so the fields typed
+#: with them are Any to it (hence the ignores below).
 WebsocketOverride = partial(WebsocketQuota)
 CacheOverride = partial(CacheQuota)
 
@@ -50,10 +52,10 @@ class TenantQuotaSpec(SpecModel):
                           "rules that have its pattern and a method in common; the profile's "
                           "other rules still apply. Use pattern `/**` to change the budget of "
                           "everything else.")
-    websocket: WebsocketOverride | None = Field(
+    websocket: WebsocketOverride | None = Field(  # type: ignore[valid-type]
         None, description="WebSocket limits; omitted fields come from the profile's "
                           "websocket.perTenantDefault and messageRatePerMinute.")
-    cache: CacheOverride | None = Field(
+    cache: CacheOverride | None = Field(  # type: ignore[valid-type]
         None, description="Cache quota; omitted fields come from the profile's "
                           "cache.defaultQuotaBytes, defaultMaxKeys and ttlSeconds.")
     plugins: PluginQuota = Field(default_factory=PluginQuota, description="Plugin limits.")

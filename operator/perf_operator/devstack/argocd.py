@@ -167,7 +167,7 @@ class ArgoCD(Startable):
             f"--redis={redis}",
             "--revision-cache-expiration=1s", "--loglevel=warn", "--logformat=text",
         ], env)
-        wait_until(lambda: repo_server.check_alive() or port_is_open(self.repo_server_port),
+        wait_until(lambda: port_is_open(self.repo_server_port), process=repo_server,
                    timeout=60, what="argocd-repo-server")
         controller = self._spawn("argocd-application-controller", [
             str(self.bin_dir / "argocd-application-controller"),
@@ -181,8 +181,7 @@ class ArgoCD(Startable):
             "--persist-resource-health",
             "--loglevel=warn", "--logformat=text",
         ], env)
-        wait_until(lambda: controller.check_alive() or
-                   port_is_open(self.controller_metrics_port),
+        wait_until(lambda: port_is_open(self.controller_metrics_port), process=controller,
                    timeout=120, what="argocd-application-controller")
 
     def register_health_checks(self) -> None:

@@ -105,7 +105,7 @@ class ControlPlane(Startable):
             "--unsafe-no-fsync", "--quota-backend-bytes", str(4 * 1024**3),
             "--log-level", "warn",
         ])
-        wait_until(lambda: etcd.check_alive() or _http_ok(f"http://127.0.0.1:{etcd_port}/health"),
+        wait_until(lambda: _http_ok(f"http://127.0.0.1:{etcd_port}/health"), process=etcd,
                    timeout=60, what="etcd health")
         del etcd_client  # etcd listens on plain loopback HTTP; the client cert is not needed
 
@@ -128,7 +128,7 @@ class ControlPlane(Startable):
             "--profiling=false",
             "--v=0",
         ])
-        wait_until(lambda: apiserver.check_alive() or self._readyz(), timeout=120,
+        wait_until(self._readyz, process=apiserver, timeout=120,
                    what="kube-apiserver /readyz")
         self._write_kubeconfig(self.kubeconfig, admin, "admin")
         kcm_kubeconfig = self.workdir / "controller-manager.kubeconfig"
@@ -148,7 +148,7 @@ class ControlPlane(Startable):
             "--concurrent-gc-syncs=5", "--concurrent-namespace-syncs=5",
             "--v=0",
         ])
-        wait_until(lambda: controller_manager.check_alive() or self._controller_manager_active(),
+        wait_until(self._controller_manager_active, process=controller_manager,
                    timeout=60, what="kube-controller-manager")
 
     def restart_apiserver(self) -> None:
@@ -160,7 +160,7 @@ class ControlPlane(Startable):
         old.stop()  # reaps it and closes its log; the new one appends to the same file
         new = ManagedProcess(old.name, old.argv, self.logs)
         self.processes[self.processes.index(old)] = new
-        wait_until(lambda: new.check_alive() or self._readyz(), timeout=120,
+        wait_until(self._readyz, process=new, timeout=120,
                    what="kube-apiserver /readyz after a restart")
 
     def _spawn(self, name: str, argv: list[str]) -> ManagedProcess:

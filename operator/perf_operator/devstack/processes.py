@@ -25,9 +25,13 @@ def port_is_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def wait_until(check: Callable[[], bool], *, timeout: float, what: str, interval: float = 0.1) -> None:
+def wait_until(check: Callable[[], bool], *, timeout: float, what: str, interval: float = 0.1,
+               process: ManagedProcess | None = None) -> None:
+    """Poll ``check`` until it holds; fail at once, with its log, if ``process`` exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if process is not None:
+            process.check_alive()
         if check():
             return
         time.sleep(interval)

@@ -77,7 +77,7 @@ class PrometheusOperator(Startable):
             f"--web.listen-address=127.0.0.1:{self.port}",
             "--kubelet-endpoints=false", "--log-level=warn",
         ], self.workdir, env={**os.environ, "KUBECONFIG": str(self.control_plane.kubeconfig)})
-        wait_until(lambda: self.process.check_alive() or self._rendered_config(), timeout=120,
+        wait_until(self._rendered_config, process=self.process, timeout=120,
                    what="the Prometheus Operator to reconcile its Prometheus")
         self.sync = RuleFileSync(self.control_plane, self.prometheus,
                                  f"prometheus-name={self.name}", SYNCED_PREFIX,

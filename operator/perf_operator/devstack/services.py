@@ -90,7 +90,7 @@ class PostgresServer:
             "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
             "-c", "max_locks_per_transaction=128", "-c", "log_min_messages=warning",
         ], self.workdir, user=user)
-        wait_until(lambda: self.process.check_alive() or self._ready(), timeout=60,
+        wait_until(self._ready, process=self.process, timeout=60,
                    what="PostgreSQL")
 
     def psql(self, database: str, sql: str, *, user: str | None = None,
@@ -149,7 +149,7 @@ class PostgresServer:
         subprocess.run([str(POSTGRES_BIN / "pg_ctl"), "stop", "-D", str(self.data_dir),
                         "-m", "fast", "-w"], check=True, capture_output=True,
                        user=unprivileged_user())
-        self.process.stop()  # reaps it and closes its log
+        self.stop()  # reaps it and closes its log
 
 
 @dataclass
@@ -171,7 +171,7 @@ class RedisServer:
         ]))
         config.chmod(0o600)
         self.process = ManagedProcess("redis", ["redis-server", str(config)], self.workdir)
-        wait_until(lambda: self.process.check_alive() or self.ping(), timeout=30, what="Redis")
+        wait_until(self.ping, process=self.process, timeout=30, what="Redis")
 
     def ping(self) -> bool:
         result = subprocess.run(
@@ -231,7 +231,7 @@ class PrometheusServer:
             f"--web.listen-address=127.0.0.1:{self.port}", "--web.enable-lifecycle",
             "--storage.tsdb.retention.time=1h", "--log.level=warn",
         ], self.workdir)
-        wait_until(lambda: self.process.check_alive() or self._ready(), timeout=60,
+        wait_until(self._ready, process=self.process, timeout=60,
                    what="Prometheus")
 
     def _ready(self) -> bool:

@@ -6,6 +6,7 @@ import pathlib
 import shutil
 import tempfile
 from dataclasses import dataclass, field
+from typing import Any
 
 from .argocd import ArgoCD
 from .controlplane import ControlPlane
@@ -17,10 +18,12 @@ from .services import PostgresServer, PrometheusServer, RedisServer
 class LocalStack:
     root: pathlib.Path = field(
         default_factory=lambda: pathlib.Path(tempfile.mkdtemp(prefix="perf-operator-stack-")))
-    control_plane: ControlPlane | None = None
-    postgres: PostgresServer | None = None
-    redis: RedisServer | None = None
-    prometheus: PrometheusServer | None = None
+    #: Set by :meth:`start` (which stops what it started if one of them fails): a started
+    #: stack always has all four.
+    control_plane: ControlPlane = field(init=False)
+    postgres: PostgresServer = field(init=False)
+    redis: RedisServer = field(init=False)
+    prometheus: PrometheusServer = field(init=False)
     #: Added on request (``add_argocd``, ``add_prometheus_operator``): Go clients built on
     #: first use, which most tests do not need.
     argocd: ArgoCD | None = None
@@ -51,10 +54,14 @@ class LocalStack:
             raise
         return self
 
+    def _started(self, part: str) -> Any:
+        """One of the four parts, or None before :meth:`start` got to it."""
+        return getattr(self, part, None)
+
     def pids(self) -> list[int]:
-        procs = [s.process for s in (self.postgres, self.redis, self.prometheus) if s and s.process]
-        if self.control_plane:
-            procs += self.control_plane.processes
+        procs = [s.process for s in map(self._started, ("postgres", "redis", "prometheus"))
+                 if s and s.process]
+        procs += self.control_plane.processes
         if self.argocd:
             procs += self.argocd.processes
         if self.prometheus_operator and self.prometheus_operator.process:
@@ -62,14 +69,11 @@ class LocalStack:
         return [p.pid for p in procs]
 
     def ports(self) -> list[int]:
-        ports = [s.port for s in (self.postgres, self.redis, self.prometheus) if s]
-        if self.control_plane:
-            ports.append(self.control_plane.api_port)
-        return ports
+        return [self.postgres.port, self.redis.port, self.prometheus.port,
+                self.control_plane.api_port]
 
     def describe(self) -> dict:
         """Where everything listens; credentials stay in the files the stack wrote."""
-        assert self.control_plane and self.postgres and self.redis and self.prometheus
         return {
             "kubeconfig": str(self.control_plane.kubeconfig),
             "kubectl": self.control_plane.kubectl,
@@ -93,8 +97,8 @@ class LocalStack:
         return path
 
     def stop(self) -> None:
-        for part in (self.argocd, self.prometheus_operator, self.control_plane, self.prometheus,
-                     self.redis, self.postgres):
+        for part in (self.argocd, self.prometheus_operator,
+                     *map(self._started, ("control_plane", "prometheus", "redis", "postgres"))):
             if part is not None:
                 part.stop()
         shutil.rmtree(self.root, ignore_errors=True)

@@ -273,8 +273,10 @@ def _replay(signal: AlertSignal, values: list[float], step: int) -> list[tuple[b
         now = []
         for rule, holds in enumerate(conditions):
             if holds(value):
-                since[rule] = i * step if since[rule] is None else since[rule]
-                now.append(i * step - since[rule] >= hold)
+                start = since[rule]
+                if start is None:
+                    start = since[rule] = i * step
+                now.append(i * step - start >= hold)
             else:
                 since[rule] = None
                 now.append(False)

@@ -104,7 +104,7 @@ async def plan_profile(namespace: str, name: str, spec: dict[str, Any],
     ctx = ProfileContext(name=name, namespace=namespace,
                          uid=(live or {}).get("metadata", {}).get("uid", ""),
                          generation=0, spec=model, status=dict((live or {}).get("status") or {}),
-                         events=None, logger=log,  # type: ignore[arg-type] - nothing is sent
+                         events=None, logger=log,  # type: ignore[arg-type]  # planning posts none
                          created=(live or {}).get("metadata", {}).get("creationTimestamp"))
     steps: list[PlannedStep] = []
     unknown: list[str] = []
@@ -148,7 +148,7 @@ async def _postgres(ctx: ProfileContext, peers: Sequence[dict[str, Any]]) -> lis
         return []
     target = await target_for_profile(ctx.namespace, ctx.name, database.connection)
     declared = [d if isinstance(d, (IndexDefinition, RefusedIndex)) else definition_from_spec(d)
-                for d in desired_indexes(ctx)]
+                for d in desired_indexes(ctx, database)]
     previous = (ctx.status.get("database") or {})
     withdrawn = ({entry.get("name") for entry in previous.get("indexes") or []}
                  - {index.name for index in declared})

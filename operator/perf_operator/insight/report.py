@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..api.profile import PerformanceProfileSpec, signal_queries
+from ..api.profile import DatabaseSpec, PerformanceProfileSpec, signal_queries
 from ..api.signals import SIGNAL_BY_NAME, for_profile, latency_quantile_query
 from ..optimizer import advisor, prometheus_endpoint
 from ..optimizer.policy import beyond, signal_targets
@@ -93,7 +93,7 @@ async def gather(profile: Mapping[str, Any], period: str, *,
         data.problems.append("no spec.prometheus: no signals")
     if spec.database is not None:
         try:
-            await _database(data, namespace, name, spec, unused_min_age_seconds)
+            await _database(data, namespace, name, spec, spec.database, unused_min_age_seconds)
         except Exception as err:  # noqa: BLE001
             data.problems.append(f"PostgreSQL not read: {scrub(err)}")
     return data
@@ -145,8 +145,8 @@ ORDER BY mean_exec_time DESC LIMIT %s
 
 
 async def _database(data: ReportData, namespace: str, name: str, spec: PerformanceProfileSpec,
-                    unused_min_age_seconds: float) -> None:
-    target = await target_for_profile(namespace, name, spec.database.connection)
+                    database: DatabaseSpec, unused_min_age_seconds: float) -> None:
+    target = await target_for_profile(namespace, name, database.connection)
     async with target.connection() as conn:
         facts = await observe_index_facts(conn)
         if "pg_stat_statements" not in await advisor.missing_extensions(conn):
@@ -163,7 +163,7 @@ async def _database(data: ReportData, namespace: str, name: str, spec: Performan
         async with target.ddl_connection(lock_timeout_ms=advisor.LOCK_TIMEOUT_MS,
                                          statement_timeout_ms=advisor.STATEMENT_TIMEOUT_MS
                                          ) as conn:
-            found = await advisor.advise(conn, application_role=spec.database.application_role,
+            found = await advisor.advise(conn, application_role=database.application_role,
                                          min_saving=spec.optimization.min_index_saving)
         data.recommendations = [r.model_dump(mode="json", by_alias=True) for r in found]
     except advisor.AdvisorUnavailable as err:

@@ -48,6 +48,10 @@ async def describe_tenant(tenant: Mapping[str, Any], profile: Mapping[str, Any]
         return await client.hmget(desired.key, [VERSION_FIELD, DIGEST_FIELD, OWNER_FIELD,
                                                 WRITTEN_AT_FIELD, LIMITS_FIELD])
 
+    if redis.connection is None:  # a PerformanceTarget's server, reached with its credentials
+        view["record"] = {"key": desired.key, "redis": "the profile's PerformanceTarget",
+                          "error": "read by the operator only (the target's credentials)"}
+        return view
     where = f"{redis.connection.host}:{redis.connection.port}/{redis.connection.db}"
     try:
         version, digest, owner, written_at, document = await with_client(

@@ -271,7 +271,7 @@ async def reconcile_alerts(ctx: ProfileContext) -> Outcome | None:
     if not ctx.spec.alerts.enabled:
         if not previous:
             return None
-        await _remove(_KINDS.get(previous.get("kind")), ctx)
+        await _remove(_KINDS.get(str(previous.get("kind"))), ctx)
         return Outcome(condition=CONDITION, ready=True, reason="AlertsDisabled",
                        message="alerts.enabled is false: the operator's rules were removed",
                        status={"alerts": None})

@@ -171,11 +171,11 @@ async def reconcile_app_config(ctx: ProfileContext) -> Outcome | None:
         return failed
     status = {"appConfig": {"name": name, "hash": config_hash}}
     names = wanted.stamp_deployments or []
-    missing, failed = await _stamp(ctx, names, config_hash)
+    missing, unstamped = await _stamp(ctx, names, config_hash)
     message = f"{where} (sha256 {config_hash[:12]})"
-    if failed:
+    if unstamped:
         return Outcome(condition=CONDITION, ready=False, reason="StampFailed",
-                       message=f"{message} applied; " + "; ".join(failed), status=status)
+                       message=f"{message} applied; " + "; ".join(unstamped), status=status)
     if len(missing) < len(names):
         message += f", stamped on {len(names) - len(missing)} Deployment(s)"
     if missing:

@@ -227,12 +227,13 @@ async def _execute(ctx: ProfileContext, decisions: tuple[Decision, ...], state: 
 async def _act(ctx: ProfileContext, decision: Decision, state: OptimizerState, at: datetime
                ) -> tuple[str | None, OptimizerState]:
     spec = ctx.spec
-    if decision.action is Action.INDEX_ADVICE:
-        target = await target_for_profile(ctx.namespace, ctx.name, spec.database.connection)
+    database = spec.database
+    if decision.action is Action.INDEX_ADVICE and database is not None:
+        target = await target_for_profile(ctx.namespace, ctx.name, database.connection)
         async with target.ddl_connection(lock_timeout_ms=advisor.LOCK_TIMEOUT_MS,
                                          statement_timeout_ms=advisor.STATEMENT_TIMEOUT_MS
                                          ) as conn:
-            found = await advisor.advise(conn, application_role=spec.database.application_role,
+            found = await advisor.advise(conn, application_role=database.application_role,
                                          min_saving=_min_index_saving(spec),
                                          previous=state.recommendations, now=at)
         state = state.model_copy(update={"recommendations": found[:RECOMMENDATION_LIMIT]})
@@ -243,9 +244,10 @@ async def _act(ctx: ProfileContext, decision: Decision, state: OptimizerState, a
         return "recorded only (Recommend mode)", state
     if decision.action is Action.CACHE_CLEANUP:
         return await actions.clean_caches(ctx.namespace, ctx.name, spec), state
-    if decision.action is Action.CONNECTION_PRUNING:
-        role, idle = _connection_pruning(spec)
-        return await actions.prune_connections(spec.database.connection, ctx.namespace,
+    pruning = _connection_pruning(spec)
+    if decision.action is Action.CONNECTION_PRUNING and pruning is not None and database:
+        role, idle = pruning
+        return await actions.prune_connections(database.connection, ctx.namespace,
                                                ctx.name, role, idle), state
     return None, state  # an adjustment: the owning reconciler applies it on its next pass
 

@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 from .. import API_GROUP, API_VERSION
 from ..api import TenantQuotaSpec, effective_limits
 from ..kube.client import api_client
-from ..postgres.connect import APPLICATION_NAME, target_for_profile
+from ..postgres.connect import APPLICATION_NAME, one_row, target_for_profile
 from ..ratelimit.layout import cache_prefix, glob_escape
 from ..redis.connect import RedisTarget, with_client
 from ..tenants.usage import measure_cache
@@ -91,7 +91,8 @@ async def unlink_keys(redis: Redis, prefix: str, tenants: Sequence[str],
         cursor = 0
         while budget > 0:
             cursor, keys = await redis.scan(cursor, match=match, count=SCAN_COUNT)
-            doomed = [key for key in keys if cleaned(key, prefix, tenant)][:budget]
+            # str: the operator's clients decode replies (redis.connect)
+            doomed = [key for key in keys if cleaned(str(key), prefix, tenant)][:budget]
             for start in range(0, len(doomed), UNLINK_BATCH):
                 await redis.unlink(*doomed[start:start + UNLINK_BATCH])
             if doomed:
@@ -172,6 +173,6 @@ async def prune_connections(connection: Any, namespace: str, profile: str, role:
         cur = await conn.execute(_PRUNE, {"role": role, "idle": idle_seconds,
                                           "operator": APPLICATION_NAME,
                                           "limit": MAX_PRUNED_CONNECTIONS})
-        (terminated,) = await cur.fetchone()
+        (terminated,) = await one_row(cur)
     return (f"terminated {terminated} connections of role {role} idle for more than "
             f"{idle_seconds}s")

@@ -48,6 +48,7 @@ from pglast import ast, parse_sql
 from pglast.enums import A_Expr_Kind, BoolExprType
 from psycopg import sql
 
+from ..postgres.connect import one_row
 from .state import IndexRecommendation
 
 #: Share of a query's planner cost an index must save to be recommended.
@@ -250,8 +251,8 @@ def candidates(statement: ast.SelectStmt, catalog: Mapping[tuple[str, str], Tabl
     found = []
     for table, preds in predicates.items():
         columns = list(preds.equality or preds.join)
-        for column in (*preds.range[:1], *preds.order):
-            _append(columns, column)
+        for name in (*preds.range[:1], *preds.order):
+            _append(columns, name)
         columns = columns[:MAX_INDEX_COLUMNS]
         if columns and not _served(table, columns):
             found.append(Candidate(table.schema, table.name, tuple(columns)))
@@ -363,9 +364,9 @@ def _collect(expr: ast.Node, tables: Mapping[str, Table],
     if kind == A_Expr_Kind.AEXPR_OP and operator in _EQUALITY:
         sides = [_resolve(side, tables) for side in (expr.lexpr, expr.rexpr)]
         joined = all(sides)
-        for column in filter(None, sides):
-            _append((predicates[column[0]].join if joined else
-                     predicates[column[0]].equality), column[1])
+        for resolved in filter(None, sides):
+            _append((predicates[resolved[0]].join if joined else
+                     predicates[resolved[0]].equality), resolved[1])
     elif (kind == A_Expr_Kind.AEXPR_IN or (kind == A_Expr_Kind.AEXPR_OP_ANY
                                            and operator in _EQUALITY)):
         column = _resolve(expr.lexpr, tables)
@@ -586,7 +587,7 @@ class _Costing:
                 await self.conn.execute(sql.SQL("PREPARE {} AS ").format(name) + sql.SQL(query))
                 cur = await self.conn.execute(
                     sql.SQL("EXPLAIN (FORMAT JSON) EXECUTE {}").format(name) + arguments)
-                plan = (await cur.fetchone())[0]
+                plan = (await one_row(cur))[0]
                 await self.conn.execute(sql.SQL("DEALLOCATE {}").format(name))
         except psycopg.Error:
             return None  # parameter types PostgreSQL cannot infer, a lock, a timeout

@@ -17,7 +17,7 @@ import psycopg
 import pydantic
 
 from ..api.optimization import adjustments
-from ..api.profile import Index
+from ..api.profile import DatabaseSpec, Index
 from ..reconcile import Outcome, ProfileContext
 from ..scrub import scrub
 from ..status import steady_reading
@@ -64,7 +64,7 @@ async def reconcile_profile(ctx: ProfileContext) -> Outcome | None:
     except DatabaseUnavailable as err:
         return Outcome(CONDITION, False, "DatabaseUnavailable", str(err), status=_NO_LOGIN)
     previous = ctx.status.get("database") or {}
-    declared = desired_indexes(ctx)
+    declared = desired_indexes(ctx, database)
     withdrawn = ({entry.get("name") for entry in previous.get("indexes") or []}
                  - {index.name for index in declared})
     try:
@@ -126,10 +126,10 @@ async def cleanup_profile(ctx: ProfileContext) -> None:
         await close_profile_pools(ctx.namespace, ctx.name)
 
 
-async def _drop_or_release_indexes(ctx: ProfileContext, database: Any) -> None:
+async def _drop_or_release_indexes(ctx: ProfileContext, database: DatabaseSpec) -> None:
     target = await target_for_profile(ctx.namespace, ctx.name, database.connection)
     await wait_for_jobs(target, cancel=True)
-    names = [index.name for index in desired_indexes(ctx)]
+    names = [index.name for index in desired_indexes(ctx, database)]
     options = BuildOptions.from_spec(database)
     await reconcile_indexes(target, [], options, ctx.events, withdrawn=names)
     await wait_for_jobs(target)
@@ -140,11 +140,11 @@ async def _drop_or_release_indexes(ctx: ProfileContext, database: Any) -> None:
                            + ", ".join(".".join(job.key) for job in remaining.plan.jobs))
 
 
-def desired_indexes(ctx: ProfileContext) -> list[Any]:
+def desired_indexes(ctx: ProfileContext, database: DatabaseSpec) -> list[Any]:
     """The indexes the profile wants: those the spec declares, then those the optimizer added
     (``status.optimization``, Auto mode with allowIndexCreation), built and marked the same
     way, their marker flagged ``automatic``. A declared index of the same name wins."""
-    declared = ctx.spec.database.indexes
+    declared = database.indexes
     names = {index.name for index in declared}
     added: list[Any] = []
     for index in adjustments(ctx.status).indexes:

@@ -42,6 +42,8 @@ async def converge(args: argparse.Namespace) -> int:
     with open(args.profile, encoding="utf-8") as stream:
         document = yaml.safe_load(stream)
     database = PerformanceProfileSpec.model_validate(document["spec"]).database
+    if database is None:
+        raise SystemExit(f"{args.profile}: the profile has no database section")
     options = BuildOptions.from_spec(database)
     namespace, _, profile = args.owner.partition("/")
     # The server is the command line's, vouched for by whoever runs it (not a profile's inline

@@ -268,3 +268,12 @@ async def close_all() -> None:
     _targets.clear()
     for target in targets:
         await target.close()
+
+
+async def one_row(cursor: psycopg.AsyncCursor[Any]) -> Any:
+    """The row of a query that always returns one (an aggregate, a catalog function); a
+    missing row fails with what happened rather than with an unpacking error."""
+    row = await cursor.fetchone()
+    if row is None:
+        raise psycopg.DataError("the server returned no row where one was expected")
+    return row

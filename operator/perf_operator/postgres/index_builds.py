@@ -39,7 +39,7 @@ from psycopg import sql
 
 from ..config import CONFIG
 from ..scrub import scrub
-from .connect import APPLICATION_NAME, DatabaseTarget
+from .connect import APPLICATION_NAME, DatabaseTarget, one_row
 from .indexes import (BuildFailure, BuildIndex, BuildProgress, CancelBackend, Catalog,
                       DropIndex, DropReason, IndexDefinition, IndexPlan, Job, MarkIndex, ObservedIndex, Phase,
                       RefusedIndex, RenameIndex, Step, definition_from_spec, plan_indexes,
@@ -273,7 +273,7 @@ async def _adoption_mismatch(conn: psycopg.AsyncConnection, definition: IndexDef
             cursor = await conn.execute(
                 "SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = %s::regclass",
                 (sql.Identifier(definition.schema, definition.table).as_string(conn),))
-            (table_owner,) = await cursor.fetchone()
+            (table_owner,) = await one_row(cursor)
             await conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(table_owner)))
             await conn.execute(sql.SQL("CREATE TEMPORARY TABLE {} (LIKE {}) ON COMMIT DROP")
                                .format(sql.Identifier(probe),
@@ -285,7 +285,7 @@ async def _adoption_mismatch(conn: psycopg.AsyncConnection, definition: IndexDef
                 "JOIN pg_namespace n ON n.oid = c.relnamespace "
                 "WHERE n.nspname = %s AND c.relname = %s",
                 (f"pg_temp.{probe}_index", existing.schema, existing.name))
-            wanted, actual = await cursor.fetchone()
+            wanted, actual = await one_row(cursor)
     except psycopg.Error as err:
         return f"the declared definition is not valid here: {scrub(err).strip()}"
     if _comparable(wanted) != _comparable(actual):

@@ -118,6 +118,7 @@ class KeyElement:
         if self.column is not None:
             parts: list[sql.Composable] = [sql.Identifier(self.column)]
         else:
+            assert self.expression is not None, "a key is a column or an expression (parse_key)"
             parts = [sql.SQL("({})").format(sql.SQL(self.expression))]
         if self.opclass:
             parts.append(sql.Identifier(*self.opclass.split(".")))
@@ -160,7 +161,8 @@ class IndexDefinition:
                          table: sql.Composable | None = None) -> sql.Composed:
         """``CREATE INDEX`` of this definition named ``index_name`` (on ``table`` instead of
         the declared one for the adoption probe)."""
-        parts = [sql.SQL("CREATE UNIQUE INDEX" if self.unique else "CREATE INDEX")]
+        parts: list[sql.Composable] = [
+            sql.SQL("CREATE UNIQUE INDEX" if self.unique else "CREATE INDEX")]
         if concurrently:
             parts.append(sql.SQL("CONCURRENTLY"))
         parts += [sql.Identifier(index_name), sql.SQL("ON"),
@@ -527,7 +529,10 @@ def _plan_declared(owner: str, index: IndexDefinition, catalog: Catalog, running
     temp_name = temporary_name(owner, index.name)
     final = catalog.indexes.get((index.schema, index.name))
     temp = catalog.indexes.get((index.schema, temp_name))
-    final_owned = final is not None and final.marker is not None and final.marker.owner == owner
+    #: The final index's marker when this profile owns it.
+    owned = final.marker if final is not None and final.marker is not None \
+        and final.marker.owner == owner else None
+    final_owned = owned is not None
     last_error = failure.error if failure is not None and failure.definition_hash == wanted \
         else None
 
@@ -540,7 +545,7 @@ def _plan_declared(owner: str, index: IndexDefinition, catalog: Catalog, running
             name=index.name, phase=phase, message=message,
             size_bytes=final.size_bytes if final is not None else None,
             scans=final.scans if final is not None else None, last_error=last_error,
-            definition_hash=final.marker.hash if final_owned else None, progress=progress)
+            definition_hash=owned.hash if owned is not None else None, progress=progress)
 
     def job(*steps: Step, definition_hash: str | None = wanted) -> Job:
         return Job(key=(index.schema, index.name), table=index.table, steps=steps,
@@ -565,7 +570,7 @@ def _plan_declared(owner: str, index: IndexDefinition, catalog: Catalog, running
         return (report(Phase.PENDING, f"waiting for backend {candidate.builder_pid} building "
                                       f"{candidate.name}"), None)
 
-    leftover_temp = ()
+    leftover_temp: tuple[DropIndex, ...] = ()
     reuse_temp = (temp is not None and temp.valid and temp.marker is not None
                   and temp.marker.owner == owner and temp.marker.hash == wanted)
     if temp is not None and not reuse_temp:
@@ -574,7 +579,7 @@ def _plan_declared(owner: str, index: IndexDefinition, catalog: Catalog, running
     if final is not None and not final_owned:
         return _plan_unowned(index, final, marker, catalog, leftover_temp, report, job)
 
-    if final is not None and final.valid and final.marker.hash == wanted:
+    if final is not None and owned is not None and final.valid and owned.hash == wanted:
         return (report(Phase.READY),
                 job(*leftover_temp, definition_hash=None) if leftover_temp else None)
 
@@ -638,7 +643,7 @@ def _plan_orphans(owner: str, catalog: Catalog, claimed: set[IndexKey], reserved
             if index.builder_application == APPLICATION_NAME:
                 jobs.append(Job(key, index.table, (CancelBackend(index.builder_pid, *key),)))
             continue
-        if unmarked_temporary or index.name != marker.name or not index.valid:
+        if marker is None or index.name != marker.name or not index.valid:
             jobs.append(Job(key, index.table, (DropIndex(*key, DropReason.LEFTOVER),)))
         elif prune:
             jobs.append(Job(key, index.table, (DropIndex(*key, DropReason.PRUNED),)))

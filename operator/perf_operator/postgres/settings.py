@@ -51,7 +51,7 @@ from psycopg import sql
 from ..api.parameters import LIST_PARAMETERS, list_elements, refusal
 from ..scrub import scrub
 from ..seniority import seniority
-from .connect import DatabaseTarget
+from .connect import DatabaseTarget, one_row
 
 #: How long to wait for a reload to reach this session before reporting what it shows.
 RELOAD_WAIT_SECONDS = 2.0
@@ -248,6 +248,7 @@ def _in_parameter_unit(value: str, unit: str | None) -> float:
 def _split_unit(unit: str | None) -> tuple[str, int]:
     """'8kB' -> ('kB', 8); 'ms' -> ('ms', 1); None -> ('', 1)."""
     match = re.match(r"^(\d*)(.*)$", unit or "")
+    assert match is not None  # the pattern matches every string
     return match.group(2), int(match.group(1) or 1)
 
 
@@ -332,7 +333,7 @@ async def reconcile_settings(target: DatabaseTarget, settings: Any,
     (the owner rule). A PerformanceTarget's narrower list is applied before (targets.resolve)."""
     desired = dict(settings.parameters)
     scope = settings.scope
-    before = {entry.get("name"): entry for entry in previous}
+    before = {entry["name"]: entry for entry in previous if "name" in entry}
     refused = {name: reason for name in desired
                if (reason := refusal(name)) is not None}
     wanted = {name: value for name, value in desired.items() if name not in refused}
@@ -416,7 +417,7 @@ async def observe_settings(conn: psycopg.AsyncConnection, names: Sequence[str], 
         "setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())")
     database_level = dict(entry.partition("=")[::2] for (entry,) in await cursor.fetchall())
     cursor = await conn.execute("SELECT system_identifier::text FROM pg_control_system()")
-    (server,) = await cursor.fetchone()
+    (server,) = await one_row(cursor)
     if scope == "Database":
         return SettingsObservation(parameters, recorded=database_level,
                                    database_level=database_level, server=server)

@@ -77,8 +77,8 @@ def normalise_expression(text: str) -> str:
     if not isinstance(text, str):
         raise SqlCheckError("expression is empty")
     expression, error = _checked(text)
-    if error is not None:
-        raise SqlCheckError(error)
+    if expression is None:
+        raise SqlCheckError(error or "not an expression")
     return expression
 
 

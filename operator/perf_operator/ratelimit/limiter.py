@@ -29,7 +29,7 @@ import hashlib
 import importlib.resources
 import json
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -144,7 +144,7 @@ class Limiter:
         every table is cached and current); the same decisions as checking them one by one."""
         decisions = [UNLIMITED] * len(requests)
         tables = self._tables.setdefault(prefix, {})
-        pending: Iterable[int] = range(len(requests))
+        pending: Sequence[int] = range(len(requests))
         for _ in range(_MAX_ATTEMPTS):
             # Parallel lists rather than a tuple per check: this loop is most of the client's
             # time per check.
@@ -161,9 +161,10 @@ class Limiter:
                     indexes.append(i)
                     limits.append(limit)
             replies = await self._execute(b"".join(commands), len(commands))
-            pending = []
+            retry: list[int] = []
+            pending = retry
             for i, limit, reply in zip(indexes, limits, replies):
-                if reply.__class__ is list:
+                if isinstance(reply, list):
                     status = reply[0]
                     if status == _ALLOWED:
                         decisions[i] = _new_tuple(Decision, (True, reply[1], 0.0, limit))
@@ -177,8 +178,8 @@ class Limiter:
                     self._script_loaded = False  # the server restarted or flushed its scripts
                 else:
                     raise reply
-                pending.append(i)
-            if not pending:
+                retry.append(i)
+            if not retry:
                 return decisions
         raise RuntimeError(f"the limits table of {requests[pending[0]][0]!r} kept changing "
                            f"during {_MAX_ATTEMPTS} attempts")

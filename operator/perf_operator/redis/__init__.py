@@ -46,6 +46,8 @@ def redis_peer(namespace: str, name: str, meta: Mapping[str, Any], spec: Mapping
     if model.redis is None or semantic_errors(model):
         return None
     connection = model.redis.connection
+    if connection is None:  # the CRD requires it without a targetRef
+        return None
     return RedisPeer(namespace=namespace, name=name, created=meta.get("creationTimestamp"),
                      host=connection.host, port=connection.port,
                      settings={k: v for k, v in model.redis.settings.items()
@@ -57,6 +59,7 @@ async def reconcile_profile(ctx: ProfileContext) -> Outcome | None:
     spec = ctx.spec.redis
     if spec is None:
         return None
+    assert spec.connection is not None, "targets.resolve fills in a target's connection"
     previous = (ctx.status.get("redis") or {}).get("settings") or []
     persisted_before = _condition_reason(ctx.status, REDIS_READY) == SETTINGS_PERSISTED
     me = RedisPeer(namespace=ctx.namespace, name=ctx.name, created=ctx.created,

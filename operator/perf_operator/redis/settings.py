@@ -210,7 +210,8 @@ class SettingsResult:
 async def config_get(redis: Redis, names: list[str]) -> dict[str, str]:
     if not names:
         return {}
-    return await redis.config_get(*names)
+    # the operator's clients decode replies (redis.connect): names and values are str
+    return {str(name): str(value) for name, value in (await redis.config_get(*names)).items()}
 
 
 async def apply_settings(redis: Redis, desired: dict[str, str], previous: list[dict[str, Any]],

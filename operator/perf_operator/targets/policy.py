@@ -264,7 +264,7 @@ async def _resolve(host: str, port: int) -> list[IPAddress]:
         raise ConnectionRefused("HostNotFound", f"cannot resolve {host}: {err.strerror}") from None
     seen: list[IPAddress] = []
     for *_, sockaddr in infos:
-        address = ipaddress.ip_address(sockaddr[0].split("%", 1)[0])
+        address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
         if address not in seen:
             seen.append(address)
     return seen

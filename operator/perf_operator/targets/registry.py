@@ -19,7 +19,7 @@ class TargetRegistry:
         self.targets: dict[str, PerformanceTargetSpec] = {}
         self.namespace_labels: dict[str, dict[str, str]] = {}
 
-    def put_target(self, name: str, spec: Mapping[str, Any]) -> PerformanceTargetSpec | None:
+    def put_target(self, name: str, spec: Mapping[str, Any]) -> PerformanceTargetSpec:
         try:
             parsed = PerformanceTargetSpec.model_validate(dict(spec))
         except pydantic.ValidationError:

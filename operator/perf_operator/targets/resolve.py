@@ -11,12 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from ..api.profile import (PerformanceProfileSpec, PostgresConnection, PrometheusSpec,
                            RedisConnection)
 from ..api.target import NAMESPACE_PLACEHOLDER, LabelSelector, PerformanceTargetSpec
 from .policy import Refused
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 #: The condition a profile reports about its target (or its inline connections).
 TARGET_RESOLVED = "TargetResolved"
@@ -174,7 +178,7 @@ def _redis(namespace: str, redis: Any, declared: Any, target_name: str, owner: b
         "settings": settings, "persist_settings": persist, "key_prefix": prefix})
 
 
-def _copy(source: Any, model: type) -> Any:
+def _copy(source: Any, model: type[ModelT]) -> ModelT:
     """The fields of ``model`` out of ``source`` (a target's server, which has more: its
     policy), as an instance of ``model``."""
     return model.model_validate({field: getattr(source, field) for field in model.model_fields})
