@@ -3,6 +3,7 @@ the Grafana dashboard of profiles and tenants, bring up the local stack."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import pathlib
 import sys
 
@@ -60,22 +61,25 @@ def _webhook_options(args: argparse.Namespace):
         files=ServingFiles(*map(pathlib.Path, given)) if all(given) else None)
 
 
-def _crds(args: argparse.Namespace) -> int:
-    from .api.crdgen import main_crds
+#: The files generated from the code, each a subcommand writing them or, with ``--check``,
+#: failing when they differ: name -> (help, output option, default output, what it is made
+#: from, the ``module:function`` doing it, imported when run).
+GENERATORS = {
+    "crds": ("generate crds/*.yaml from the models", "--output-dir", "crds", "the models",
+             "perf_operator.api.crdgen:main_crds"),
+    "docs": ("generate docs/reference.md (every field) from the models", "--output",
+             "docs/reference.md", "the models", "perf_operator.api.reference:main_docs"),
+    "dashboards": ("generate the Grafana dashboard of profiles and tenants from the "
+                   "optimizer's signals", "--output",
+                   "manifests/grafana/perf-profile-dashboard.json", "the signals",
+                   "perf_operator.insight.dashboard:main_dashboards"),
+}
 
-    return main_crds(pathlib.Path(args.output_dir), check=args.check)
 
-
-def _dashboards(args: argparse.Namespace) -> int:
-    from .insight.dashboard import main_dashboards
-
-    return main_dashboards(pathlib.Path(args.output), check=args.check)
-
-
-def _docs(args: argparse.Namespace) -> int:
-    from .api.reference import main_docs
-
-    return main_docs(pathlib.Path(args.output), check=args.check)
+def _generate(args: argparse.Namespace) -> int:
+    module, _, function = GENERATORS[args.command][4].partition(":")
+    generate = getattr(importlib.import_module(module), function)
+    return generate(pathlib.Path(args.output), check=args.check)
 
 
 def _dev(args: argparse.Namespace) -> int:
@@ -128,25 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--verbose", action="store_true")
     run.set_defaults(func=_run)
 
-    crds = sub.add_parser("crds", help="generate crds/*.yaml from the models")
-    crds.add_argument("--output-dir", default="crds")
-    crds.add_argument("--check", action="store_true",
-                      help="fail if the files differ from what the models generate")
-    crds.set_defaults(func=_crds)
-
-    docs = sub.add_parser("docs", help="generate docs/reference.md (every field) from the models")
-    docs.add_argument("--output", default="docs/reference.md")
-    docs.add_argument("--check", action="store_true",
-                      help="fail if the file differs from what the models generate")
-    docs.set_defaults(func=_docs)
-
-    dashboards = sub.add_parser("dashboards", help="generate the Grafana dashboard of profiles "
-                                                   "and tenants from the optimizer's signals")
-    dashboards.add_argument("--output",
-                            default="manifests/grafana/perf-profile-dashboard.json")
-    dashboards.add_argument("--check", action="store_true",
-                            help="fail if the file differs from what the signals generate")
-    dashboards.set_defaults(func=_dashboards)
+    for name, (summary, option, default, source, _) in GENERATORS.items():
+        generator = sub.add_parser(name, help=summary)
+        generator.add_argument(option, dest="output", default=default)
+        generator.add_argument("--check", action="store_true",
+                               help=f"fail if the output differs from what {source} generate")
+        generator.set_defaults(func=_generate)
 
     dev = sub.add_parser("dev", help="bring up the local stack and run the operator on examples/")
     dev.add_argument("--examples", default="examples")

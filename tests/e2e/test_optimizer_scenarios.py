@@ -12,6 +12,7 @@ from perf_operator.tenants.tables import reconcile_tenant
 from tests.e2e.optimizer_support import (  # noqa: F401 - fixtures
     Profile, exporter, hold, operator_test_mode, optimized_profile, until)
 from tests.support.contexts import tenant_context
+from tests.support.kube import perf_object
 
 
 def redis_section(stack, credentials, prefix):
@@ -65,16 +66,10 @@ async def test_latency_breach_raises_the_hpa_floor_and_recovery_lowers_it(
     assert len(web.events.events) == len(web.state.history) == 4
 
 
-TENANT = """
-apiVersion: perf.idp.io/v1alpha1
-kind: TenantQuota
-metadata:
-  name: {name}
-spec:
-  tenantId: {name}
-  profileRef: {{name: {profile}}}
-  cache: {{quotaBytes: {quota}, maxKeys: 100000}}
-"""
+def tenant_manifest(name: str, profile: str, quota: int) -> str:
+    return perf_object("TenantQuota", name, {
+        "tenantId": name, "profileRef": {"name": profile},
+        "cache": {"quotaBytes": quota, "maxKeys": 100000}})
 
 
 async def seed_cache(redis, prefix, tenant, data_type, keys, size=200):
@@ -93,7 +88,7 @@ async def test_memory_pressure_cleans_the_caches_of_over_quota_tenants_only(
         stack, crds, kubectl, namespace, credentials, redis, redis_prefix, exporter):
     for name, profile, quota in (("big", "web", 20_000), ("bigger", "web", 20_000),
                                  ("small", "web", 1 << 26), ("elsewhere", "other", 1000)):
-        kubectl.apply(TENANT.format(name=name, profile=profile, quota=quota), namespace)
+        kubectl.apply(tenant_manifest(name, profile, quota), namespace)
     await seed_cache(redis, redis_prefix, "big", "apiResponses", 300)
     await seed_cache(redis, redis_prefix, "big", "searchResults", 100)
     await seed_cache(redis, redis_prefix, "big", "sessions", 50)
@@ -209,7 +204,7 @@ async def test_recommend_mode_records_the_same_decisions_and_changes_nothing(
         stack, crds, kubectl, namespace, credentials, redis, redis_prefix, exporter):
     profiles = []
     for mode, name in (("Auto", "auto"), ("Recommend", "shadow")):
-        kubectl.apply(TENANT.format(name=f"{name}-tenant", profile=name, quota=1000), namespace)
+        kubectl.apply(tenant_manifest(f"{name}-tenant", name, 1000), namespace)
         await seed_cache(redis, redis_prefix, f"{name}-tenant", "apiResponses", 100)
         profiles.append(Profile(namespace, name, optimized_profile(
             stack, mode=mode, redis=redis_section(stack, credentials, redis_prefix))))

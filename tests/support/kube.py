@@ -9,6 +9,12 @@ from dataclasses import dataclass
 from typing import Any
 
 
+def perf_object(kind: str, name: str, spec: dict[str, Any]) -> str:
+    """A manifest of one of the operator's kinds, for ``Kubectl.apply`` (JSON is YAML)."""
+    return json.dumps({"apiVersion": "perf.idp.io/v1alpha1", "kind": kind,
+                       "metadata": {"name": name}, "spec": spec})
+
+
 @dataclass
 class Kubectl:
     binary: str
