@@ -232,12 +232,15 @@ def test_tenants_applied_with_kubectl_are_enforced_and_follow_a_change(
 
     kubectl.run("delete", "tenantquota", "acme", "--wait=true", "--timeout=60s",
                 namespace=namespace)
+    # No finalizer: the tables go on the DELETED event, just after the object.
     client = sync_redis.Redis(port=stack.redis.port, password=stack.redis.password)
-    assert not client.exists(record_key(redis_prefix, "acme"))
+    eventually(lambda: not client.exists(record_key(redis_prefix, "acme")), timeout=10,
+               interval=0.1, what="acme's record deleted")
     assert client.exists(record_key(redis_prefix, "beta"))
     client.close()
-    assert psql(pg_database["database"], "SELECT tenant_id FROM "
-                                         "perf_operator.tenant_limits").split() == ["beta"]
+    eventually(lambda: psql(pg_database["database"], "SELECT tenant_id FROM "
+                                                     "perf_operator.tenant_limits").split()
+               == ["beta"], timeout=10, interval=0.1, what="acme's mirror row deleted")
 
 
 def test_redis_restart_restores_every_table_within_one_resync(
@@ -413,8 +416,8 @@ def test_a_tenant_outliving_its_profile_says_so_and_takes_its_tables_when_delete
     assert client.exists(key)  # the tenant still exists: its tables stay until it goes
 
     kubectl.run("delete", "tenantquota", "acme", "--timeout=60s", namespace=namespace)
-    assert not client.exists(key)
-    assert mirror_rows() == "0"
+    eventually(lambda: not client.exists(key) and mirror_rows() == "0", timeout=10,
+               interval=0.1, what="the record and mirror row its status names deleted")
     client.close()
 
 

@@ -66,7 +66,7 @@ def test_requeue_is_debug_and_retried_failure_is_warning():
                      level=logging.ERROR)
     assert _demote_retries(requeue) is False  # dropped unless --verbose
     assert requeue.levelno == logging.DEBUG
-    retried = record("Handler 'tenant_deleted' failed temporarily: connection refused",
+    retried = record("Handler 'profile_deleted' failed temporarily: connection refused",
                      level=logging.ERROR)
     assert _demote_retries(retried) is True and retried.levelname == "WARNING"
     failure = record("Handler 'x' failed with an exception. Will retry.", level=logging.ERROR)

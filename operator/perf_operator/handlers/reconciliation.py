@@ -21,14 +21,17 @@ Part = Callable[[Any], Awaitable[Outcome | None]]
 Cleanup = Callable[[Any], Awaitable[None]]
 
 
-async def run_cleanups(cleanups: Sequence[Cleanup], ctx: Any, retry: int,
+async def run_cleanups(cleanups: Sequence[Cleanup], ctx: Any, retry: int | None,
                        entry: dict[str, Any]) -> None:
-    """Undo what an object configured, before its finalizer is removed. When that fails (a
-    server down), the work is written to the operator's cleanup ledger with copies of the
-    credentials it needs (``deferred.defer``; ``entry`` is what a replay needs) and the object
-    is released at once: deleting a namespace never waits on a server, nor depends on the
-    Secrets its teardown deletes. Only when the ledger itself cannot be written is the
-    deletion retried, and after a bounded number of retries released with a warning Event."""
+    """Undo what an object configured, before its finalizer is removed (``retry``: kopf's
+    retry count) or once it is gone (``retry`` None: a TenantQuota, which has no finalizer).
+    When that fails (a server down), the work is written to the operator's cleanup ledger with
+    copies of the credentials it needs (``deferred.defer``; ``entry`` is what a replay needs)
+    and the object is released at once: deleting a namespace never waits on a server, nor
+    depends on the Secrets its teardown deletes. Only when the ledger itself cannot be written
+    is the deletion retried, and after a bounded number of retries released with a warning
+    Event; an object already gone gets that Event at once (a tenant's record and mirror row at
+    its profile's location are still removed by the profile's orphan sweep)."""
     try:
         for cleanup in cleanups:
             await cleanup(ctx)
@@ -42,6 +45,9 @@ async def run_cleanups(cleanups: Sequence[Cleanup], ctx: Any, retry: int,
         return
     except Exception as err:  # noqa: BLE001 - the ledger is out of reach too
         error = f"{error}; not deferred either: {scrub(err)}"
+    if retry is None:
+        ctx.events.warning("CleanupAbandoned", f"cleanup not finished: {error}")
+        return
     if retry + 1 < CONFIG.finalizer_retries:
         raise kopf.TemporaryError(error, delay=CONFIG.retry_backoff_seconds)
     ctx.events.warning("CleanupAbandoned",

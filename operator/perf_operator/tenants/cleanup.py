@@ -19,7 +19,7 @@ from ..redis.connect import RedisTarget, with_client
 from ..redis.settings import server_id
 from ..scrub import scrub
 from ..secrets import SecretError
-from .mirror import check_schema_owner, mirror_target
+from .mirror import delete_owned_row, mirror_target
 from .places import RecordPlace, RowPlace, plan_leftovers, record_place, row_place
 from .records import delete_record, record_owner
 from .usage import forget
@@ -139,7 +139,8 @@ async def _delete_place(ctx: TenantContext, place: RecordPlace | RowPlace,
             here = await mirror_target(ctx.namespace, row.profile, row.connection)
             if await _database_id(target) == await _database_id(here):
                 return None
-        found = await _delete_row(target, ctx, place, owner)
+        found = await delete_owned_row(target, ctx.namespace, place.profile,
+                                       ctx.limits.tenant_id, owner)
     if found is None:
         return f"no old {place.describe()} to delete"
     if found != owner:
@@ -154,23 +155,3 @@ async def _database_id(target: DatabaseTarget) -> tuple[Any, ...]:
         cursor = await conn.execute("SELECT pg_postmaster_start_time()::text, "
                                     "current_database()")
         return tuple(await cursor.fetchone() or ())
-
-
-async def _delete_row(target: DatabaseTarget, ctx: TenantContext, place: RowPlace, owner: str
-                      ) -> str | None:
-    """Delete the tenant's mirror row at ``place`` if ``owner`` owns it; the row's owner
-    before (None: no row)."""
-    key = (ctx.namespace, place.profile, ctx.limits.tenant_id)
-    try:
-        async with target.connection() as conn:
-            await check_schema_owner(conn)
-            cursor = await conn.execute(
-                "WITH found AS (SELECT owner FROM perf_operator.tenant_limits WHERE "
-                "profile_namespace = %s AND profile_name = %s AND tenant_id = %s), "
-                "gone AS (DELETE FROM perf_operator.tenant_limits WHERE profile_namespace = %s "
-                "AND profile_name = %s AND tenant_id = %s AND owner = %s) "
-                "SELECT owner FROM found", (*key, *key, owner))
-            found = await cursor.fetchone()
-    except psycopg.errors.UndefinedTable:
-        return None  # never mirrored there
-    return found[0] if found else None

@@ -159,6 +159,26 @@ async def delete_profile_mirrors(target: DatabaseTarget, profile_namespace: str,
         return  # no tenant was ever mirrored in this database
 
 
+async def delete_owned_row(target: DatabaseTarget, profile_namespace: str, profile_name: str,
+                           tenant_id: str, owner: str) -> str | None:
+    """Delete the mirror row of ``tenant_id`` filed under the profile if ``owner`` owns it; the
+    row's owner before (None: no row; another owner's row is left alone)."""
+    key = (profile_namespace, profile_name, tenant_id)
+    try:
+        async with target.connection() as conn:
+            await check_schema_owner(conn)
+            cursor = await conn.execute(
+                "WITH found AS (SELECT owner FROM perf_operator.tenant_limits WHERE "
+                "profile_namespace = %s AND profile_name = %s AND tenant_id = %s), "
+                "gone AS (DELETE FROM perf_operator.tenant_limits WHERE profile_namespace = %s "
+                "AND profile_name = %s AND tenant_id = %s AND owner = %s) "
+                "SELECT owner FROM found", (*key, *key, owner))
+            found = await cursor.fetchone()
+    except psycopg.errors.UndefinedTable:
+        return None  # never mirrored there
+    return found[0] if found else None
+
+
 async def sync_mirror(target: DatabaseTarget, row: MirrorRow, desired: DesiredRecord,
                       record: ObservedRecord) -> str | None:
     """Make the mirror row match the Redis record ``record``. Returns the owner of a row that

@@ -8,7 +8,8 @@ mirror or status is not what the last reconcile reported (a Redis that lost its 
 profile change, a failed tenant, a cache measurement that is due) get the full per-tenant
 reconcile (``tenants.reconciler.reconcile_quota``, the entry point of the change handler
 too), whose status this module writes itself. A converged tenant costs a few microseconds and
-no API request.
+no API request. The same pass sweeps the profile's location for the tables of tenants that no
+longer exist (``tenants.orphans``).
 """
 from __future__ import annotations
 
@@ -35,7 +36,9 @@ from ..secrets import SecretError
 from ..targets import TargetRefused
 from .mirror import MirrorRow, mirror_target, observe_mirrors
 from .places import leftovers_pending
-from .reconciler import reconcile_quota, target_refusal, tenant_context, tenant_lock
+from .orphans import sweep_records, sweep_rows
+from .reconciler import (reconcile_quota, resolved_profile, target_refusal, tenant_context,
+                         tenant_lock)
 from .records import (DesiredRecord, ObservedRecord, desired_record, observe_records,
                       plan_record, record_owner)
 from .registry import TENANTS_BY_PROFILE, TenantEntry
@@ -109,8 +112,11 @@ async def stale_tenants(redis: Redis, prefix: str, checks: Sequence[TenantCheck]
 async def tenants_to_reconcile(profile_namespace: str, profile_name: str, profile: Any,
                                checks: Sequence[TenantCheck]) -> list[str]:
     """The names of the profile's tenants that need their full reconcile (see the module
-    docstring). Raises what reaching Redis raises: then every tenant should find out."""
+    docstring); on the way, the records and mirror rows of deleted tenants at the profile's
+    location are removed (``tenants.orphans``). Raises what reaching Redis raises: then every
+    tenant should find out."""
     mirrors: dict[str, MirrorRow] | object | None = None
+    target = None
     if profile.database is not None:
         try:
             target = await mirror_target(profile_namespace, profile_name,
@@ -119,28 +125,45 @@ async def tenants_to_reconcile(profile_namespace: str, profile_name: str, profil
         except (SecretError, DatabaseUnavailable, psycopg.Error, OSError):
             mirrors = MIRROR_UNKNOWN
     spec = profile.redis
-    return await with_client(RedisTarget.from_spec(profile_namespace, spec.connection),
-                             lambda redis: stale_tenants(redis, spec.key_prefix, checks, mirrors))
+    live = {check.desired.key for check in checks}
+
+    async def recheck(redis: Redis) -> list[str]:
+        stale = await stale_tenants(redis, spec.key_prefix, checks, mirrors)
+        await sweep_records(redis, profile_namespace, spec.key_prefix, live,
+                            TENANTS_BY_PROFILE.get)
+        return stale
+
+    stale = await with_client(RedisTarget.from_spec(profile_namespace, spec.connection),
+                              recheck)
+    if target is not None and isinstance(mirrors, dict):
+        try:
+            await sweep_rows(target, profile_namespace, mirrors.values(),
+                             TENANTS_BY_PROFILE.get)
+        except (DatabaseUnavailable, psycopg.Error, OSError) as err:
+            logger.warning("orphaned mirror rows of %s/%s not swept: %s", profile_namespace,
+                           profile_name, scrub(err))
+    return stale
 
 
 async def resync_tenants(namespace: str, name: str, profiles: ProfileLookup) -> None:
     """Fully reconcile only the tenants of profile ``name`` whose tables or status are not what
     they should be, writing their status directly (no kopf handler call carries a patch for
-    them)."""
+    them), and sweep the profile's location for deleted tenants' tables, also when it has no
+    tenant left."""
     # A tenant the operator has never reported on is its create handler's: reconciling it here
     # too would write its status twice while kopf works through a backlog.
     entries = {entry.name: entry for entry in TENANTS_BY_PROFILE.of_profile(namespace, name)
                if "observedGeneration" in entry.status and not entry.deleting}
+    refusal = target_refusal(namespace, name, profiles)
+    profile = resolved_profile(namespace, name, profiles)
     checks = [(entry, ctx) for entry in entries.values()
               if (ctx := _valid_context(namespace, entry, profiles)) is not None]
-    refusal = target_refusal(namespace, name, profiles) if entries else None
-    if not checks and refusal is None:
-        return
-    profile = checks[0][1].profile if checks else None
     if refusal is not None:
         # The profile may not use its target (any more): the tenants say so.
         stale = [entry.name for entry in entries.values()
                  if not _reports(entry, "Ready", refusal.reason)]
+    elif profile is None:
+        return  # missing or invalid: its tenants report that from their own reconcile
     elif profile.paused or profile.redis is None:
         # Nothing to look at in Redis: only statuses that do not say so yet need a reconcile.
         stale = [entry.name for entry, _ in checks

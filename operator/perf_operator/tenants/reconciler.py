@@ -2,7 +2,9 @@
 (``handlers/tenants.py``) and by the profiles' re-check (``tenants.recheck``) alike.
 
 * :func:`reconcile_quota`: make one tenant true and put its status changes into a patch;
-* :func:`delete_quota`: remove what a deleted tenant configured (or defer it to the ledger);
+* :func:`delete_quota`: remove what a deleted tenant configured (or defer it to the ledger),
+  called on its DELETED watch event (TenantQuotas have no finalizer: see ``tenants.orphans``
+  for what a missed event leaves and who removes it);
 * :func:`replay_deletion`: a deferred deletion, replayed from the cleanup ledger.
 
 Each takes the tenant as the registry remembers it (:class:`TenantEntry`, built from a kopf
@@ -135,10 +137,10 @@ async def reconcile_quota(namespace: str, tenant: TenantEntry, profiles: Profile
 
 
 async def delete_quota(namespace: str, tenant: TenantEntry, profiles: ProfileLookup,
-                       retry: int, logger: Logger) -> None:
-    """Remove the tenant's tables (bounded retries, then released: see run_cleanups). When its
-    profile was deleted first, nothing is desired any more: what its status reports (and this
-    TenantQuota owns) is removed."""
+                       logger: Logger) -> None:
+    """Remove the deleted tenant's tables (or write them down in the ledger: see
+    run_cleanups). When its profile was deleted first, nothing is desired any more: what its
+    status reports (and this TenantQuota owns) is removed."""
     ref = (namespace, (tenant.spec.get("profileRef") or {}).get("name"))
     lookup: ProfileLookup = profiles if profiles.get(ref) else {ref: [PROFILE_GONE]}
     try:
@@ -152,7 +154,7 @@ async def delete_quota(namespace: str, tenant: TenantEntry, profiles: ProfileLoo
              "profile": {"spec": profile.spec,
                          "adjustments": profile.adjustments.model_dump(mode="json")}}
     async with tenant_lock(ctx.namespace, ctx.name):
-        await run_cleanups(TENANT_CLEANUPS, ctx, retry, entry)
+        await run_cleanups(TENANT_CLEANUPS, ctx, None, entry)
 
 
 async def replay_deletion(entry: dict[str, Any], events: EventRecorder, logger: Logger
@@ -233,7 +235,7 @@ def _senior_claimant(namespace: str, name: str, created: str | None,
         other_rank = seniority(entry.created, owner)
         if other_rank >= rank or (best is not None and other_rank >= best[0]):
             continue
-        other = _resolved_profile(other_namespace, other_profile, profiles)
+        other = resolved_profile(other_namespace, other_profile, profiles)
         if other is None or other.paused or other.redis is None:
             continue
         place = RecordPlace(record_key(other.redis.key_prefix, tenant_id),
@@ -243,7 +245,7 @@ def _senior_claimant(namespace: str, name: str, created: str | None,
     return best[1] if best else None
 
 
-def _resolved_profile(namespace: str, name: str | None, profiles: ProfileLookup
+def resolved_profile(namespace: str, name: str | None, profiles: ProfileLookup
                       ) -> PerformanceProfileSpec | None:
     """A profile's effective spec (its target's connections filled in); None when it is
     missing, invalid or refused its target."""
