@@ -3,7 +3,9 @@
 Values are registered with the scrubber as soon as they are read, so no later error message can
 carry them; user names (``identity_keys``) are not credentials and stay readable in messages.
 Each read replaces what the scrubber holds for that Secret key (a rotated password leaves the
-registry), and a Secret found deleted is forgotten.
+registry), and a Secret found deleted is forgotten. The operator's leader sees every read from
+the API before its values are used (``set_read_hook``): it keeps a durable copy for cleanups
+(handlers/escrow.py).
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import base64
 import contextlib
 import contextvars
 from collections import OrderedDict
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
 
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -30,18 +32,41 @@ class SecretError(Exception):
         self.reason = reason
 
 
+class SecretNeverUsed(SecretError):
+    """A cleanup needs a Secret that the operator never read: it was missing whenever the
+    operator looked and no escrow copy of it exists (see handlers/deferred.gather_copies), so
+    nothing was ever done with its credentials and there is nothing to undo with them."""
+
+    def __init__(self, namespace: str, name: str) -> None:
+        super().__init__("SecretNotFound", f"Secret {namespace}/{name} not found and never "
+                                           "read: nothing was done with its credentials")
+
+
 #: Secrets' data (base64, as the API returns it) last read, by (namespace, name), bounded: what
 #: a deferred cleanup copies when namespace teardown has deleted the Secret before the
 #: finalizer ran (see handlers/deferred.py).
 _last_read: OrderedDict[tuple[str, str], dict[str, str]] = OrderedDict()
 LAST_READ_LIMIT = 1024
-#: Copies that stand in for Secrets while a deferred cleanup runs (its own task only).
-_copies: contextvars.ContextVar[Mapping[tuple[str, str], dict[str, str]] | None] = \
-    contextvars.ContextVar("secret_copies", default=None)
+#: Copies that stand in for Secrets while a cleanup runs (its own task only); None for a
+#: Secret never used (reading it raises SecretNeverUsed).
+Copies = Mapping[tuple[str, str], dict[str, str] | None]
+_copies: contextvars.ContextVar[Copies | None] = contextvars.ContextVar("secret_copies",
+                                                                       default=None)
+#: Awaited with (namespace, name, data) after each read from the API, before the values are
+#: returned: what the leader logs in with is kept durably first (handlers/escrow.py).
+ReadHook = Callable[[str, str, dict[str, str]], Awaitable[None]]
+_read_hook: ReadHook | None = None
+
+
+def set_read_hook(hook: ReadHook | None) -> None:
+    """Have ``hook`` see every Secret read from the API before its values are used (the
+    operator's leader only; kubectl perf reads with the user's rights and keeps nothing)."""
+    global _read_hook
+    _read_hook = hook
 
 
 @contextlib.contextmanager
-def serving_copies(copies: Mapping[tuple[str, str], dict[str, str]]) -> Iterator[None]:
+def serving_copies(copies: Copies) -> Iterator[None]:
     """Within this block (and the tasks it starts), read these copies instead of the API."""
     token = _copies.set(copies)
     try:
@@ -64,7 +89,10 @@ async def secret_data(namespace: str, name: str) -> dict[str, str]:
 async def _read(namespace: str, name: str) -> dict[str, str]:
     copies = _copies.get()
     if copies is not None and (namespace, name) in copies:
-        return copies[(namespace, name)]
+        copy = copies[(namespace, name)]
+        if copy is None:
+            raise SecretNeverUsed(namespace, name)
+        return copy
     api = client.CoreV1Api(await api_client())
     try:
         secret = await api.read_namespaced_secret(name, namespace)
@@ -77,6 +105,8 @@ async def _read(namespace: str, name: str) -> dict[str, str]:
                               f"not allowed to read Secret {namespace}/{name}") from None
         raise
     data = dict(secret.data or {})
+    if _read_hook is not None:
+        await _read_hook(namespace, name, data)
     _last_read[(namespace, name)] = data
     _last_read.move_to_end((namespace, name))
     while len(_last_read) > LAST_READ_LIMIT:

@@ -2,18 +2,26 @@
 the server), and what its profile and tenants left in the database (an index under
 indexPrunePolicy Delete, the tenants' mirror rows) is remembered in the operator's namespace,
 with copies of the credentials the namespace's teardown deleted, and removed once PostgreSQL is
-back, with an Event in the operator's namespace saying so."""
+back, with an Event in the operator's namespace saying so. That holds when the deletion is
+finished by an operator process that never read the namespace's Secrets (a leader handover):
+every credential is escrowed in the operator's namespace before it is used. A profile and
+tenant that never logged in (applied without their Secrets) are released with nothing to do,
+not written into the ledger to fail for ever."""
 from __future__ import annotations
 
 import json
+import secrets
 import time
 
+import pytest
 import yaml
 
+from tests.conftest import ISOLATED_PREFIX
 from tests.e2e.postgres_support import database_section
 from tests.e2e.test_tenants_tables import profile_spec
 from tests.support.kube import condition, eventually
-from tests.support.rbac import OPERATOR_NAMESPACE
+from tests.support.rbac import (OPERATOR_NAMESPACE, operator_kubeconfig,
+                                operator_namespace_roles_in, start_operator_as_deployed)
 
 INDEX = "orders_tenant_idx"
 
@@ -22,11 +30,9 @@ def ready(kubectl, kind: str, name: str, namespace: str) -> bool:
     return (condition(kubectl.get(kind, name, namespace), "Ready") or {}).get("status") == "True"
 
 
-def test_namespace_deleted_while_postgres_is_down_is_cleaned_up_later(
-        operator, stack, kubectl, namespace, credentials, pg_database, psql, redis_prefix):
-    db = pg_database["database"]
-    psql(db, "CREATE TABLE orders AS SELECT g AS id, g % 10 AS tenant "
-             "FROM generate_series(1, 1000) g")
+def profile_and_tenants(stack, credentials: dict, redis_prefix: str, pg_database: dict,
+                        tenants: tuple[str, ...]) -> str:
+    """A profile "platform" with one index under indexPrunePolicy Delete, and its tenants."""
     spec = profile_spec(stack, credentials, redis_prefix, pg_database)
     spec["database"] = database_section(
         pg_database, indexPrunePolicy="Delete",
@@ -36,20 +42,42 @@ def test_namespace_deleted_while_postgres_is_down_is_cleaned_up_later(
     docs += [{"apiVersion": "perf.idp.io/v1alpha1", "kind": "TenantQuota",
               "metadata": {"name": tenant},
               "spec": {"tenantId": tenant, "profileRef": {"name": "platform"}}}
-             for tenant in ("acme", "initech")]
-    kubectl.apply(yaml.safe_dump_all(docs), namespace)
+             for tenant in tenants]
+    return yaml.safe_dump_all(docs)
+
+
+def create_orders(psql, db: str) -> None:
+    psql(db, "CREATE TABLE orders AS SELECT g AS id, g % 10 AS tenant "
+             "FROM generate_series(1, 1000) g")
+
+
+def leftovers(psql, db: str, namespace: str) -> tuple[int, int]:
+    """The profile's index and its tenants' mirror rows still in the database."""
+    indexes = psql(db, f"SELECT count(*) FROM pg_indexes WHERE indexname = '{INDEX}'")
+    rows = psql(db, "SELECT count(*) FROM perf_operator.tenant_limits "
+                    f"WHERE profile_namespace = '{namespace}'")
+    return int(indexes), int(rows)
+
+
+def finished_events(kubectl, home: str, namespace: str) -> list[dict]:
+    """CleanupFinished Events of the namespace's profile, in the operator's namespace."""
+    items = json.loads(kubectl.run("get", "events", "-o", "json", namespace=home).stdout)["items"]
+    return [e for e in items if e["reason"] == "CleanupFinished"
+            and f"{namespace}/platform" in e["message"]]
+
+
+def test_namespace_deleted_while_postgres_is_down_is_cleaned_up_later(
+        operator, stack, kubectl, namespace, credentials, pg_database, psql, redis_prefix):
+    db = pg_database["database"]
+    create_orders(psql, db)
+    kubectl.apply(profile_and_tenants(stack, credentials, redis_prefix, pg_database,
+                                      ("acme", "initech")), namespace)
     eventually(lambda: ready(kubectl, "pp", "platform", namespace)
                and ready(kubectl, "tq", "acme", namespace)
                and ready(kubectl, "tq", "initech", namespace), timeout=90,
                what="the profile and its tenants Ready")
 
-    def leftovers() -> tuple[int, int]:
-        indexes = psql(db, f"SELECT count(*) FROM pg_indexes WHERE indexname = '{INDEX}'")
-        rows = psql(db, "SELECT count(*) FROM perf_operator.tenant_limits "
-                        f"WHERE profile_namespace = '{namespace}'")
-        return int(indexes), int(rows)
-
-    assert leftovers() == (1, 2)
+    assert leftovers(psql, db, namespace) == (1, 2)
     stack.postgres.stop()
     try:
         started = time.monotonic()
@@ -68,16 +96,10 @@ def test_namespace_deleted_while_postgres_is_down_is_cleaned_up_later(
     finally:
         stack.postgres.launch()
 
-    eventually(lambda: leftovers() == (0, 0), timeout=90,
+    eventually(lambda: leftovers(psql, db, namespace) == (0, 0), timeout=90,
                what="the index and the mirror rows removed once PostgreSQL is back")
-
-    def finished_event():
-        items = json.loads(kubectl.run("get", "events", "-o", "json",
-                                       namespace=OPERATOR_NAMESPACE).stdout)["items"]
-        return [e for e in items if e["reason"] == "CleanupFinished"
-                and f"{namespace}/platform" in e["message"]]
-
-    events = eventually(finished_event, timeout=30, what="a CleanupFinished Event")
+    events = eventually(lambda: finished_events(kubectl, OPERATOR_NAMESPACE, namespace),
+                        timeout=30, what="a CleanupFinished Event")
     assert events[0]["source"]["component"] == "perf-operator"
     eventually(lambda: not any(f".{namespace}." in key for key in (json.loads(kubectl.run(
         "get", "configmap", "perf-operator-cleanup", "-o", "json",
@@ -101,3 +123,114 @@ async def test_a_dropped_database_leaves_nothing_to_clean_up(stack, namespace, c
     ctx = profile_context(namespace, database_section(pg, indexes=[
         {"name": "t_a_idx", "table": "t", "columns": [{"column": "a"}]}]))
     await cleanup_profile(ctx)  # returns: nothing raised, nothing to retry
+
+
+def ledger_entries(kubectl, home: str, namespace: str) -> dict:
+    """The cleanup ledger's entries (key -> entry) of objects in ``namespace``."""
+    result = kubectl.run("get", "configmap", "perf-operator-cleanup", "-o", "json",
+                         namespace=home, check=False)
+    if result.returncode != 0:
+        return {}
+    data = json.loads(result.stdout).get("data") or {}
+    return {key: json.loads(text) for key, text in data.items() if f".{namespace}." in key}
+
+
+def escrows(kubectl, home: str, namespace: str) -> list[str]:
+    """The sources (namespace/name) of the escrowed Secrets of ``namespace``."""
+    items = json.loads(kubectl.run("get", "secrets", "-l", "perf.idp.io/escrow=true", "-o",
+                                   "json", namespace=home).stdout)["items"]
+    sources = [item["metadata"]["annotations"]["perf.idp.io/secret"] for item in items]
+    return sorted(source for source in sources if source.startswith(f"{namespace}/"))
+
+
+@pytest.mark.isolated
+def test_a_leader_that_never_read_the_secrets_finishes_the_cleanup(
+        stack, kubectl, crds, namespace, pg_database, psql, redis_prefix, tmp_path):
+    """The chaos run's orphans: operator A reconciles a profile and its tenant, A stops,
+    PostgreSQL stops, the namespace is deleted (its Secrets with it), and a fresh process B,
+    which never read those Secrets, finalizes the profile and tenant. B's ledger entries get
+    their credentials from the escrow A wrote before it logged in, so once PostgreSQL is back
+    the index and the mirror row are removed, with a CleanupFinished Event, and the escrows go
+    when nothing needs them any more."""
+    home = namespace  # the operators' own namespace: Lease, ledger, escrows
+    team = f"{ISOLATED_PREFIX}{secrets.token_hex(4)}"
+    kubectl.run("create", "namespace", team)
+    kubectl.run("create", "secret", "generic", "pg-credentials",
+                "--from-literal=username=" + stack.postgres.operator_user,
+                "--from-literal=password=" + stack.postgres.operator_password, namespace=team)
+    kubectl.run("create", "secret", "generic", "redis-credentials",
+                "--from-literal=password=" + stack.redis.password, namespace=team)
+    credentials = {"postgres": "pg-credentials", "redis": "redis-credentials"}
+    kubeconfig = operator_kubeconfig(stack, kubectl, tmp_path / "kubeconfig")
+    operator_namespace_roles_in(kubectl, home)
+
+    def start(name: str):
+        return start_operator_as_deployed(kubeconfig, tmp_path / name, name=name,
+                                          namespace=home, extra_args=(f"--namespace={team}",))
+
+    db = pg_database["database"]
+    create_orders(psql, db)
+    first = start("operator-a")
+    second = None
+    try:
+        kubectl.apply(profile_and_tenants(stack, credentials, redis_prefix, pg_database,
+                                          ("acme",)), team)
+        eventually(lambda: ready(kubectl, "pp", "platform", team)
+                   and ready(kubectl, "tq", "acme", team), timeout=90,
+                   what="the profile and its tenant Ready")
+        assert leftovers(psql, db, team) == (1, 1)
+        assert escrows(kubectl, home, team) == [f"{team}/pg-credentials",
+                                                f"{team}/redis-credentials"]
+        first.stop()
+        stack.postgres.stop()
+        try:
+            kubectl.run("delete", "namespace", team, "--wait=false")
+            # Teardown deletes the Secrets; the profile and tenant wait for their finalizers.
+            eventually(lambda: not kubectl.run("get", "secrets", "-o", "name",
+                                               namespace=team).stdout.strip(),
+                       timeout=60, what="the namespace's Secrets deleted")
+            second = start("operator-b")
+            eventually(lambda: kubectl.run("get", "namespace", team, check=False
+                                           ).returncode != 0, timeout=60,
+                       what="the namespace gone")
+            entries = ledger_entries(kubectl, home, team)
+            assert {entry["kind"] for entry in entries.values()} >= {"PerformanceProfile"}
+            assert all(not entry["neverRead"] for entry in entries.values()), entries
+        finally:
+            stack.postgres.launch()
+        eventually(lambda: leftovers(psql, db, team) == (0, 0), timeout=90,
+                   what="the index and the mirror row removed")
+        eventually(lambda: finished_events(kubectl, home, team), timeout=30,
+                   what="a CleanupFinished Event")
+        eventually(lambda: not ledger_entries(kubectl, home, team), timeout=30,
+                   what="the ledger entries removed")
+        eventually(lambda: not escrows(kubectl, home, team), timeout=30,
+                   what="the escrows deleted once nothing needs them")
+    except AssertionError as err:
+        logs = "\n".join(proc.log_tail(60) for proc in (first, second) if proc is not None)
+        raise AssertionError(f"{err}\n{logs}") from None
+    finally:
+        for proc in (first, second):
+            if proc is not None:
+                proc.stop()
+        kubectl.run("delete", "namespace", team, "--wait=false", check=False)
+
+
+def test_a_profile_that_never_logged_in_is_released_with_nothing_to_do(
+        operator, stack, kubectl, namespace, pg_database, redis_prefix):
+    """Applied without its Secrets, a profile (indexes under Delete) and its tenant never
+    reached a server; deleting them finishes at once: no ledger entry that fails for ever."""
+    kubectl.apply(profile_and_tenants(stack, {"postgres": "pg-credentials",
+                                              "redis": "redis-credentials"},
+                                      redis_prefix, pg_database, ("acme",)), namespace)
+
+    def reason(kind: str, name: str, type_: str) -> str | None:
+        return (condition(kubectl.get(kind, name, namespace), type_) or {}).get("reason")
+
+    eventually(lambda: reason("pp", "platform", "DatabaseReady") == "SecretNotFound"
+               and reason("tq", "acme", "Ready") is not None, timeout=60,
+               what="the profile reporting its missing Secret")
+    kubectl.run("delete", "tq", "acme", "--timeout=30s", namespace=namespace)
+    kubectl.run("delete", "pp", "platform", "--timeout=30s", namespace=namespace)
+    assert ledger_entries(kubectl, OPERATOR_NAMESPACE, namespace) == {}
+    assert escrows(kubectl, OPERATOR_NAMESPACE, namespace) == []

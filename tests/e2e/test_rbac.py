@@ -36,6 +36,7 @@ ALLOWED = [
     ("update", "validatingwebhookconfigurations.admissionregistration.k8s.io", None,
      "perf-operator.perf.idp.io"),
     ("create", "secrets", OPERATOR_NAMESPACE, None),
+    ("list", "secrets", OPERATOR_NAMESPACE, None),  # the escrows, by label
     ("get", "secrets", OPERATOR_NAMESPACE, "perf-operator-webhook-tls"),
 ]
 

@@ -45,6 +45,17 @@ def lease_election_in(kubectl: Kubectl, namespace: str) -> None:
             kubectl.apply(yaml.safe_dump(doc))
 
 
+def operator_namespace_roles_in(kubectl: Kubectl, namespace: str) -> None:
+    """Every Role the manifests give the operator in its own namespace (the leader Lease, the
+    cleanup ledger and the escrows), placed in ``namespace``, for operators started with
+    ``PERF_OPERATOR_NAMESPACE=namespace``."""
+    for doc in rbac_documents(kubectl):
+        if doc["kind"] in {"Role", "RoleBinding"} and \
+                doc["metadata"].get("namespace") == OPERATOR_NAMESPACE:
+            doc["metadata"]["namespace"] = namespace
+            kubectl.apply(yaml.safe_dump(doc))
+
+
 def start_operator_as_deployed(kubeconfig: str, log_dir: pathlib.Path, *, name: str,
                                namespace: str, extra_args: tuple[str, ...] = ()):
     """The real operator as the Deployment runs it (``--standalone``, ``POD_NAME``, its own

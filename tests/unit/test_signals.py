@@ -133,7 +133,8 @@ def test_index_scans_move_the_status_only_beyond_the_tolerance():
 
 
 def test_deferred_cleanup_copies_every_secret_the_spec_references():
-    from perf_operator.handlers.deferred import entry_key, secret_names
+    from perf_operator.handlers.deferred import entry_key
+    from perf_operator.handlers.escrow import secret_names
 
     entry = {"kind": "TenantQuota", "namespace": "team-a", "name": "acme", "uid": "0123456789",
              "spec": {"tenantId": "acme"},

@@ -12,7 +12,10 @@ cannot reach it, in the operator's namespace (``PERF_OPERATOR_NAMESPACE``):
   namespace, name, uid, spec, status; a tenant's profile spec too);
 * a Secret per entry (``perf-operator-cleanup-<hash>``, owned by the ConfigMap): copies of the
   Secrets the spec references, read at finalization time (or, if teardown deleted them first,
-  as this process last read them: ``secrets.secret_data``).
+  as this process last read them, else from their escrow: :func:`gather_copies`). A Secret
+  with no copy at all was never used (handlers/escrow.py), so the entry lists it under
+  ``neverRead`` and what would log in with it has nothing to undo (:func:`clean`): a profile
+  or tenant applied without its Secret and deleted is released at once, not retried for ever.
 
 The leader replays the ledger every resync with those copies standing in for the deleted
 Secrets (``secrets.serving_copies``), running the same cleanup functions; when one finishes its
@@ -36,7 +39,7 @@ import base64
 import hashlib
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -49,7 +52,9 @@ from ..kube.events import POSTER, EventKey, ObjectRef
 from ..metrics import DEFERRED_CLEANUPS
 from ..reconcile import EventRecorder
 from ..scrub import scrub
-from ..secrets import SecretError, secret_data, serving_copies
+from ..secrets import SecretError, SecretNeverUsed, secret_data, serving_copies
+from . import escrow
+from .escrow import secret_names
 
 LEDGER = "perf-operator-cleanup"
 SECRET_PREFIX = "perf-operator-cleanup-"
@@ -82,19 +87,6 @@ def replayer(kind: str) -> Callable[[Replayer], Replayer]:
 def entry_key(entry: dict[str, Any]) -> str:
     """The ledger key of an object's entry (a valid ConfigMap key)."""
     return f"{entry['kind']}.{entry['namespace']}.{entry['name']}.{entry['uid'][:8]}"
-
-
-def secret_names(spec: Any) -> Iterator[str]:
-    """Every ``secretRef.name`` in a spec (the Secrets its cleanup may log in with)."""
-    if isinstance(spec, dict):
-        for key, value in spec.items():
-            if key == "secretRef" and isinstance(value, dict) and value.get("name"):
-                yield value["name"]
-            else:
-                yield from secret_names(value)
-    elif isinstance(spec, list):
-        for item in spec:
-            yield from secret_names(item)
 
 
 def _timestamp(moment: datetime) -> str:
@@ -130,17 +122,52 @@ def failing(entry: dict[str, Any]) -> bool:
     return int(entry.get("attempts") or 0) >= STUCK_AFTER_ATTEMPTS
 
 
-async def defer(entry: dict[str, Any], error: str) -> None:
-    """Write the entry and copies of its Secrets to the ledger, then say so in an Event in
-    the operator's namespace. Raises when the ledger cannot be written (the caller keeps its
-    finalizer and retries)."""
-    namespace = operator_namespace()
+async def gather_copies(entry: dict[str, Any]) -> tuple[dict[str, dict[str, str]], list[str]]:
+    """Copies of the Secrets the entry's cleanup may log in with, by ``namespace/name``: as
+    read now, else as this process last read them, else from their escrow; and the Secrets
+    with no copy anywhere, which were never used (see handlers/escrow.py)."""
+    namespace = entry["namespace"]
     copies: dict[str, dict[str, str]] = {}
+    never_read: list[str] = []
     for name in sorted(set(secret_names(entry))):
         try:
-            copies[f"{entry['namespace']}/{name}"] = await secret_data(entry["namespace"], name)
+            copies[f"{namespace}/{name}"] = await secret_data(namespace, name)
+            continue
         except SecretError:
-            pass  # never read and now gone: the cleanup will say so when it runs
+            pass
+        kept = await escrow.copy_of(namespace, name)
+        if kept is None:
+            never_read.append(f"{namespace}/{name}")
+        else:
+            copies[f"{namespace}/{name}"] = kept
+    return copies, never_read
+
+
+def never_used(never_read: Collection[str]) -> dict[tuple[str, str], None]:
+    """What ``secrets.serving_copies`` serves for Secrets never used: reading one raises
+    ``SecretNeverUsed`` instead of asking the API."""
+    return {(ref.split("/", 1)[0], ref.split("/", 1)[1]): None for ref in never_read}
+
+
+async def clean(cleanups: Sequence[Callable[[Any], Awaitable[None]]], ctx: Any) -> None:
+    """Run each cleanup; one that needs a Secret never used (``SecretNeverUsed``, served by
+    :func:`never_used`) has nothing to undo: no process of the operator ever logged in with
+    it, because every credential is escrowed before its first use and the escrow outlives
+    every profile and ledger entry naming the Secret. This rule reads only what is durable
+    (the escrow, not a status a crash may not have written): an index whose build was
+    launched just before a crash had its credentials escrowed first, so it is cleaned up."""
+    for cleanup in cleanups:
+        try:
+            await cleanup(ctx)
+        except SecretNeverUsed as err:
+            logger.info("nothing to clean up with credentials never used: %s", err)
+
+
+async def defer(entry: dict[str, Any], error: str, copies: dict[str, dict[str, str]]) -> None:
+    """Write the entry and the copies of its Secrets (:func:`gather_copies`) to the ledger,
+    then say so in an Event in the operator's namespace. Raises when the ledger cannot be
+    written (the caller keeps its finalizer and retries)."""
+    namespace = operator_namespace()
     api = client.CoreV1Api(await api_client())
     key = entry_key(entry)
     ledger = await _ledger(api, namespace, create=True)
@@ -168,11 +195,12 @@ async def defer(entry: dict[str, Any], error: str) -> None:
                  f"the server is back")
 
 
-async def replay_forever() -> None:
-    """Replay the ledger every resync until cancelled (the leader runs it)."""
+async def replay_forever(patterns: Sequence[str]) -> None:
+    """Replay the ledger every resync until cancelled (the leader runs it), then delete the
+    escrows nothing needs any more among those of the namespaces served (``patterns``)."""
     while True:
         try:
-            await replay_once()
+            await replay_once(patterns)
         except asyncio.CancelledError:
             raise
         except Exception as err:  # noqa: BLE001 - the ledger is retried next time
@@ -180,11 +208,15 @@ async def replay_forever() -> None:
         await asyncio.sleep(CONFIG.resync_seconds)
 
 
-async def replay_once() -> int:
-    """Try every entry that is due once; returns how many are left (due or not)."""
+async def replay_once(patterns: Sequence[str] = ()) -> int:
+    """Delete the escrows no entry or profile needs (``escrow.collect``; an entry finished in
+    this pass keeps its escrows until the next), then try every entry that is due once;
+    returns how many entries are left (due or not)."""
     namespace = operator_namespace()
     api = client.CoreV1Api(await api_client())
     ledger = await _ledger(api, namespace, create=False)
+    entries = [json.loads(text) for text in ((ledger.data or {}) if ledger else {}).values()]
+    await escrow.collect(entries, patterns)
     if ledger is None:
         _count(0, 0)
         return 0
@@ -248,7 +280,7 @@ async def _replay(api: client.CoreV1Api, namespace: str, ledger: Any,
     copies = json.loads(base64.b64decode((secret.data or {})[COPIES_KEY]))
     stand_ins = {tuple(ref.split("/", 1)): data for ref, data in copies.items()}
     events = EventRecorder(_ledger_body(ledger), logger)
-    with serving_copies(stand_ins):
+    with serving_copies({**stand_ins, **never_used(entry.get("neverRead") or ())}):
         await REPLAYERS[entry["kind"]](entry, events)
 
 

@@ -119,11 +119,15 @@ async def replay_profile_cleanup(entry: dict[str, Any], events: EventRecorder) -
     ctx = ProfileContext(name=name, namespace=namespace, uid=entry["uid"], generation=0,
                          spec=model, status=entry["status"], events=events,
                          logger=deferred.logger)
-    for cleanup in PROFILE_CLEANUPS:
-        await cleanup(ctx)
-    if model.database is not None and not await namespace_exists(namespace):
-        target = await mirror_target(namespace, name, model.database.connection)
-        await delete_profile_mirrors(target, namespace, name)
+    await deferred.clean(PROFILE_CLEANUPS + (_delete_mirrors,), ctx)
+
+
+async def _delete_mirrors(ctx: ProfileContext) -> None:
+    """The mirror rows of a deleted profile's tenants, once its namespace is gone (and its
+    tenants with it, whether or not their own cleanups ran)."""
+    if ctx.spec.database is not None and not await namespace_exists(ctx.namespace):
+        target = await mirror_target(ctx.namespace, ctx.name, ctx.spec.database.connection)
+        await delete_profile_mirrors(target, ctx.namespace, ctx.name)
         await forget_target(target)
 
 

@@ -13,7 +13,8 @@ from ..config import CONFIG
 from ..api import PAUSED, PROGRESS_REASONS, Condition, set_condition, severity
 from ..reconcile import EventRecorder, Outcome
 from ..scrub import scrub
-from .deferred import defer
+from ..secrets import serving_copies
+from . import deferred
 from ..status import apply_to_kopf_patch
 from ..targets.policy import ConnectionRefused
 
@@ -28,23 +29,27 @@ async def run_cleanups(cleanups: Sequence[Cleanup], ctx: Any, retry: int | None,
     When that fails (a server down), the work is written to the operator's cleanup ledger with
     copies of the credentials it needs (``deferred.defer``; ``entry`` is what a replay needs)
     and the object is released at once: deleting a namespace never waits on a server, nor
-    depends on the Secrets its teardown deletes. Only when the ledger itself cannot be written
-    is the deletion retried, and after a bounded number of retries released with a warning
-    Event; an object already gone gets that Event at once (a tenant's record and mirror row at
-    its profile's location are still removed by the profile's orphan sweep)."""
+    depends on the Secrets its teardown deletes. What would log in with a Secret the operator
+    never used has nothing to undo (``deferred.clean``). Only when the ledger itself cannot be
+    written is the deletion retried, and after a bounded number of retries released with a
+    warning Event; an object already gone gets that Event at once (a tenant's record and mirror
+    row at its profile's location are still removed by the profile's orphan sweep)."""
+    error = ""
     try:
-        for cleanup in cleanups:
-            await cleanup(ctx)
-        return
-    except Exception as err:  # noqa: BLE001 - deferred, else retried, then released
-        error = scrub(err)
-    try:
-        await defer(entry, error)
+        copies, never_read = await deferred.gather_copies(entry)
+        try:
+            with serving_copies(deferred.never_used(never_read)):
+                await deferred.clean(cleanups, ctx)
+            return
+        except Exception as err:  # noqa: BLE001 - deferred, else retried, then released
+            error = scrub(err)
+        await deferred.defer({**entry, "neverRead": never_read}, error, copies)
         ctx.logger.warning("cleanup deferred to the operator's ledger: %s", error,
                            extra={"reason": "CleanupDeferred"})
         return
-    except Exception as err:  # noqa: BLE001 - the ledger is out of reach too
-        error = f"{error}; not deferred either: {scrub(err)}"
+    except Exception as err:  # noqa: BLE001 - the API server (ledger, Secrets) is out of reach
+        error = f"{error}; not deferred either: {scrub(err)}" if error else (
+            f"cleanup not run: {scrub(err)}")
     if retry is None:
         ctx.events.warning("CleanupAbandoned", f"cleanup not finished: {error}")
         return

@@ -11,6 +11,7 @@ from ..admission.server import WebhookOptions, start_webhook
 from ..config import CONFIG
 from ..kube import client as kube_client
 from ..kube.events import POSTER
+from ..kube.namespaces import exact_names
 from ..kube.objects import (list_cluster_objects, list_objects, namespace_labels,
                             wait_until_served)
 from ..leadership import LeaderGate
@@ -18,7 +19,8 @@ from ..postgres import connect as postgres_connect
 from ..redis import connect as redis_connect
 from ..targets import REGISTRY
 from ..tenants.registry import TENANTS_BY_PROFILE
-from . import deferred
+from ..secrets import set_read_hook
+from . import deferred, escrow
 from .resources import PROFILES, TARGETS, TENANTS
 from .profile_registry import clear_profiles, seed_profile
 
@@ -48,6 +50,11 @@ def configure(settings: kopf.OperatorSettings, **_) -> None:
     # A deleted profile keeps its finalizer until its timers have exited; kopf looks again
     # only this often (default 60 s), which delayed every namespace deletion by up to a minute.
     settings.background.cancellation_polling = 1.0 if CONFIG.test_mode else 5.0
+    # kopf serves a namespace it finds terminating at startup never (its namespace scan skips
+    # it): a replica that became leader while a watched namespace was being deleted left that
+    # namespace's profiles and tenants with their finalizers, and the namespace Terminating,
+    # for ever. Namespaces given by name are watched as given, without the scan.
+    settings.scanning.disabled = exact_names(namespaces)
     if CONFIG.test_mode:
         settings.watching.reconnect_backoff = 0.5
 
@@ -67,7 +74,9 @@ async def elect_leader(memo: kopf.Memo, logger, **_) -> None:
     logger.info("waiting to lead: Lease %s/%s as %s", gate.namespace, gate.name, gate.identity)
     await gate.elected.wait()
     # Only the leader replays deferred cleanups (they run DDL), from when it leads.
-    memo.deferred_cleanups = asyncio.create_task(deferred.replay_forever(),
+    # From now on every credential is escrowed before it is used (see handlers/escrow.py).
+    set_read_hook(escrow.keep)
+    memo.deferred_cleanups = asyncio.create_task(deferred.replay_forever(namespaces),
                                                  name="deferred-cleanups")
 
 
@@ -89,6 +98,7 @@ async def seed_registries(logger, **_) -> None:
     async for body in list_objects(TENANTS[2], namespaces):
         TENANTS_BY_PROFILE.seed(body["metadata"]["namespace"], body)
         tenants += 1
+    escrow.REGISTRY_SEEDED.set()
     logger.info("%d PerformanceProfiles and %d TenantQuotas known before the watch starts",
                 profiles, tenants)
 

@@ -30,3 +30,8 @@ def serves(namespace: str, patterns: Sequence[str]) -> bool:
     """Whether an operator started with these ``--namespace`` patterns (none: every namespace)
     serves ``namespace``: any one pattern matching is enough."""
     return not patterns or any(matches_pattern(namespace, p) for p in patterns)
+
+
+def exact_names(patterns: Sequence[str]) -> bool:
+    """Whether ``patterns`` are only plain namespace names (no globs, exclusions or lists)."""
+    return bool(patterns) and not any(c in p for p in patterns for c in "*?[]!,")

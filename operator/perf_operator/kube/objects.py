@@ -13,7 +13,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from .. import API_GROUP, API_VERSION
 from .client import api_client
-from .namespaces import serves
+from .namespaces import exact_names, serves
 
 PAGE_SIZE = 500
 #: Answers of an API server whose storage for a resource is not serving yet.
@@ -39,7 +39,7 @@ async def list_objects(plural: str, namespaces: Sequence[str] = ()
     patterns are matched with kopf's own matcher on a cluster-wide list, so the result is what
     kopf will watch."""
     api = client.CustomObjectsApi(await api_client())
-    if namespaces and all(_is_plain_name(n) for n in namespaces):
+    if exact_names(namespaces):
         for namespace in namespaces:
             async for item in _pages(api.list_namespaced_custom_object, API_GROUP, API_VERSION,
                                      namespace, plural):
@@ -80,13 +80,12 @@ async def wait_until_served(plural: str, namespaces: Sequence[str] = (),
     resource, so an operator started with its CRDs (a test fixture, an Argo CD sync) would never
     handle it."""
     api = client.CustomObjectsApi(await api_client())
-    plain = [n for n in namespaces if _is_plain_name(n)]
     started = time.monotonic()
     while True:
         try:
-            if namespaces and len(plain) == len(namespaces):
-                await api.list_namespaced_custom_object(API_GROUP, API_VERSION, plain[0], plural,
-                                                        resource_version="0", limit=1)
+            if exact_names(namespaces):
+                await api.list_namespaced_custom_object(API_GROUP, API_VERSION, namespaces[0],
+                                                        plural, resource_version="0", limit=1)
             else:
                 await api.list_cluster_custom_object(API_GROUP, API_VERSION, plural,
                                                      resource_version="0", limit=1)
@@ -108,10 +107,6 @@ async def namespace_exists(name: str) -> bool:
             return False
         raise
     return True
-
-
-def _is_plain_name(pattern: str) -> bool:
-    return not any(c in pattern for c in "*?[]!,")
 
 
 async def _pages(list_call, *args: str) -> AsyncIterator[dict[str, Any]]:

@@ -18,7 +18,7 @@ from ..reconcile import TenantContext
 from ..redis.connect import RedisTarget, with_client
 from ..redis.settings import server_id
 from ..scrub import scrub
-from ..secrets import SecretError
+from ..secrets import SecretError, SecretNeverUsed
 from .mirror import delete_owned_row, mirror_target
 from .places import RecordPlace, RowPlace, plan_leftovers, record_place, row_place
 from .records import delete_record, record_owner
@@ -46,6 +46,8 @@ async def remove_tenant(ctx: TenantContext) -> None:
     for place in places:
         try:
             await _delete_place(ctx, place, None, None)
+        except SecretNeverUsed:
+            continue  # never logged in there: nothing was written (see handlers/deferred.clean)
         except _UNREACHABLE as err:
             errors.append(f"{place.describe()}: {_error_text(err)}")
     if errors:
