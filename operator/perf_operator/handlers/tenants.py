@@ -8,7 +8,7 @@ import kopf
 from ..config import CONFIG
 from ..reconcile import EventRecorder
 from ..tenants.recheck import reconcile_tenants, resync_tenants
-from ..tenants.reconciler import delete_quota, reconcile_quota, replay_deletion, tenant_profile
+from ..tenants.reconciler import delete_quota, quota_event, replay_deletion, tenant_profile
 from ..tenants.registry import TENANTS_BY_PROFILE, TenantEntry
 from . import deferred
 from .profile_registry import forget_profile, profile_index
@@ -19,26 +19,17 @@ profile_specs = profile_index(tenant_profile)
 
 
 @kopf.on.event(*TENANTS)
-async def track_tenant(*, event: dict, body: kopf.Body, namespace: str, name: str, logger,
-                       **_) -> None:
-    """Keep the registry of tenants by profile (see tenants.registry: not a kopf index), and
-    remove a deleted tenant's tables when it is gone: TenantQuotas have no finalizer (one write
-    and one watch event less per tenant), what a missed DELETED event leaves behind is the
-    profiles' orphan sweep's (tenants.orphans)."""
+async def tenant_event(*, event: dict, body: kopf.Body, patch: kopf.Patch, namespace: str,
+                       name: str, logger, **_) -> None:
+    """Every TenantQuota event: kopf's low-level handler is all tenants use (see
+    tenants.reconciler.quota_event), and a deleted tenant's tables are removed when it is gone:
+    TenantQuotas have no finalizer, what a missed DELETED event leaves behind is the profiles'
+    orphan sweep's (tenants.orphans)."""
     if event.get("type") == "DELETED":
         TENANTS_BY_PROFILE.forget(namespace, name)
         await delete_quota(namespace, TenantEntry.from_body(body)[1], profile_specs, logger)
     else:
-        TENANTS_BY_PROFILE.put(namespace, body)
-
-
-@kopf.on.resume(*TENANTS)
-@kopf.on.create(*TENANTS)
-@kopf.on.update(*TENANTS, field="spec")
-async def tenant_changed(*, body: kopf.Body, patch: kopf.Patch, namespace: str, logger,
-                         **_) -> None:
-    await reconcile_quota(namespace, TenantEntry.from_body(body)[1], profile_specs, patch,
-                          logger)
+        await quota_event(namespace, body, profile_specs, patch, logger)
 
 
 @kopf.timer(*PROFILES, interval=CONFIG.resync_seconds, initial_delay=CONFIG.resync_seconds)
@@ -58,7 +49,7 @@ async def tenants_follow_profile(*, namespace: str, name: str, **_) -> None:
 @kopf.on.event(*PROFILES)
 async def tenants_lose_profile(*, event: dict, namespace: str, name: str, **_) -> None:
     """A deleted profile's tenants report ProfileNotFound now rather than at their next change
-    (their tables stay until they are deleted: see track_tenant)."""
+    (their tables stay until they are deleted: see tenant_event)."""
     if event.get("type") != "DELETED":
         return
     forget_profile(namespace, name)  # whichever watching handler kopf runs first

@@ -6,7 +6,7 @@ at 10,000 tenants). Instead one timer per profile observes all its tenants' reco
 pipelined HMGET and all its mirror rows with one SELECT, and only the tenants whose record,
 mirror or status is not what the last reconcile reported (a Redis that lost its data, a
 profile change, a failed tenant, a cache measurement that is due) get the full per-tenant
-reconcile (``tenants.reconciler.reconcile_quota``, the entry point of the change handler
+reconcile (``tenants.reconciler.reconcile_quota``, the entry point of the watch event
 too), whose status this module writes itself. A converged tenant costs a few microseconds and
 no API request. The same pass sweeps the profile's location for the tables of tenants that no
 longer exist (``tenants.orphans``).
@@ -150,7 +150,7 @@ async def resync_tenants(namespace: str, name: str, profiles: ProfileLookup) -> 
     they should be, writing their status directly (no kopf handler call carries a patch for
     them), and sweep the profile's location for deleted tenants' tables, also when it has no
     tenant left."""
-    # A tenant the operator has never reported on is its create handler's: reconciling it here
+    # A tenant the operator has never reported on is its watch event's: reconciling it here
     # too would write its status twice while kopf works through a backlog.
     entries = {entry.name: entry for entry in TENANTS_BY_PROFILE.of_profile(namespace, name)
                if "observedGeneration" in entry.status and not entry.deleting}
@@ -205,7 +205,7 @@ async def reconcile_tenants(namespace: str, entries: list[TenantEntry], profiles
 
 def _valid_context(namespace: str, entry: TenantEntry, profiles: ProfileLookup
                    ) -> TenantContext | None:
-    """The tenant's context; None when its spec does not validate (its change handler reported
+    """The tenant's context; None when its spec does not validate (its watch event reported
     that, and only a spec change can fix it) or its profile is gone."""
     try:
         return tenant_context(namespace, entry, profiles, logger)

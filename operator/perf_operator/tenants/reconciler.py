@@ -1,6 +1,8 @@
 """The TenantQuota reconciler: one typed entry point per job, called by the kopf handlers
 (``handlers/tenants.py``) and by the profiles' re-check (``tenants.recheck``) alike.
 
+* :func:`quota_event`: what a TenantQuota's watch event asks for (register it, and reconcile a
+  spec the status does not report on yet);
 * :func:`reconcile_quota`: make one tenant true and put its status changes into a patch;
 * :func:`delete_quota`: remove what a deleted tenant configured (or defer it to the ledger),
   called on its DELETED watch event (TenantQuotas have no finalizer: see ``tenants.orphans``
@@ -16,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import kopf
@@ -92,10 +95,36 @@ def tenant_lock(namespace: str, name: str) -> asyncio.Lock:
     return lock
 
 
+#: The finalizer kopf put on every TenantQuota before they had none (kopf's
+#: ``settings.persistence.finalizer``, still on profiles): taken off when seen.
+LEGACY_FINALIZER = "perf.idp.io/finalizer"
+
+
+async def quota_event(namespace: str, body: Mapping[str, Any], profiles: ProfileLookup,
+                      patch: kopf.Patch, logger: Logger) -> None:
+    """A TenantQuota's ADDED or MODIFIED watch event. TenantQuotas use kopf's low-level event
+    handler, not its create/update/resume handlers: those cost every tenant kopf's diff-base
+    (its spec again, in ``status.kopf``, parsed on every event) and progress bookkeeping. The
+    spec's ``generation`` against ``status.observedGeneration`` says the same: a tenant whose
+    status reports on its current spec is left to the profiles' re-check (drift, a profile
+    change), any other is reconciled now, its status changes put into kopf's ``patch`` (one
+    write, with the registration's). What kopf put on TenantQuotas before (its finalizer) is
+    taken off; the stale ``status.kopf`` is ignored."""
+    tenant = TENANTS_BY_PROFILE.put(namespace, body)
+    finalizers = list(body["metadata"].get("finalizers") or [])
+    if LEGACY_FINALIZER in finalizers:
+        finalizers.remove(LEGACY_FINALIZER)
+        patch.setdefault("metadata", {})["finalizers"] = finalizers
+    if tenant.deleting or tenant.status.get("observedGeneration") == tenant.generation:
+        return
+    async with tenant_lock(namespace, tenant.name):
+        await reconcile_quota(namespace, tenant, profiles, patch, logger)
+
+
 async def reconcile_quota(namespace: str, tenant: TenantEntry, profiles: ProfileLookup,
                           patch: kopf.Patch, logger: Logger) -> None:
     """Make one TenantQuota true and put what its status should say (and does not yet) into
-    ``patch``: its change handler hands kopf's patch, the re-check writes it itself."""
+    ``patch``: its watch event hands kopf's patch, the re-check writes it itself."""
     generation = tenant.generation
     current = dict(tenant.status)
     events = EventRecorder(_event_body(namespace, tenant), logger)

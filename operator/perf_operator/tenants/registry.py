@@ -59,7 +59,8 @@ class TenantRegistry:
                                                   tuple[str | None, TenantEntry]]] = {}
         self._tenant_id_of: dict[tuple[str, str], str | None] = {}
 
-    def put(self, namespace: str, body: Mapping[str, Any]) -> None:
+    def put(self, namespace: str, body: Mapping[str, Any]) -> TenantEntry:
+        """Remember the TenantQuota as ``body`` shows it; returns its entry."""
         profile, entry = TenantEntry.from_body(body)
         previous = self._profile_of.get((namespace, entry.name), profile)
         if previous != profile:  # the tenant moved to another profile
@@ -70,6 +71,7 @@ class TenantRegistry:
         self._by_tenant_id.setdefault(entry.tenant_id, {})[(namespace, entry.name)] = (
             profile, entry)
         self._tenant_id_of[(namespace, entry.name)] = entry.tenant_id
+        return entry
 
     def _forget_claim(self, namespace: str, name: str) -> None:
         previous = self._tenant_id_of.pop((namespace, name), None)
