@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from .api import EffectiveTenantLimits, PerformanceProfileSpec, TenantQuotaSpec
 from .scrub import scrub
@@ -35,7 +35,7 @@ class Outcome:
     affects_ready: bool = True
 
     @property
-    def condition_status(self) -> str:
+    def condition_status(self) -> Literal["True", "False"]:
         return "True" if self.ready != self.abnormal_true else "False"
 
 

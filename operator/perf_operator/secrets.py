@@ -6,14 +6,25 @@ Each read replaces what the scrubber holds for that Secret key (a rotated passwo
 registry), and a Secret found deleted is forgotten. The operator's leader sees every read from
 the API before its values are used (``set_read_hook``): it keeps a durable copy for cleanups
 (handlers/escrow.py).
+
+:func:`read_secret_keys` is the one reader, and it caches: thousands of tenants log in through
+their profile's Secret, and an API request per tenant per resync would cost more than the rest
+of their reconcile. Values are served for up to ``CREDENTIALS_MAX_AGE``; ``refresh`` reads again
+(unless another caller just did). A profile's reconcile refreshes, so a rotated password is
+picked up at the profile's next reconcile by everything sharing the Secret, and a refused login
+refreshes too. Concurrent askers share one read.
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import contextvars
+import time
+import weakref
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass
 
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -98,7 +109,10 @@ async def _read(namespace: str, name: str) -> dict[str, str]:
         secret = await api.read_namespaced_secret(name, namespace)
     except ApiException as err:
         if err.status == 404:
-            forget_secrets(lambda source: source[:3] == ("Secret", namespace, name))
+            forget_secrets(lambda source: isinstance(source, tuple)
+                           and source[:3] == ("Secret", namespace, name))
+            for cached in [key for key in _cache if key[:2] == (namespace, name)]:
+                del _cache[cached]
             raise SecretError("SecretNotFound", f"Secret {namespace}/{name} not found") from None
         if err.status == 403:
             raise SecretError("SecretForbidden",
@@ -114,10 +128,50 @@ async def _read(namespace: str, name: str) -> dict[str, str]:
     return data
 
 
+#: How long values read from a Secret are served without reading it again.
+CREDENTIALS_MAX_AGE = 300.0
+#: A refresh within this long of the last read serves that read (many tenants refused at once
+#: read the Secret once).
+REFRESH_MIN_AGE = 1.0
+
+
+@dataclass
+class _CachedRead:
+    values: list[str | None]
+    read_at: float
+
+
+_CacheKey = tuple[str, str, tuple[str | None, ...], tuple[str | None, ...]]
+_cache: dict[_CacheKey, _CachedRead] = {}
+#: One lock per cache key, gone as soon as nobody holds or awaits it.
+_cache_locks: weakref.WeakValueDictionary[_CacheKey, asyncio.Lock] = (
+    weakref.WeakValueDictionary())
+
+
 async def read_secret_keys(namespace: str, name: str, *keys: str | None,
-                           identity_keys: Collection[str | None] = ()) -> list[str | None]:
-    """The decoded values of ``keys`` (None for a key asked for as None). Every value is
-    registered with the scrubber as a credential but those of ``identity_keys`` (user names)."""
+                           identity_keys: tuple[str | None, ...] = (),
+                           refresh: bool = False) -> list[str | None]:
+    """The decoded values of ``keys`` (None for a key asked for as None), from the cache (see
+    the module's docstring) unless ``refresh``. Every value is registered with the scrubber as
+    a credential but those of ``identity_keys`` (user names). A cleanup serving copies
+    (``serving_copies``) reads only them."""
+    if _copies.get() is not None:
+        return await _decoded(namespace, name, keys, identity_keys)
+    cache_key = (namespace, name, keys, identity_keys)
+    async with _cache_locks.setdefault(cache_key, asyncio.Lock()):
+        now = time.monotonic()
+        for stale in [key for key, entry in _cache.items()
+                      if now - entry.read_at >= CREDENTIALS_MAX_AGE]:
+            del _cache[stale]
+        cached = _cache.get(cache_key)
+        if cached is None or (refresh and now - cached.read_at >= REFRESH_MIN_AGE):
+            cached = _cache[cache_key] = _CachedRead(
+                await _decoded(namespace, name, keys, identity_keys), now)
+        return cached.values
+
+
+async def _decoded(namespace: str, name: str, keys: tuple[str | None, ...],
+                   identity_keys: tuple[str | None, ...]) -> list[str | None]:
     data = await _read(namespace, name)
     values: list[str | None] = []
     for key in keys:

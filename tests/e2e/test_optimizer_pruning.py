@@ -47,7 +47,8 @@ async def test_pruning_terminates_only_the_app_roles_idle_connections(
     spec = PerformanceProfileSpec.model_validate({"database": {"connection": {
         "host": "127.0.0.1", "port": stack.postgres.port, "database": db,
         "secretRef": {"name": credentials["postgres"]}, "sslMode": "disable"}}})
-    await target_for_profile(namespace, "web", spec.database.connection)  # the operator's pool
+    # the operator's pool
+    await target_for_profile(namespace, "web", spec.database.resolved_connection)
 
     idle = [connect("app"), connect("app")]
     spared = {

@@ -194,7 +194,7 @@ async def test_build_past_its_deadline_is_cancelled_and_cleaned_up(users_db, nam
 
     db = users_db["database"]
     ctx = profile_context(namespace, database_section(users_db, indexes=[TENANT_EMAIL]))
-    target = await target_for_profile(namespace, ctx.name, ctx.spec.database.connection)
+    target = await target_for_profile(namespace, ctx.name, ctx.spec.database.resolved_connection)
     events = RecordedEvents()
     options = BuildOptions(build_timeout_seconds=1.5, lock_timeout_seconds=30)
     async with await psycopg.AsyncConnection.connect(stack.postgres.dsn(db)) as blocker:

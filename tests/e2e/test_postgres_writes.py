@@ -70,7 +70,7 @@ async def test_writers_are_never_blocked_by_a_build(pg_database, namespace, cred
     psql(db, "VACUUM ANALYZE orders")
     ctx = profile_context(namespace, database_section(pg_database, indexes=[INDEX]),
                           events=RecordedEvents())
-    target = await target_for_profile(namespace, ctx.name, ctx.spec.database.connection)
+    target = await target_for_profile(namespace, ctx.name, ctx.spec.database.resolved_connection)
     log, stop = WriteLog(), asyncio.Event()
     writers = [asyncio.create_task(writer(stack.postgres.dsn(db), log, stop))
                for _ in range(WRITERS)]

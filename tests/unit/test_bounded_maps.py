@@ -12,6 +12,7 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
+from perf_operator import secrets
 from perf_operator.postgres import connect as pg_connect
 from perf_operator.postgres import index_builds
 from perf_operator.postgres.indexes import BuildFailure, IndexDefinition
@@ -21,7 +22,7 @@ from perf_operator.targets import policy
 #: The module-level maps these tests fill and expect empty at the start.
 SHARED_MAPS = [
     lambda: index_builds._failures, lambda: pg_connect._targets, lambda: redis_connect._clients,
-    lambda: redis_connect._target_uses, lambda: redis_connect._secrets, lambda: policy._admitted,
+    lambda: redis_connect._target_uses, lambda: secrets._cache, lambda: policy._admitted,
 ]
 
 
@@ -162,19 +163,41 @@ async def test_redis_clients_close_when_no_recent_target_uses_them():
 
 
 async def test_cached_secrets_are_dropped_once_too_old_to_serve(monkeypatch):
-    async def read(namespace, name, *keys, identity_keys=()):
+    async def read(namespace, name, keys, identity_keys):
         return [f"{namespace}/{name}"]
 
-    monkeypatch.setattr(redis_connect, "read_secret_keys", read)
-    redis_connect._secrets.clear()
+    monkeypatch.setattr(secrets, "_decoded", read)
+    secrets._cache.clear()
     try:
-        await redis_connect.read_secret_cached("gone", "secret", "password")
-        redis_connect._secrets[("gone", "secret", ("password",), ())].read_at -= \
-            redis_connect.CREDENTIALS_MAX_AGE
-        assert await redis_connect.read_secret_cached("ns", "s", "password") == ["ns/s"]
-        assert list(redis_connect._secrets) == [("ns", "s", ("password",), ())]
+        await secrets.read_secret_keys("gone", "secret", "password")
+        secrets._cache[("gone", "secret", ("password",), ())].read_at -= \
+            secrets.CREDENTIALS_MAX_AGE
+        assert await secrets.read_secret_keys("ns", "s", "password") == ["ns/s"]
+        assert list(secrets._cache) == [("ns", "s", ("password",), ())]
     finally:
-        redis_connect._secrets.clear()
+        secrets._cache.clear()
+
+
+async def test_a_refresh_reads_the_secret_again_but_not_twice_in_a_second(monkeypatch):
+    """What a profile's reconcile and a refused login ask for: a rotated password is read,
+    and many tenants refused at once read it once."""
+    reads = []
+
+    async def read(namespace, name, keys, identity_keys):
+        reads.append(name)
+        return [f"v{len(reads)}"]
+
+    monkeypatch.setattr(secrets, "_decoded", read)
+    secrets._cache.clear()
+    try:
+        assert await secrets.read_secret_keys("ns", "s", "password") == ["v1"]
+        assert await secrets.read_secret_keys("ns", "s", "password") == ["v1"]
+        assert await secrets.read_secret_keys("ns", "s", "password", refresh=True) == ["v1"]
+        secrets._cache[("ns", "s", ("password",), ())].read_at -= secrets.REFRESH_MIN_AGE
+        assert await secrets.read_secret_keys("ns", "s", "password", refresh=True) == ["v2"]
+        assert reads == ["s", "s"]
+    finally:
+        secrets._cache.clear()
 
 
 async def test_vetted_addresses_are_dropped_once_expired(monkeypatch):

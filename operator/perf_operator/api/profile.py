@@ -213,6 +213,14 @@ class DatabaseSpec(SpecModel):
                     "is reported in status.database.indexes.")
     settings: PostgresSettings = Field(default_factory=PostgresSettings,
                                        description="Server parameters.")
+
+    @property
+    def resolved_connection(self) -> PostgresConnection:
+        """The connection, which a profile naming a PerformanceTarget gets from it
+        (``targets.resolve``): only resolved profiles are reconciled."""
+        if self.connection is None:
+            raise ValueError("the profile's PerformanceTarget was not resolved")
+        return self.connection
     pool: Pool = Field(default_factory=Pool, description="Application connection pool size.")
     application_role: PgIdentifier | None = Field(
         None, description="PostgreSQL role the application connects as. Under memory pressure "
@@ -331,6 +339,15 @@ class RedisSpec(SpecModel):
 
 
 # ---------------------------------------------------------------------------------------- API
+
+    @property
+    def resolved_connection(self) -> RedisConnection:
+        """The connection, which a profile naming a PerformanceTarget gets from it
+        (``targets.resolve``): only resolved profiles are reconciled."""
+        if self.connection is None:
+            raise ValueError("the profile's PerformanceTarget was not resolved")
+        return self.connection
+
 
 class Compression(SpecModel):
     """Response compression (seed ENABLE_COMPRESSION)."""

@@ -22,8 +22,8 @@ from ..targets import TARGET_RESOLVED, Resolution, TargetRefused, resolve_profil
 from ..validation import (RULE_SHADOWED, describe_validation_error, off_loop,
                           profile_rule_errors, semantic_errors)
 from ..kube.objects import namespace_exists
-from ..postgres.connect import forget_target
-from ..tenants.mirror import delete_profile_mirrors, mirror_target
+from ..postgres.connect import forget_target, target_for_profile
+from ..tenants.mirror import delete_profile_mirrors
 from . import deferred
 from .reconciliation import Cleanup, Part, next_requeue, run_cleanups, run_parts, write_status
 from .resources import PROFILES
@@ -126,7 +126,8 @@ async def _delete_mirrors(ctx: ProfileContext) -> None:
     """The mirror rows of a deleted profile's tenants, once its namespace is gone (and its
     tenants with it, whether or not their own cleanups ran)."""
     if ctx.spec.database is not None and not await namespace_exists(ctx.namespace):
-        target = await mirror_target(ctx.namespace, ctx.name, ctx.spec.database.connection)
+        target = await target_for_profile(ctx.namespace, ctx.name,
+                                          ctx.spec.database.resolved_connection)
         await delete_profile_mirrors(target, ctx.namespace, ctx.name)
         await forget_target(target)
 

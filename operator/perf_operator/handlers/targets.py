@@ -21,7 +21,7 @@ from .resources import NAMESPACES, PROFILES, TARGETS
 
 
 @kopf.on.event(*TARGETS)
-async def track_target(*, event: dict, name: str, spec: kopf.Spec, **_) -> None:
+async def track_target(*, event: kopf.RawEvent, name: str, spec: kopf.Spec, **_: Any) -> None:
     if event.get("type") == "DELETED":
         REGISTRY.forget_target(name)
         return
@@ -32,7 +32,7 @@ async def track_target(*, event: dict, name: str, spec: kopf.Spec, **_) -> None:
 
 
 @kopf.on.event(*NAMESPACES)
-async def track_namespace(*, event: dict, name: str, meta: kopf.Meta, **_) -> None:
+async def track_namespace(*, event: kopf.RawEvent, name: str, meta: kopf.Meta, **_: Any) -> None:
     if event.get("type") == "DELETED":
         REGISTRY.forget_namespace(name)
     else:

@@ -146,7 +146,7 @@ async def _postgres(ctx: ProfileContext, peers: Sequence[dict[str, Any]]) -> lis
     database = ctx.spec.database
     if database is None:
         return []
-    target = await target_for_profile(ctx.namespace, ctx.name, database.connection)
+    target = await target_for_profile(ctx.namespace, ctx.name, database.resolved_connection)
     declared = [d if isinstance(d, (IndexDefinition, RefusedIndex)) else definition_from_spec(d)
                 for d in desired_indexes(ctx, database)]
     previous = (ctx.status.get("database") or {})

@@ -146,7 +146,7 @@ ORDER BY mean_exec_time DESC LIMIT %s
 
 async def _database(data: ReportData, namespace: str, name: str, spec: PerformanceProfileSpec,
                     database: DatabaseSpec, unused_min_age_seconds: float) -> None:
-    target = await target_for_profile(namespace, name, database.connection)
+    target = await target_for_profile(namespace, name, database.resolved_connection)
     async with target.connection() as conn:
         facts = await observe_index_facts(conn)
         if "pg_stat_statements" not in await advisor.missing_extensions(conn):

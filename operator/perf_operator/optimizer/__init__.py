@@ -22,9 +22,8 @@ from typing import Any
 from .. import config, metrics
 from ..postgres.connect import target_for_profile
 from ..reconcile import Outcome, ProfileContext
-from ..redis.connect import read_secret_cached
 from ..scrub import scrub
-from ..secrets import SecretError
+from ..secrets import SecretError, read_secret_keys
 from ..targets import secret_namespace
 from ..targets.policy import ConnectionRefused, admit_url
 from ..status import reading_moved, round_reading
@@ -83,15 +82,15 @@ async def prometheus_endpoint(namespace: str, prometheus: Any) -> PrometheusEndp
     ``targets.policy.admit_url``)."""
     await admit_url(prometheus.url, granted_by=prometheus.granted_by)
     namespace = secret_namespace(prometheus, namespace)
-    credentials = None
+    credentials: tuple[str, str] | None = None
     ref = prometheus.secret_ref
     if ref is not None and ref.token_key:
-        (token,) = await read_secret_cached(namespace, ref.name, ref.token_key)
-        credentials = ("bearer", token)
+        (token,) = await read_secret_keys(namespace, ref.name, ref.token_key)
+        credentials = ("bearer", token) if token is not None else None
     elif ref is not None:
-        user, password = await read_secret_cached(namespace, ref.name, ref.username_key,
-                                                  ref.password_key,
-                                                  identity_keys=(ref.username_key,))
+        user, password = await read_secret_keys(namespace, ref.name, ref.username_key,
+                                                ref.password_key,
+                                                identity_keys=(ref.username_key,))
         credentials = ("basic", f"{user}\0{password}")
     return PrometheusEndpoint(prometheus.url, prometheus.timeout_seconds, credentials,
                               granted_by=prometheus.granted_by)
@@ -229,7 +228,7 @@ async def _act(ctx: ProfileContext, decision: Decision, state: OptimizerState, a
     spec = ctx.spec
     database = spec.database
     if decision.action is Action.INDEX_ADVICE and database is not None:
-        target = await target_for_profile(ctx.namespace, ctx.name, database.connection)
+        target = await target_for_profile(ctx.namespace, ctx.name, database.resolved_connection)
         async with target.ddl_connection(lock_timeout_ms=advisor.LOCK_TIMEOUT_MS,
                                          statement_timeout_ms=advisor.STATEMENT_TIMEOUT_MS
                                          ) as conn:
@@ -247,7 +246,7 @@ async def _act(ctx: ProfileContext, decision: Decision, state: OptimizerState, a
     pruning = _connection_pruning(spec)
     if decision.action is Action.CONNECTION_PRUNING and pruning is not None and database:
         role, idle = pruning
-        return await actions.prune_connections(database.connection, ctx.namespace,
+        return await actions.prune_connections(database.resolved_connection, ctx.namespace,
                                                ctx.name, role, idle), state
     return None, state  # an adjustment: the owning reconciler applies it on its next pass
 

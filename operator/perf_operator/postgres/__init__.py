@@ -58,7 +58,8 @@ async def reconcile_profile(ctx: ProfileContext) -> Outcome | None:
         await close_profile_pools(ctx.namespace, ctx.name)  # the section was removed
         return None
     try:
-        target = await target_for_profile(ctx.namespace, ctx.name, database.connection)
+        target = await target_for_profile(ctx.namespace, ctx.name, database.resolved_connection,
+                                          refresh=True)
     except SecretError as err:
         return Outcome(CONDITION, False, err.reason, str(err), status=_NO_LOGIN)
     except DatabaseUnavailable as err:
@@ -127,7 +128,7 @@ async def cleanup_profile(ctx: ProfileContext) -> None:
 
 
 async def _drop_or_release_indexes(ctx: ProfileContext, database: DatabaseSpec) -> None:
-    target = await target_for_profile(ctx.namespace, ctx.name, database.connection)
+    target = await target_for_profile(ctx.namespace, ctx.name, database.resolved_connection)
     await wait_for_jobs(target, cancel=True)
     names = [index.name for index in desired_indexes(ctx, database)]
     options = BuildOptions.from_spec(database)

@@ -35,6 +35,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from ..api.profile import PostgresConnection
 from ..config import CONFIG
 from ..scrub import register_secret, scrub
 from ..secrets import read_secret_keys
@@ -161,14 +162,18 @@ _targets: dict[TargetKey, DatabaseTarget] = {}
 _locks: weakref.WeakValueDictionary[TargetKey, asyncio.Lock] = weakref.WeakValueDictionary()
 
 
-async def target_for_profile(namespace: str, profile: str, connection: Any) -> DatabaseTarget:
-    """The pool for a profile's ``spec.database.connection`` (an api PostgresConnection), with
-    the login read from the Secret it references (in the profile's own namespace, or in the
-    operator's for a server a PerformanceTarget granted: ``targets.secret_namespace``)."""
+async def target_for_profile(namespace: str, profile: str, connection: PostgresConnection, *,
+                             refresh: bool = False) -> DatabaseTarget:
+    """The pool for a profile's ``spec.database.connection``, with the login read from the
+    Secret it references (in the profile's own namespace, or in the operator's for a server a
+    PerformanceTarget granted: ``targets.secret_namespace``), through the Secret cache:
+    ``refresh`` reads it again (the profile's own reconcile, so a rotation is picked up)."""
     ref = connection.secret_ref
     username, password = await read_secret_keys(secret_namespace(connection, namespace),
                                                 ref.name, ref.username_key, ref.password_key,
-                                                identity_keys=(ref.username_key,))
+                                                identity_keys=(ref.username_key,),
+                                                refresh=refresh)
+    assert username is not None and password is not None  # both keys are required
     key = TargetKey(namespace=namespace, profile=profile, host=connection.host,
                     port=connection.port, dbname=connection.database, user=username)
     return await open_target(key, password, sslmode=connection.ssl_mode,

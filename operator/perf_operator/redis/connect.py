@@ -1,19 +1,17 @@
-"""Redis clients, one per server and login, shared by every profile and tenant reconcile, and
-the cached Secret reads behind them.
+"""Redis clients, one per server and login, shared by every profile and tenant reconcile.
 
-Thousands of tenants point at the same Redis through the same Secret: reading the Secret and
-opening connections once per reconcile would cost an API request and a TCP handshake per tenant
-per resync. So a Secret is read once per ``CREDENTIALS_MAX_AGE`` (or again when Redis refuses
-the login: a rotated password), and a client is kept per server and login (host, port, db, TLS,
-username, password): profiles in fifty namespaces, each with its own copy of the Secret, share
-one pool. Each pool is bounded, so a burst of reconciles queues for a connection instead of
-opening thousands.
+Thousands of tenants point at the same Redis through the same Secret: opening connections once
+per reconcile would cost a TCP handshake per tenant per resync (and the Secret is read through
+the cache of ``secrets.read_secret_keys``, again when Redis refuses the login: a rotated
+password). So a client is kept per server and login (host, port, db, TLS, username,
+password): profiles in fifty namespaces, each with its own copy of the Secret, share one pool.
+Each pool is bounded, so a burst of reconciles queues for a connection instead of opening
+thousands.
 
-Nothing here outlives what uses it: a cached Secret is dropped once it is too old to be served,
-a target (a profile's or tenant's view of a server) no reconcile has used for
-``TARGET_IDLE_SECONDS`` is forgotten (its profile was deleted or points elsewhere), a client no
-remembered target uses is closed at once, and a per-key lock exists only while it is held or
-awaited.
+Nothing here outlives what uses it: a target (a profile's or tenant's view of a server) no
+reconcile has used for ``TARGET_IDLE_SECONDS`` is forgotten (its profile was deleted or points
+elsewhere), a client no remembered target uses is closed at once, and a per-key lock exists
+only while it is held or awaited.
 """
 from __future__ import annotations
 
@@ -35,10 +33,6 @@ from ..secrets import read_secret_keys
 from ..targets import secret_namespace
 from ..targets.policy import admit
 
-#: How long a password read from a Secret is trusted before it is read again.
-CREDENTIALS_MAX_AGE = 300.0
-#: A refused login re-reads the Secret, but not once per waiting tenant.
-REFRESH_MIN_AGE = 1.0
 #: Connections per client: enough to keep Redis busy, few enough not to matter to maxclients.
 POOL_SIZE = 32
 TIMEOUT_SECONDS = 5.0
@@ -76,18 +70,10 @@ class RedisTarget:
                    granted_by=connection.granted_by)
 
 
-@dataclass
-class _CachedSecret:
-    values: list[str | None]
-    read_at: float
-
-
 Login = tuple[str | None, str | None]
 #: (host, port, db, tls, login): what makes two targets the same server seen the same way.
 ClientKey = tuple[str, int, int, bool, Login]
 
-_secrets: dict[tuple[str, str, tuple[str | None, ...], tuple[str | None, ...]],
-               _CachedSecret] = {}
 _clients: dict[ClientKey, Redis] = {}
 
 
@@ -101,29 +87,8 @@ class _TargetUse:
 
 #: Every target used within ``TARGET_IDLE_SECONDS``: a client none of them uses is closed.
 _target_uses: dict[RedisTarget, _TargetUse] = {}
-#: One lock per Secret or client key, gone as soon as nobody holds or awaits it.
+#: One lock per client key, gone as soon as nobody holds or awaits it.
 _locks: weakref.WeakValueDictionary[object, asyncio.Lock] = weakref.WeakValueDictionary()
-
-
-async def read_secret_cached(namespace: str, name: str, *keys: str | None,
-                             identity_keys: tuple[str | None, ...] = (),
-                             refresh: bool = False) -> list[str | None]:
-    """``secrets.read_secret_keys``, read at most once per ``CREDENTIALS_MAX_AGE`` however
-    many tenants ask; concurrent askers share one read. ``refresh`` (a refused login) reads
-    again unless another caller just did."""
-    cache_key = (namespace, name, keys, identity_keys)
-    async with _locks.setdefault(cache_key, asyncio.Lock()):
-        now = time.monotonic()
-        for stale in [key for key, entry in _secrets.items()
-                      if now - entry.read_at >= CREDENTIALS_MAX_AGE]:
-            del _secrets[stale]
-        cached = _secrets.get(cache_key)
-        age = now - cached.read_at if cached else None
-        if age is None or age >= CREDENTIALS_MAX_AGE or (refresh and age >= REFRESH_MIN_AGE):
-            cached = _secrets[cache_key] = _CachedSecret(
-                await read_secret_keys(namespace, name, *keys, identity_keys=identity_keys),
-                now)
-        return cached.values
 
 
 class PinnedSSLConnection(SSLConnection):
@@ -167,7 +132,7 @@ async def client_for(target: RedisTarget, *, refresh: bool = False) -> Redis:
     address = await admit(target.host, target.port, granted_by=target.granted_by)
     login: Login = (None, None)
     if target.secret is not None:
-        username, password = await read_secret_cached(
+        username, password = await read_secret_keys(
             target.namespace, target.secret, target.username_key, target.password_key,
             identity_keys=(target.username_key,), refresh=refresh)
         login = (username, password)
@@ -208,4 +173,3 @@ async def close_all() -> None:
         await client.aclose()
     _clients.clear()
     _target_uses.clear()
-    _secrets.clear()

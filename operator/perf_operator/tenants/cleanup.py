@@ -12,14 +12,15 @@ import psycopg
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from ..postgres.connect import DatabaseGone, DatabaseTarget, DatabaseUnavailable
+from ..postgres.connect import (DatabaseGone, DatabaseTarget, DatabaseUnavailable,
+                               target_for_profile)
 from ..ratelimit.layout import OWNER_FIELD, record_key
 from ..reconcile import TenantContext
 from ..redis.connect import RedisTarget, with_client
 from ..redis.settings import server_id
 from ..scrub import scrub
 from ..secrets import SecretError, SecretNeverUsed
-from .mirror import delete_owned_row, mirror_target
+from .mirror import delete_owned_row
 from .places import RecordPlace, RowPlace, plan_leftovers, record_place, row_place
 from .records import delete_record, record_owner
 from .usage import forget
@@ -35,9 +36,9 @@ async def remove_tenant(ctx: TenantContext) -> None:
     places: list[RecordPlace | RowPlace] = []
     if spec is not None:
         places.append(RecordPlace(record_key(spec.key_prefix, ctx.limits.tenant_id),
-                                  spec.connection))
+                                  spec.resolved_connection))
         if ctx.profile.database is not None:
-            places.append(RowPlace(ctx.profile_name, ctx.profile.database.connection))
+            places.append(RowPlace(ctx.profile_name, ctx.profile.database.resolved_connection))
     leftovers, abandoned = plan_leftovers(table, None, None, row_settled=True,
                                           now=datetime.datetime.now(datetime.UTC))
     places += [item.place for item in leftovers + abandoned
@@ -133,15 +134,15 @@ async def _delete_place(ctx: TenantContext, place: RecordPlace | RowPlace,
         forget(prefix, ctx.limits.tenant_id)
     else:
         try:
-            target = await mirror_target(ctx.namespace, place.profile, place.connection)
+            database = await target_for_profile(ctx.namespace, place.profile, place.connection)
         except DatabaseGone:
             return f"no old {place.describe()} to delete: its database no longer exists"
         if (row is not None and row.profile == place.profile
                 and row.connection.database == place.connection.database):
-            here = await mirror_target(ctx.namespace, row.profile, row.connection)
-            if await _database_id(target) == await _database_id(here):
+            desired = await target_for_profile(ctx.namespace, row.profile, row.connection)
+            if await _database_id(database) == await _database_id(desired):
                 return None
-        found = await delete_owned_row(target, ctx.namespace, place.profile,
+        found = await delete_owned_row(database, ctx.namespace, place.profile,
                                        ctx.limits.tenant_id, owner)
     if found is None:
         return f"no old {place.describe()} to delete"

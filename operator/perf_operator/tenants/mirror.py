@@ -19,9 +19,7 @@ from typing import Any
 
 import psycopg
 
-from ..postgres.connect import DatabaseTarget, TargetKey, open_target
-from ..targets import secret_namespace
-from ..redis.connect import read_secret_cached
+from ..postgres.connect import DatabaseTarget
 from .records import DesiredRecord, ObservedRecord
 
 MIGRATIONS_LOCK = "perf_operator.migrations"
@@ -81,18 +79,6 @@ def plan_mirror(desired: MirrorRow, observed: MirrorRow | None, document: str,
     if observed == desired:
         return []
     return [UpsertMirror(desired, document, written_at)]
-
-
-async def mirror_target(namespace: str, profile: str, connection: Any) -> DatabaseTarget:
-    """The profile's database pool, with the login from the cached Secret read."""
-    ref = connection.secret_ref
-    username, password = await read_secret_cached(secret_namespace(connection, namespace),
-                                                  ref.name, ref.username_key, ref.password_key,
-                                                  identity_keys=(ref.username_key,))
-    key = TargetKey(namespace=namespace, profile=profile, host=connection.host,
-                    port=connection.port, dbname=connection.database, user=username)
-    return await open_target(key, password, sslmode=connection.ssl_mode,
-                             granted_by=connection.granted_by)
 
 
 async def migrate(target: DatabaseTarget) -> None:

@@ -28,13 +28,13 @@ from redis.asyncio import Redis
 from ..handlers.profile_registry import ProfileLookup
 from ..handlers.resources import TENANTS
 from ..kube.objects import patch_status
-from ..postgres.connect import DatabaseUnavailable
+from ..postgres.connect import DatabaseUnavailable, target_for_profile
 from ..reconcile import TenantContext
 from ..redis.connect import RedisTarget, with_client
 from ..scrub import scrub
 from ..secrets import SecretError
 from ..targets import TargetRefused
-from .mirror import MirrorRow, mirror_target, observe_mirrors
+from .mirror import MirrorRow, observe_mirrors
 from .places import leftovers_pending
 from .orphans import sweep_records, sweep_rows
 from .reconciler import (reconcile_quota, resolved_profile, target_refusal, tenant_context,
@@ -103,7 +103,8 @@ async def stale_tenants(redis: Redis, prefix: str, checks: Sequence[TenantCheck]
         elif mirrors is MIRROR_UNKNOWN:
             mirror = MIRROR_UNKNOWN
         else:
-            mirror = mirrors.get(check.tenant_id)  # type: ignore[union-attr]
+            assert isinstance(mirrors, dict)
+            mirror = mirrors.get(check.tenant_id)
         if needs_reconcile(check, record, mirror, measurement_due(prefix, check.tenant_id)):
             stale.append(check.name)
     return stale
@@ -119,8 +120,8 @@ async def tenants_to_reconcile(profile_namespace: str, profile_name: str, profil
     target = None
     if profile.database is not None:
         try:
-            target = await mirror_target(profile_namespace, profile_name,
-                                         profile.database.connection)
+            target = await target_for_profile(profile_namespace, profile_name,
+                                              profile.database.resolved_connection)
             mirrors = await observe_mirrors(target, profile_namespace, profile_name)
         except (SecretError, DatabaseUnavailable, psycopg.Error, OSError):
             mirrors = MIRROR_UNKNOWN
@@ -172,7 +173,8 @@ async def resync_tenants(namespace: str, name: str, profiles: ProfileLookup) -> 
     else:
         try:
             stale = await tenants_to_reconcile(
-                namespace, name, profile, [_check(entry, ctx) for entry, ctx in checks])
+                namespace, name, profile,
+                [_check(entry, ctx, profile.redis.key_prefix) for entry, ctx in checks])
         except Exception as err:  # noqa: BLE001 - every tenant finds out and reports it
             logger.warning("re-check of the tenants of %s/%s failed: %s", namespace, name,
                            scrub(err))
@@ -222,12 +224,12 @@ def _reports(entry: TenantEntry, type_: str, reason: str) -> bool:
     return (_condition(entry, type_) or {}).get("reason") == reason
 
 
-def _check(entry: TenantEntry, ctx: TenantContext) -> TenantCheck:
+def _check(entry: TenantEntry, ctx: TenantContext, key_prefix: str) -> TenantCheck:
     """What the re-check compares for one tenant (see :func:`needs_reconcile`)."""
     settled = (entry.status.get("observedGeneration") == entry.generation
                and all((_condition(entry, type_) or {}).get("status") == "True"
                        for type_ in ("Ready", TABLES_READY)))
-    desired = desired_record(ctx.profile.redis.key_prefix, ctx.limits,
+    desired = desired_record(key_prefix, ctx.limits,
                              record_owner(ctx.namespace, entry.name), ctx.created)
     table = entry.status.get("table")
     reported = int((table or {}).get("version") or 0)

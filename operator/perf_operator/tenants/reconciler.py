@@ -256,7 +256,8 @@ def _senior_claimant(namespace: str, name: str, created: str | None,
     what this cannot see, e.g. one Redis under two host names)."""
     if profile.redis is None:
         return None
-    mine = RecordPlace(record_key(profile.redis.key_prefix, tenant_id), profile.redis.connection)
+    mine = RecordPlace(record_key(profile.redis.key_prefix, tenant_id),
+                       profile.redis.resolved_connection)
     rank = seniority(created, record_owner(namespace, name))
     best: tuple[tuple[bool, str, str], str] | None = None
     for other_namespace, other_profile, entry in TENANTS_BY_PROFILE.claimants(tenant_id):
@@ -268,7 +269,7 @@ def _senior_claimant(namespace: str, name: str, created: str | None,
         if other is None or other.paused or other.redis is None:
             continue
         place = RecordPlace(record_key(other.redis.key_prefix, tenant_id),
-                            other.redis.connection)
+                            other.redis.resolved_connection)
         if place.spot == mine.spot:
             best = (other_rank, owner)
     return best[1] if best else None
@@ -279,7 +280,7 @@ def resolved_profile(namespace: str, name: str | None, profiles: ProfileLookup
     """A profile's effective spec (its target's connections filled in); None when it is
     missing, invalid or refused its target."""
     stored = list(profiles.get((namespace, name), ()))
-    if not stored or stored[0].profile is None:
+    if name is None or not stored or stored[0].profile is None:
         return None
     try:
         return resolve_profile(namespace, name, stored[0].profile).spec

@@ -109,7 +109,7 @@ def plan_record(desired: DesiredRecord, observed: ObservedRecord, reported_versi
     if observed.digest == desired.digest and (desired.since is None
                                               or observed.since == desired.since):
         return []
-    reason = "Changed" if observed.exists else "Missing"
+    reason: Literal["Changed", "Missing"] = "Changed" if observed.exists else "Missing"
     return [WriteRecord(reason, max(reported_version, observed.version))]
 
 

@@ -14,13 +14,13 @@ import psycopg
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from ..postgres.connect import DatabaseUnavailable
+from ..postgres.connect import DatabaseUnavailable, target_for_profile
 from ..reconcile import Outcome, TenantContext
 from ..redis.connect import RedisTarget, with_client
 from ..scrub import scrub
 from ..secrets import SecretError
 from .cleanup import delete_leftovers, stale_note
-from .mirror import MirrorRow, MirrorSchemaRefused, mirror_target, sync_mirror
+from .mirror import MirrorRow, MirrorSchemaRefused, sync_mirror
 from .places import RecordPlace, RowPlace, record_place
 from .records import (DesiredRecord, ObservedRecord, WriteRecord, desired_record, observe_record,
                       plan_record, record_owner, write_record)
@@ -69,7 +69,7 @@ async def reconcile_tenant(ctx: TenantContext) -> Outcome | None:
     cache = {"cache": {**cache_use, "quotaBytes": ctx.limits.cache.quota_bytes}}
     if record.owner != desired.owner:
         return _conflict(ctx, desired, record.owner, cache)
-    here = RecordPlace(desired.key, spec.connection)
+    here = RecordPlace(desired.key, spec.resolved_connection)
     reported = record_place(table)
     # A record missing at a new location is a move (reported by TableMoved), not a restore.
     _report_write(ctx, desired, write, record,
@@ -78,8 +78,8 @@ async def reconcile_tenant(ctx: TenantContext) -> Outcome | None:
     problem = None
     row: RowPlace | None = None
     if ctx.profile.database is not None:
-        row = RowPlace(ctx.profile_name, ctx.profile.database.connection)
-        problem = await _mirror(ctx, desired, record)
+        row = RowPlace(ctx.profile_name, ctx.profile.database.resolved_connection)
+        problem = await _mirror(ctx, row, desired, record)
         if not problem:
             message += f", mirrored in {MIRROR_TABLE}"
     # The old mirror row goes only once the new one is written: until then it stays reported.
@@ -133,12 +133,11 @@ def _mirror_row(ctx: TenantContext, desired: DesiredRecord, version: int) -> Mir
                      version, desired.digest)
 
 
-async def _mirror(ctx: TenantContext, desired: DesiredRecord, record: ObservedRecord
-                  ) -> tuple[str, str] | None:
-    """Sync the mirror row; (reason, message) when that failed."""
+async def _mirror(ctx: TenantContext, row: RowPlace, desired: DesiredRecord,
+                  record: ObservedRecord) -> tuple[str, str] | None:
+    """Sync the mirror row at ``row``; (reason, message) when that failed."""
     try:
-        target = await mirror_target(ctx.namespace, ctx.profile_name,
-                                     ctx.profile.database.connection)
+        target = await target_for_profile(ctx.namespace, row.profile, row.connection)
         other_owner = await sync_mirror(target, _mirror_row(ctx, desired, record.version),
                                         desired, record)
     except SecretError as err:
