@@ -2,14 +2,39 @@
 metav1.Condition contract (lastTransitionTime moves only when the status does)."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from .status import Condition
 
 #: The condition that sums up a resource; the printer columns show it.
 READY = "Ready"
+
+# The condition types, one per part a resource's status reports on (each reconciler returns
+# Outcomes of its own; the Argo CD health check and ``kubectl perf`` read them by these names).
+#: PerformanceProfile: indexes and parameters (postgres).
+DATABASE_READY = "DatabaseReady"
+#: PerformanceProfile: Redis CONFIG settings (redis).
+REDIS_READY = "RedisReady"
+#: PerformanceProfile: the HorizontalPodAutoscalers (kube.hpa).
+SCALING_READY = "ScalingReady"
+#: PerformanceProfile: the alert rules (kube.alerts).
+ALERTS_READY = "AlertsReady"
+#: PerformanceProfile: the application's ConfigMap (kube.appconfig).
+APP_CONFIG_READY = "AppConfigReady"
+#: PerformanceProfile: the auto-optimizer's state (optimizer).
+OPTIMIZING = "Optimizing"
+#: PerformanceProfile: the application's metrics are missing or old (optimizer); True is bad.
+METRICS_STALE = "MetricsStale"
+#: PerformanceProfile: its tenants commit more WebSocket connections than it allows; True is bad.
+OVERCOMMITTED = "Overcommitted"
+#: PerformanceProfile and TenantQuota: the servers its PerformanceTarget grants (targets).
+TARGET_RESOLVED = "TargetResolved"
+#: TenantQuota: the profile it names exists.
+PROFILE_RESOLVED = "ProfileResolved"
+#: TenantQuota: its limits record and mirror row (tenants.tables).
+TABLES_READY = "TablesReady"
 
 #: Not-ready reasons that mean work is under way, or waiting for data from outside the operator,
 #: rather than a failure: they are not counted as reconcile errors, get no Warning Event, and
@@ -56,6 +81,16 @@ PAUSED = "Paused"
 
 #: metav1.Condition's limit on a message; longer ones would be refused by the API server.
 MAX_MESSAGE = 32_768
+
+
+def condition_of(status: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
+    """The condition ``type_`` of a status as the API server has it (None: not reported)."""
+    return next((c for c in status.get("conditions") or [] if c.get("type") == type_), None)
+
+
+def condition_reason(status: Mapping[str, Any], type_: str) -> str | None:
+    """The reason the condition had at the last status write (to announce transitions once)."""
+    return (condition_of(status, type_) or {}).get("reason")
 
 
 def set_condition(conditions: Sequence[Condition], type: str,

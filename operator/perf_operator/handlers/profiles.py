@@ -7,6 +7,9 @@ import kopf
 import pydantic
 
 from ..api import PerformanceProfileSpec
+from ..api.conditions import (ALERTS_READY, APP_CONFIG_READY, DATABASE_READY, METRICS_STALE,
+                              OPTIMIZING, OVERCOMMITTED, REDIS_READY, SCALING_READY,
+                              TARGET_RESOLVED)
 from ..config import CONFIG
 from ..logs import REQUEUE_MESSAGE
 from ..kube import reconcile_alerts, reconcile_app_config, reconcile_scaling
@@ -18,7 +21,7 @@ from ..reconcile import EventRecorder, Outcome, ProfileContext
 from ..redis import reconcile_profile as redis_settings
 from ..redis import forget_profile as redis_cleanup
 from ..redis import redis_peer
-from ..targets import TARGET_RESOLVED, Resolution, TargetRefused, resolve_profile
+from ..targets import Resolution, TargetRefused, resolve_profile
 from ..validation import (RULE_SHADOWED, describe_validation_error, off_loop,
                           profile_rule_errors, semantic_errors)
 from ..kube.objects import namespace_exists
@@ -32,11 +35,11 @@ from .tenant_summary import tenant_summary
 
 #: The target systems a profile configures, each with the condition type it reports.
 PROFILE_PARTS: tuple[tuple[str, Part], ...] = (
-    ("DatabaseReady", postgres_database),
-    ("RedisReady", redis_settings),
-    ("ScalingReady", reconcile_scaling), ("AlertsReady", reconcile_alerts),
-    ("AppConfigReady", reconcile_app_config),
-    ("Optimizing", reconcile_optimization), ("MetricsStale", reconcile_metrics),
+    (DATABASE_READY, postgres_database),
+    (REDIS_READY, redis_settings),
+    (SCALING_READY, reconcile_scaling), (ALERTS_READY, reconcile_alerts),
+    (APP_CONFIG_READY, reconcile_app_config),
+    (OPTIMIZING, reconcile_optimization), (METRICS_STALE, reconcile_metrics),
 )
 
 #: What deleting a profile undoes outside Kubernetes (owned Kubernetes objects are garbage-
@@ -176,7 +179,7 @@ async def reconcile(*, body: kopf.Body, spec: kopf.Spec, status: kopf.Status, me
                          postgres_peers=postgres_peers.get("all", []))
     results = await run_parts("PerformanceProfile", PROFILE_PARTS, ctx)
     results.append((TARGET_RESOLVED, _target_outcome(resolution)))
-    results.append(("Overcommitted", _overcommit(model, tenants)))
+    results.append((OVERCOMMITTED, _overcommit(model, tenants)))
     write_status(patch=patch, current=current, generation=generation, results=results,
                  events=events, extra={"tenants": tenants})
     return next_requeue(results)
@@ -198,10 +201,10 @@ def _overcommit(model: PerformanceProfileSpec, tenants: dict[str, int]) -> Outco
     maximum = model.websocket.max_connections
     committed = tenants["websocketCommitted"]
     if committed <= maximum:
-        return Outcome(condition="Overcommitted", ready=True, abnormal_true=True,
+        return Outcome(condition=OVERCOMMITTED, ready=True, abnormal_true=True,
                        reason="WithinCapacity",
                        message=f"tenants commit {committed} of {maximum} WebSocket connections")
-    return Outcome(condition="Overcommitted", ready=False, abnormal_true=True,
+    return Outcome(condition=OVERCOMMITTED, ready=False, abnormal_true=True,
                    reason="WebSocketOvercommitted",
                    message=f"tenants commit {committed} WebSocket connections, more than the "
                            f"profile's maximum of {maximum}")

@@ -7,16 +7,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..api.conditions import READY
+from ..api.conditions import (ALERTS_READY, APP_CONFIG_READY, DATABASE_READY, OPTIMIZING, READY,
+                              REDIS_READY, SCALING_READY)
 
 #: The profile's parts, each with the condition that sums it up and the status key it fills.
 PARTS: tuple[tuple[str, str, str | None], ...] = (
-    ("database", "DatabaseReady", "database"),
-    ("redis", "RedisReady", "redis"),
-    ("scaling", "ScalingReady", "scaling"),
-    ("alerts", "AlertsReady", "alerts"),
-    ("app config", "AppConfigReady", "appConfig"),
-    ("optimizer", "Optimizing", "optimization"),
+    ("database", DATABASE_READY, "database"),
+    ("redis", REDIS_READY, "redis"),
+    ("scaling", SCALING_READY, "scaling"),
+    ("alerts", ALERTS_READY, "alerts"),
+    ("app config", APP_CONFIG_READY, "appConfig"),
+    ("optimizer", OPTIMIZING, "optimization"),
 )
 
 #: Signals whose target is a ceiling (the others, e.g. cache hit rate, are floors).

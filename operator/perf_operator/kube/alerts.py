@@ -36,6 +36,7 @@ import aiohttp
 import yaml
 
 from ..api import DEFAULT_SIGNAL_QUERIES, signal_queries
+from ..api.conditions import ALERTS_READY
 from ..api.signals import for_profile
 from ..reconcile import Outcome, ProfileContext
 from .burnrate import BurnRate, burn_rules
@@ -262,7 +263,7 @@ def rules_object_name(profile: str) -> str:
 
 # --- executor -------------------------------------------------------------------------------
 
-CONDITION = "AlertsReady"
+CONDITION = ALERTS_READY
 
 
 async def reconcile_alerts(ctx: ProfileContext) -> Outcome | None:

@@ -24,11 +24,12 @@ from typing import Any
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from .. import FIELD_MANAGER
+from ..api.conditions import APP_CONFIG_READY
 from ..api.optimization import Adjustments, adjustments
 from ..reconcile import Outcome, ProfileContext
 from . import apply as k8s
 
-CONDITION = "AppConfigReady"
+CONDITION = APP_CONFIG_READY
 DOCUMENT_KEY = "performance.json"
 HASH_ANNOTATION = "perf.idp.io/config-hash"
 

@@ -23,6 +23,7 @@ from typing import Any
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from .. import FIELD_MANAGER
+from ..api.conditions import condition_reason
 from ..reconcile import EventRecorder, Outcome
 from .client import api_client
 
@@ -337,14 +338,6 @@ def announce(events: EventRecorder, step: ApplyStep, where: str) -> None:
         events.normal("TakenOver", f"took over {where}, which {step.detail}")
     elif step.action == "conflict":
         events.warning("Conflict", f"{where} {step.detail}; left unchanged")
-
-
-def condition_reason(status: dict[str, Any], condition: str) -> str | None:
-    """The reason a condition had at the last status write (to announce transitions once)."""
-    for entry in status.get("conditions") or []:
-        if entry.get("type") == condition:
-            return entry.get("reason")
-    return None
 
 
 async def carry_out(step: ApplyStep, *, status: dict[str, Any], events: EventRecorder,

@@ -22,11 +22,12 @@ from typing import Any
 
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from ..api.conditions import SCALING_READY
 from ..api.optimization import adjustments
 from ..reconcile import Outcome, ProfileContext
 from . import apply as k8s
 
-CONDITION = "ScalingReady"
+CONDITION = SCALING_READY
 RULE_LABEL = "perf.idp.io/scaling-rule"
 
 

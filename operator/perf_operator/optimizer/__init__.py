@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .. import config, metrics
+from ..api.conditions import METRICS_STALE, OPTIMIZING
 from ..postgres.connect import target_for_profile
 from ..reconcile import Outcome, ProfileContext
 from ..scrub import scrub
@@ -36,8 +37,6 @@ from .state import (NOTES_LIMIT, RECOMMENDATION_LIMIT, Adjustments, OptimizerSta
 
 __all__ = ["Adjustments", "adjustments", "reconcile_metrics", "reconcile_optimization"]
 
-OPTIMIZING = "Optimizing"
-METRICS_STALE = "MetricsStale"
 
 #: An evaluation is due once this share of the interval has passed since the last one (the
 #: readings' clock and the resync timer are not in step).

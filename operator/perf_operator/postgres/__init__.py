@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 import pydantic
 
+from ..api.conditions import DATABASE_READY
 from ..api.optimization import adjustments
 from ..api.profile import DatabaseSpec, Index
 from ..reconcile import Outcome, ProfileContext
@@ -30,7 +31,7 @@ from .indexes import (IndexDefinition, IndexReport, Phase, RefusedIndex,
                       definition_from_spec)
 from .settings import PostgresPeer, SettingReport, State, reconcile_settings
 
-CONDITION = "DatabaseReady"
+CONDITION = DATABASE_READY
 #: A profile that cannot log in claims no parameter on any server (its recorded identity goes).
 _NO_LOGIN = {"database": {"serverId": None}}
 #: How soon to look again while a job runs (the resync timer is the fallback).

@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from ..api import PerformanceProfileSpec
+from ..api.conditions import REDIS_READY, condition_reason
 from ..api.profile import REDIS_ALLOWED_SETTINGS
 from ..reconcile import Outcome, ProfileContext
 from ..scrub import scrub
@@ -24,7 +25,6 @@ from .connect import RedisTarget, with_client
 from .settings import (CONFLICT, DRIFTED, REJECTED, SERVER_LOGINS, RedisPeer, SettingsResult,
                        apply_settings, contested_settings, server_id)
 
-REDIS_READY = "RedisReady"
 #: The RedisReady reason once the settings are in Redis's config file too: a profile whose
 #: last pass ended otherwise gets one CONFIG REWRITE even when no value changed.
 SETTINGS_PERSISTED = "SettingsPersisted"
@@ -61,7 +61,7 @@ async def reconcile_profile(ctx: ProfileContext) -> Outcome | None:
         return None
     assert spec.connection is not None, "targets.resolve fills in a target's connection"
     previous = (ctx.status.get("redis") or {}).get("settings") or []
-    persisted_before = _condition_reason(ctx.status, REDIS_READY) == SETTINGS_PERSISTED
+    persisted_before = condition_reason(ctx.status, REDIS_READY) == SETTINGS_PERSISTED
     me = RedisPeer(namespace=ctx.namespace, name=ctx.name, created=ctx.created,
                    host=spec.connection.host, port=spec.connection.port,
                    settings=dict(spec.settings))
@@ -105,10 +105,3 @@ async def reconcile_profile(ctx: ProfileContext) -> Outcome | None:
 async def forget_profile(ctx: ProfileContext) -> None:
     """The profile is deleted: its login no longer counts in settings conflicts."""
     SERVER_LOGINS.pop(f"{ctx.namespace}/{ctx.name}", None)
-
-
-def _condition_reason(status: dict[str, Any], type_: str) -> str | None:
-    for condition in status.get("conditions") or []:
-        if condition.get("type") == type_:
-            return condition.get("reason")
-    return None

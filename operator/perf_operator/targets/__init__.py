@@ -9,9 +9,9 @@ from ..api.profile import PerformanceProfileSpec
 from ..config import operator_namespace
 from . import policy
 from .registry import REGISTRY
-from .resolve import TARGET_RESOLVED, Resolution, TargetRefused, check_inline, resolve
+from .resolve import Resolution, TargetRefused, check_inline, resolve
 
-__all__ = ["REGISTRY", "TARGET_RESOLVED", "Resolution", "TargetRefused", "inline_errors",
+__all__ = ["REGISTRY", "Resolution", "TargetRefused", "inline_errors",
            "resolve", "resolve_profile", "secret_namespace"]
 
 

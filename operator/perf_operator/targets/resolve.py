@@ -23,7 +23,6 @@ from .policy import Refused
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 #: The condition a profile reports about its target (or its inline connections).
-TARGET_RESOLVED = "TargetResolved"
 
 
 class TargetRefused(Refused):

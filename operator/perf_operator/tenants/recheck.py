@@ -25,6 +25,7 @@ import pydantic
 from kubernetes_asyncio.client.exceptions import ApiException
 from redis.asyncio import Redis
 
+from ..api.conditions import TABLES_READY, condition_of, condition_reason
 from ..handlers.profile_registry import ProfileLookup
 from ..handlers.resources import TENANTS
 from ..kube.objects import patch_status
@@ -42,7 +43,6 @@ from .reconciler import (reconcile_quota, resolved_profile, target_refusal, tena
 from .records import (DesiredRecord, ObservedRecord, desired_record, observe_records,
                       plan_record, record_owner)
 from .registry import TENANTS_BY_PROFILE, TenantEntry
-from .tables import TABLES_READY
 from .usage import measurement_due
 
 #: Tenants reconciled at once by a profile's re-check (each holds a Redis connection).
@@ -169,7 +169,7 @@ async def resync_tenants(namespace: str, name: str, profiles: ProfileLookup) -> 
         # Nothing to look at in Redis: only statuses that do not say so yet need a reconcile.
         stale = [entry.name for entry, _ in checks
                  if _reports(entry, "Ready", "Paused") != profile.paused
-                 or (profile.redis is None and _condition(entry, TABLES_READY) is not None)]
+                 or (profile.redis is None and condition_of(entry.status, TABLES_READY) is not None)]
     else:
         try:
             stale = await tenants_to_reconcile(
@@ -215,19 +215,14 @@ def _valid_context(namespace: str, entry: TenantEntry, profiles: ProfileLookup
         return None
 
 
-def _condition(entry: TenantEntry, type_: str) -> dict | None:
-    return next((c for c in entry.status.get("conditions") or [] if c.get("type") == type_),
-                None)
-
-
 def _reports(entry: TenantEntry, type_: str, reason: str) -> bool:
-    return (_condition(entry, type_) or {}).get("reason") == reason
+    return condition_reason(entry.status, type_) == reason
 
 
 def _check(entry: TenantEntry, ctx: TenantContext, key_prefix: str) -> TenantCheck:
     """What the re-check compares for one tenant (see :func:`needs_reconcile`)."""
     settled = (entry.status.get("observedGeneration") == entry.generation
-               and all((_condition(entry, type_) or {}).get("status") == "True"
+               and all((condition_of(entry.status, type_) or {}).get("status") == "True"
                        for type_ in ("Ready", TABLES_READY)))
     desired = desired_record(key_prefix, ctx.limits,
                              record_owner(ctx.namespace, entry.name), ctx.created)

@@ -26,18 +26,19 @@ import pydantic
 
 from .. import API_GROUP, API_VERSION
 from ..api import PerformanceProfileSpec, TenantQuotaSpec, effective_limits
+from ..api.conditions import PROFILE_RESOLVED, TABLES_READY, TARGET_RESOLVED
 from ..api.optimization import Adjustments
 from ..handlers.profile_registry import ProfileLookup
 from ..handlers.reconciliation import Cleanup, Part, run_cleanups, run_parts, write_status
 from ..ratelimit.layout import record_key
 from ..reconcile import EventRecorder, Outcome, TenantContext
-from ..targets import TARGET_RESOLVED, TargetRefused, resolve_profile
+from ..targets import TargetRefused, resolve_profile
 from ..validation import RULE_SHADOWED, describe_validation_error, tenant_rule_errors
 from .cleanup import remove_tenant
 from .places import RecordPlace
 from .records import record_owner, seniority
 from .registry import TENANTS_BY_PROFILE, TenantEntry
-from .tables import TABLES_READY, reconcile_tenant as reconcile_tables
+from .tables import reconcile_tenant as reconcile_tables
 
 Logger = logging.Logger | logging.LoggerAdapter
 
@@ -141,26 +142,26 @@ async def reconcile_quota(namespace: str, tenant: TenantEntry, profiles: Profile
         return
     if ctx is None:
         profile = (tenant.spec.get("profileRef") or {}).get("name")
-        missing = Outcome(condition="ProfileResolved", ready=False, reason="ProfileNotFound",
+        missing = Outcome(condition=PROFILE_RESOLVED, ready=False, reason="ProfileNotFound",
                           message=f"PerformanceProfile {profile!r} does not exist in namespace "
                                   f"{namespace}")
         write_status(patch=patch, current=current, generation=generation,
-                     results=[("ProfileResolved", missing)], events=events)
+                     results=[(PROFILE_RESOLVED, missing)], events=events)
         return
     shadowed = tenant_rule_errors(ctx.spec)
     if shadowed:
         write_status(patch=patch, current=current, generation=generation, results=[],
                      events=events, ready_override=(RULE_SHADOWED, "; ".join(shadowed)))
         return
-    resolved = Outcome(condition="ProfileResolved", ready=True, reason="ProfileFound",
+    resolved = Outcome(condition=PROFILE_RESOLVED, ready=True, reason="ProfileFound",
                        message=f"limits merged with PerformanceProfile {ctx.profile_name}")
     if ctx.profile.paused:
         write_status(patch=patch, current=current, generation=generation,
-                     results=[("ProfileResolved", resolved)], events=events,
+                     results=[(PROFILE_RESOLVED, resolved)], events=events,
                      ready_override=("Paused", f"profile {ctx.profile_name} is paused"))
         return
     results = await run_parts("TenantQuota", TENANT_PARTS, ctx)
-    results.append(("ProfileResolved", resolved))
+    results.append((PROFILE_RESOLVED, resolved))
     write_status(patch=patch, current=current, generation=generation, results=results,
                  events=ctx.events)
 

@@ -14,6 +14,7 @@ import psycopg
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from ..api.conditions import TABLES_READY
 from ..postgres.connect import DatabaseUnavailable, target_for_profile
 from ..reconcile import Outcome, TenantContext
 from ..redis.connect import RedisTarget, with_client
@@ -26,7 +27,6 @@ from .records import (DesiredRecord, ObservedRecord, WriteRecord, desired_record
                       plan_record, record_owner, write_record)
 from .usage import measure_cache, measurement_due
 
-TABLES_READY = "TablesReady"
 MIRROR_TABLE = "perf_operator.tenant_limits"
 
 
