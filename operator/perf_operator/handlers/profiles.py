@@ -47,7 +47,7 @@ PROFILE_PARTS: tuple[tuple[str, Part], ...] = (
 PROFILE_CLEANUPS: tuple[Cleanup, ...] = (postgres_cleanup, redis_cleanup)
 
 
-@kopf.on.event(*PROFILES)
+@kopf.on.event(*PROFILES)  # type: ignore[arg-type]
 async def track_profile(*, event: dict, body: kopf.Body, namespace: str, name: str, **_) -> None:
     """Keep the indexes of profiles (see profile_registry: not kopf indexes). kopf runs this
     before the profile's own change handlers, so they see the profile as it is."""
@@ -93,7 +93,7 @@ async def profile_resync(**kwargs: Any) -> None:
     await reconcile(**kwargs)
 
 
-@kopf.on.delete(*PROFILES)
+@kopf.on.delete(*PROFILES)  # type: ignore[arg-type]
 async def profile_deleted(*, body: kopf.Body, spec: kopf.Spec, status: kopf.Status,
                           meta: kopf.Meta, name: str, namespace: str, logger, retry: int,
                           **_) -> None:

@@ -75,7 +75,7 @@ _pending: dict[ProfileRef, asyncio.Task] = {}
 _more: set[ProfileRef] = set()
 
 
-@kopf.on.event(*TENANTS)
+@kopf.on.event(*TENANTS)  # type: ignore[arg-type]
 async def tenant_summary_follows(*, body: kopf.Body, namespace: str, **_) -> None:
     """A tenant was created, changed or deleted: its profile's summary is refreshed shortly
     (a task, so that this tenant's own handlers do not wait for it)."""

@@ -18,7 +18,7 @@ from .resources import PROFILES, TENANTS
 profile_specs = profile_index(tenant_profile)
 
 
-@kopf.on.event(*TENANTS)
+@kopf.on.event(*TENANTS)  # type: ignore[arg-type]
 async def tenant_event(*, event: dict, body: kopf.Body, patch: kopf.Patch, namespace: str,
                        name: str, logger, **_) -> None:
     """Every TenantQuota event: kopf's low-level handler is all tenants use (see
@@ -32,21 +32,22 @@ async def tenant_event(*, event: dict, body: kopf.Body, patch: kopf.Patch, names
         await quota_event(namespace, body, profile_specs, patch, logger)
 
 
-@kopf.timer(*PROFILES, interval=CONFIG.resync_seconds, initial_delay=CONFIG.resync_seconds)
+@kopf.timer(  # type: ignore[arg-type]
+    *PROFILES, interval=CONFIG.resync_seconds, initial_delay=CONFIG.resync_seconds)
 async def tenants_resync(*, namespace: str, name: str, **_) -> None:
     """Re-check every tenant of this profile in one batch: a timer per profile, not per
     tenant (see tenants.recheck)."""
     await resync_tenants(namespace, name, profile_specs)
 
 
-@kopf.on.update(*PROFILES, field="spec")
+@kopf.on.update(*PROFILES, field="spec")  # type: ignore[arg-type]
 async def tenants_follow_profile(*, namespace: str, name: str, **_) -> None:
     """A changed profile changes its tenants' effective limits: re-check them now rather than
     at the next resync."""
     await resync_tenants(namespace, name, profile_specs)
 
 
-@kopf.on.event(*PROFILES)
+@kopf.on.event(*PROFILES)  # type: ignore[arg-type]
 async def tenants_lose_profile(*, event: dict, namespace: str, name: str, **_) -> None:
     """A deleted profile's tenants report ProfileNotFound now rather than at their next change
     (their tables stay until they are deleted: see tenant_event)."""
