@@ -10,21 +10,16 @@ import yaml
 
 from kubernetes_asyncio import client
 
-from .. import API_GROUP
+from .. import API_GROUP, API_VERSION
 from ..api.kinds import PERFORMANCE_PROFILE, TENANT_QUOTA
+from ..kube import objects
 from ..kube.client import api_client
-
-VERSION = "v1alpha1"
 
 
 async def list_objects(plural: str, namespace: str | None) -> list[dict[str, Any]]:
-    """Every object of ``plural`` in ``namespace`` (None: all namespaces)."""
-    api = client.CustomObjectsApi(await api_client())
-    if namespace is None:
-        result = await api.list_cluster_custom_object(API_GROUP, VERSION, plural)
-    else:
-        result = await api.list_namespaced_custom_object(API_GROUP, VERSION, namespace, plural)
-    return result["items"]
+    """Every object of ``plural`` in ``namespace`` (None: all namespaces), as the operator
+    lists them (page by page)."""
+    return [item async for item in objects.list_objects(plural, [namespace] if namespace else ())]
 
 
 async def profiles(namespace: str | None) -> list[dict[str, Any]]:
@@ -37,7 +32,7 @@ async def tenants(namespace: str | None) -> list[dict[str, Any]]:
 
 async def profile(namespace: str, name: str) -> dict[str, Any]:
     api = client.CustomObjectsApi(await api_client())
-    return await api.get_namespaced_custom_object(API_GROUP, VERSION, namespace,
+    return await api.get_namespaced_custom_object(API_GROUP, API_VERSION, namespace,
                                                   PERFORMANCE_PROFILE.plural, name)
 
 
