@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from .api.conditions import (SECRET_FORBIDDEN, SECRET_KEY_MISSING, SECRET_NOT_FOUND,
+                             SECRET_VALUE_INVALID)
 from .kube.client import api_client
 from .scrub import forget_secrets, register_secret
 
@@ -49,7 +51,7 @@ class SecretNeverUsed(SecretError):
     nothing was ever done with its credentials and there is nothing to undo with them."""
 
     def __init__(self, namespace: str, name: str) -> None:
-        super().__init__("SecretNotFound", f"Secret {namespace}/{name} not found and never "
+        super().__init__(SECRET_NOT_FOUND, f"Secret {namespace}/{name} not found and never "
                                            "read: nothing was done with its credentials")
 
 
@@ -113,9 +115,9 @@ async def _read(namespace: str, name: str) -> dict[str, str]:
                            and source[:3] == ("Secret", namespace, name))
             for cached in [key for key in _cache if key[:2] == (namespace, name)]:
                 del _cache[cached]
-            raise SecretError("SecretNotFound", f"Secret {namespace}/{name} not found") from None
+            raise SecretError(SECRET_NOT_FOUND, f"Secret {namespace}/{name} not found") from None
         if err.status == 403:
-            raise SecretError("SecretForbidden",
+            raise SecretError(SECRET_FORBIDDEN,
                               f"not allowed to read Secret {namespace}/{name}") from None
         raise
     data = dict(secret.data or {})
@@ -180,12 +182,12 @@ async def _decoded(namespace: str, name: str, keys: tuple[str | None, ...],
             continue
         if key not in data:
             register_secret(("Secret", namespace, name, key), None)
-            raise SecretError("SecretKeyMissing", f"Secret {namespace}/{name} has no key {key!r}")
+            raise SecretError(SECRET_KEY_MISSING, f"Secret {namespace}/{name} has no key {key!r}")
         try:
             value = base64.b64decode(data[key]).decode()
         except ValueError:  # not base64, or not UTF-8: the decoder's message quotes the bytes
             register_secret(("Secret", namespace, name, key), None)
-            raise SecretError("SecretValueInvalid",
+            raise SecretError(SECRET_VALUE_INVALID,
                               f"Secret {namespace}/{name} key {key!r} is not UTF-8 text") from None
         register_secret(("Secret", namespace, name, key), None if key in identity_keys else value)
         values.append(value)

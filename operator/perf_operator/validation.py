@@ -17,13 +17,12 @@ from typing import Any
 
 import pydantic
 
+from .api.conditions import RULE_SHADOWED
 from .api import PerformanceProfileSpec, TenantQuotaSpec
 from .api.limits import EndpointRateLimit
 from .postgres.sqlcheck import check_expression
 from .ratelimit.rules import shadowed_rules
 
-#: The reason of a spec refused because a rule can never apply.
-RULE_SHADOWED = "RuleShadowed"
 
 
 def shadowed_rule_errors(rules: Sequence[EndpointRateLimit] | None, path: str) -> list[str]:

@@ -105,9 +105,10 @@ def test_every_secret_error_reason_is_persistent():
     import inspect
 
     from perf_operator import secrets
-    from perf_operator.api import PERSISTENT_REASONS
+    from perf_operator.api import PERSISTENT_REASONS, conditions
 
-    raised = {node.args[0].value for node in ast.walk(ast.parse(inspect.getsource(secrets)))
+    raised = {getattr(conditions, node.args[0].id)
+              for node in ast.walk(ast.parse(inspect.getsource(secrets)))
               if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "SecretError"}
     assert raised == {"SecretNotFound", "SecretForbidden", "SecretKeyMissing",
                       "SecretValueInvalid"}

@@ -1,5 +1,11 @@
-"""Conditions: the one way status conditions change, so every reconciler keeps the
-metav1.Condition contract (lastTransitionTime moves only when the status does)."""
+"""Conditions: every condition type and reason the operator writes (users read them in
+``kubectl get``, Argo CD's health script matches them, docs/troubleshooting.md explains
+them), the one way a condition changes (lastTransitionTime moves only when the status does),
+and the one way a condition is looked up in a status.
+
+Reasons are CamelCase, as metav1.Condition requires. Renaming one is a user-visible change:
+manifests/argocd/health/health.lua and docs/ name them too.
+"""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -36,49 +42,132 @@ PROFILE_RESOLVED = "ProfileResolved"
 #: TenantQuota: its limits record and mirror row (tenants.tables).
 TABLES_READY = "TablesReady"
 
+#: PerformanceTarget: a TCP handshake with each server it declares (targets.servers).
+POSTGRES_REACHABLE = "PostgresReachable"
+REDIS_REACHABLE = "RedisReachable"
+PROMETHEUS_REACHABLE = "PrometheusReachable"
+
+# The reasons, by the condition that reports them (tests/unit/test_condition_names.py fails on
+# a reason written as a literal anywhere else).
+# Any resource
+RECONCILED = "Reconciled"              # Ready: every part matches the spec
+RECONCILE_ERROR = "ReconcileError"     # a part raised something unexpected (logged)
+REJECTED = "Rejected"                  # the spec is invalid
+#: Not-ready on purpose: ``spec.paused`` (or the tenant's profile is paused).
+PAUSED = "Paused"
+# Credentials (secrets.SecretError)
+SECRET_NOT_FOUND = "SecretNotFound"
+SECRET_KEY_MISSING = "SecretKeyMissing"
+SECRET_VALUE_INVALID = "SecretValueInvalid"
+SECRET_FORBIDDEN = "SecretForbidden"
+# TargetResolved and the connection policy (targets.TargetRefused, policy.ConnectionRefused)
+TARGET_GRANTED = "TargetGranted"
+SETTINGS_LEFT_OUT = "SettingsLeftOut"
+TARGET_NOT_FOUND = "TargetNotFound"
+TARGET_LACKS_SERVER = "TargetLacksServer"
+NAMESPACE_NOT_SELECTED = "NamespaceNotSelected"
+INLINE_CONNECTIONS_REFUSED = "InlineConnectionsRefused"
+PARAMETER_NOT_ALLOWED = "ParameterNotAllowed"
+HOST_NOT_ALLOWED = "HostNotAllowed"
+HOST_NOT_FOUND = "HostNotFound"
+ADDRESS_REFUSED = "AddressRefused"
+URL_REFUSED = "URLRefused"
+# DatabaseReady
+DATABASE_IN_SYNC = "DatabaseInSync"
+DATABASE_UNAVAILABLE = "DatabaseUnavailable"
+DATABASE_ERROR = "DatabaseError"
+INDEX_BUILDING = "IndexBuilding"
+INDEX_PENDING = "IndexPending"
+INDEX_CONFLICT = "IndexConflict"
+INDEX_FAILED = "IndexFailed"
+INDEX_INVALID = "IndexInvalid"
+SETTING_REJECTED = "SettingRejected"
+SETTING_CONFLICT = "SettingConflict"
+SETTING_OVERRIDDEN = "SettingOverridden"
+# RedisReady
+SETTINGS_APPLIED = "SettingsApplied"
+#: The settings are in Redis's config file too: a profile whose last pass ended otherwise gets
+#: one CONFIG REWRITE even when no value changed.
+SETTINGS_PERSISTED = "SettingsPersisted"
+SETTINGS_REJECTED = "SettingsRejected"
+SETTINGS_CONFLICT = "SettingsConflict"
+SETTINGS_DRIFTED = "SettingsDrifted"
+CONFIG_REWRITE_FAILED = "ConfigRewriteFailed"
+REDIS_UNAVAILABLE = "RedisUnavailable"
+# ScalingReady, AlertsReady, AppConfigReady (objects applied in Kubernetes)
+HPAS_APPLIED = "HPAsApplied"
+NO_RULES = "NoRules"
+RULES_APPLIED = "RulesApplied"
+RULES_NOT_LOADED = "RulesNotLoaded"
+ALERTS_DISABLED = "AlertsDisabled"
+BURN_RATE_WINDOWS_INVALID = "BurnRateWindowsInvalid"
+CONFIG_APPLIED = "ConfigApplied"
+NO_APP_CONFIG = "NoAppConfig"
+STAMP_FAILED = "StampFailed"
+RESOURCE_CONFLICT = "ResourceConflict"
+APPLY_FAILED = "ApplyFailed"
+# Optimizing (besides the mode: Recommend, Auto) and MetricsStale
+TURNED_OFF = "TurnedOff"
+ACTION_FAILED = "ActionFailed"
+SIGNALS_FRESH = "SignalsFresh"
+SIGNALS_STALE = "SignalsStale"
+# Overcommitted; a rate-limit rule
+WITHIN_CAPACITY = "WithinCapacity"
+WEBSOCKET_OVERCOMMITTED = "WebSocketOvercommitted"
+RULE_SHADOWED = "RuleShadowed"
+# ProfileResolved, TablesReady
+PROFILE_FOUND = "ProfileFound"
+PROFILE_NOT_FOUND = "ProfileNotFound"
+TABLES_WRITTEN = "TablesWritten"
+NO_TABLES = "NoTables"
+TABLE_CONFLICT = "TableConflict"
+MIRROR_SCHEMA_NOT_OWNED = "MirrorSchemaNotOwned"
+MIRROR_FAILED = "MirrorFailed"
+MIRROR_CONFLICT = "MirrorConflict"
+# PostgresReachable, RedisReachable, PrometheusReachable
+REACHABLE = "Reachable"
+UNREACHABLE = "Unreachable"
+
 #: Not-ready reasons that mean work is under way, or waiting for data from outside the operator,
 #: rather than a failure: they are not counted as reconcile errors, get no Warning Event, and
 #: Argo CD shows them as Progressing however long they last (manifests/argocd/health/health.lua
 #: keeps the same list; a unit test compares the two).
 PROGRESS_REASONS = frozenset({
-    "IndexBuilding",  # a CREATE INDEX CONCURRENTLY runs (hours on a large table)
-    "IndexPending",   # an index waits for its turn (one build per table at a time)
-    "SignalsStale",   # the application's metrics are not (yet) in Prometheus
+    INDEX_BUILDING,              # a CREATE INDEX CONCURRENTLY runs (hours on a large table)
+    INDEX_PENDING,               # an index waits for its turn (one build per table at a time)
+    SIGNALS_STALE,               # the application's metrics are not (yet) in Prometheus
 })
 #: Not-ready reasons that retrying cannot fix: they last until a person acts (a new spec, a
 #: Secret created or granted, a platform admin's change), so Argo CD shows them as Degraded at
 #: once (health.lua keeps the same list; a unit test compares the two), and they name Ready
 #: when a transient failure or work under way is reported at the same time.
 PERSISTENT_REASONS = frozenset({
-    "Rejected",                  # the spec is invalid
-    "RuleShadowed",              # a rate-limit rule can never match
-    "SettingRejected",           # PostgreSQL refused a parameter value
-    "SettingsRejected",          # Redis refused a CONFIG value
-    "SettingsConflict",          # another profile owns a Redis parameter on the same server
-    "SettingConflict",           # another profile owns a PostgreSQL parameter on the server
-    "SettingOverridden",         # the server's command line overrides a PostgreSQL parameter
-    "MirrorSchemaNotOwned",      # another role owns the schema perf_operator
-    "IndexConflict",             # an index of that name exists and is not the operator's
-    "TableConflict",             # another tenant owns the tenant ID's record
-    "ProfileNotFound",           # the tenant names a profile that does not exist
-    "ResourceConflict",          # another field manager owns what the operator must set
-    "WebSocketOvercommitted",    # the tenants commit more connections than the profile has
+    REJECTED,                    # the spec is invalid
+    RULE_SHADOWED,               # a rate-limit rule can never match
+    SETTING_REJECTED,            # PostgreSQL refused a parameter value
+    SETTINGS_REJECTED,           # Redis refused a CONFIG value
+    SETTINGS_CONFLICT,           # another profile owns a Redis parameter on the same server
+    SETTING_CONFLICT,            # another profile owns a PostgreSQL parameter on the server
+    SETTING_OVERRIDDEN,          # the server's command line overrides a PostgreSQL parameter
+    MIRROR_SCHEMA_NOT_OWNED,     # another role owns the schema perf_operator
+    INDEX_CONFLICT,              # an index of that name exists and is not the operator's
+    TABLE_CONFLICT,              # another tenant owns the tenant ID's record
+    PROFILE_NOT_FOUND,           # the tenant names a profile that does not exist
+    RESOURCE_CONFLICT,           # another field manager owns what the operator must set
+    WEBSOCKET_OVERCOMMITTED,     # the tenants commit more connections than the profile has
     # the credentials (secrets.SecretError): only creating, fixing or granting the Secret helps
-    "SecretNotFound",            # the Secret does not exist
-    "SecretKeyMissing",          # it has no such key
-    "SecretValueInvalid",        # the key's value is not UTF-8 text
-    "SecretForbidden",           # the operator may not read Secrets in that namespace
+    SECRET_NOT_FOUND,            # the Secret does not exist
+    SECRET_KEY_MISSING,          # it has no such key
+    SECRET_VALUE_INVALID,        # the key's value is not UTF-8 text
+    SECRET_FORBIDDEN,            # the operator may not read Secrets in that namespace
     # the trust boundary (docs/security.md): a platform admin or a new spec must act
-    "NamespaceNotSelected",      # the PerformanceTarget does not select the namespace
-    "InlineConnectionsRefused",  # inline connections, and the operator accepts none
-    "ParameterNotAllowed",       # a parameter the PerformanceTarget does not allow
-    "HostNotAllowed",            # an inline host not on the operator's allow-list
-    "AddressRefused",            # a link-local or metadata address
-    "URLRefused",                # a Prometheus URL that is not http(s) or carries credentials
+    NAMESPACE_NOT_SELECTED,      # the PerformanceTarget does not select the namespace
+    INLINE_CONNECTIONS_REFUSED,  # inline connections, and the operator accepts none
+    PARAMETER_NOT_ALLOWED,       # a parameter the PerformanceTarget does not allow
+    HOST_NOT_ALLOWED,            # an inline host not on the operator's allow-list
+    ADDRESS_REFUSED,             # a link-local or metadata address
+    URL_REFUSED,                 # a Prometheus URL that is not http(s) or carries credentials
 })
-#: Not-ready on purpose: ``spec.paused`` (or the tenant's profile is paused).
-PAUSED = "Paused"
-
 #: metav1.Condition's limit on a message; longer ones would be refused by the API server.
 MAX_MESSAGE = 32_768
 

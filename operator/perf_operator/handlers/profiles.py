@@ -8,8 +8,10 @@ import pydantic
 
 from ..api import PerformanceProfileSpec
 from ..api.conditions import (ALERTS_READY, APP_CONFIG_READY, DATABASE_READY, METRICS_STALE,
-                              OPTIMIZING, OVERCOMMITTED, REDIS_READY, SCALING_READY,
-                              TARGET_RESOLVED)
+                              OPTIMIZING, OVERCOMMITTED, PAUSED, REDIS_READY, REJECTED,
+                              RULE_SHADOWED, SCALING_READY, SETTINGS_LEFT_OUT, TARGET_GRANTED,
+                              TARGET_RESOLVED,
+                              WEBSOCKET_OVERCOMMITTED, WITHIN_CAPACITY)
 from ..config import CONFIG
 from ..logs import REQUEUE_MESSAGE
 from ..kube import reconcile_alerts, reconcile_app_config, reconcile_scaling
@@ -22,7 +24,7 @@ from ..redis import reconcile_profile as redis_settings
 from ..redis import forget_profile as redis_cleanup
 from ..redis import redis_peer
 from ..targets import Resolution, TargetRefused, resolve_profile
-from ..validation import (RULE_SHADOWED, describe_validation_error, off_loop,
+from ..validation import (describe_validation_error, off_loop,
                           profile_rule_errors, semantic_errors)
 from ..kube.objects import namespace_exists
 from ..postgres.connect import forget_target, target_for_profile
@@ -148,13 +150,13 @@ async def reconcile(*, body: kopf.Body, spec: kopf.Spec, status: kopf.Status, me
     except pydantic.ValidationError as err:
         write_status(patch=patch, current=current, generation=generation, results=[],
                      events=events, extra={"tenants": tenant_summary(namespace, name, None)},
-                     ready_override=("Rejected", describe_validation_error(err)))
+                     ready_override=(REJECTED, describe_validation_error(err)))
         return None
     tenants = tenant_summary(namespace, name, model.websocket)
     problems = await off_loop(semantic_errors, model)
     shadowed = profile_rule_errors(model)
     if problems or shadowed:
-        reason = "Rejected" if problems else RULE_SHADOWED
+        reason = REJECTED if problems else RULE_SHADOWED
         write_status(patch=patch, current=current, generation=generation, results=[],
                      events=events, extra={"tenants": tenants},
                      ready_override=(reason, "; ".join(problems + shadowed)))
@@ -162,7 +164,7 @@ async def reconcile(*, body: kopf.Body, spec: kopf.Spec, status: kopf.Status, me
     if model.paused:
         write_status(patch=patch, current=current, generation=generation, results=[],
                      events=events, extra={"tenants": tenants},
-                     ready_override=("Paused", "spec.paused is true: nothing is changed"))
+                     ready_override=(PAUSED, "spec.paused is true: nothing is changed"))
         return None
     try:
         resolution = resolve_profile(namespace, name, model)
@@ -191,7 +193,7 @@ def _target_outcome(resolution: Resolution) -> Outcome | None:
     if resolution.target is None:
         return None
     return Outcome(TARGET_RESOLVED, True,
-                   "SettingsLeftOut" if resolution.left_out else "TargetGranted",
+                   SETTINGS_LEFT_OUT if resolution.left_out else TARGET_GRANTED,
                    resolution.describe())
 
 
@@ -202,10 +204,10 @@ def _overcommit(model: PerformanceProfileSpec, tenants: dict[str, int]) -> Outco
     committed = tenants["websocketCommitted"]
     if committed <= maximum:
         return Outcome(condition=OVERCOMMITTED, ready=True, abnormal_true=True,
-                       reason="WithinCapacity",
+                       reason=WITHIN_CAPACITY,
                        message=f"tenants commit {committed} of {maximum} WebSocket connections")
     return Outcome(condition=OVERCOMMITTED, ready=False, abnormal_true=True,
-                   reason="WebSocketOvercommitted",
+                   reason=WEBSOCKET_OVERCOMMITTED,
                    message=f"tenants commit {committed} WebSocket connections, more than the "
                            f"profile's maximum of {maximum}")
 

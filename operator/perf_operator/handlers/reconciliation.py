@@ -8,6 +8,7 @@ from typing import Any
 
 import kopf
 
+from ..api.conditions import READY, RECONCILED, RECONCILE_ERROR
 from .. import metrics
 from ..config import CONFIG
 from ..api import PAUSED, PROGRESS_REASONS, Condition, set_condition, severity
@@ -75,7 +76,7 @@ async def run_parts(kind: str, parts: Sequence[tuple[str, Part]], ctx: Any
                            message=str(err))
         except Exception as err:  # noqa: BLE001 - reported in status, logged with traceback
             ctx.logger.exception("%s failed", condition)
-            return Outcome(condition=condition, ready=False, reason="ReconcileError",
+            return Outcome(condition=condition, ready=False, reason=RECONCILE_ERROR,
                            message=scrub(err))
 
     results = await asyncio.gather(*(guarded(cond, part) for cond, part in parts))
@@ -116,10 +117,10 @@ def write_status(*, patch: kopf.Patch, current: dict[str, Any], generation: int,
         failing = sorted((o for o in outcomes if not o.ready and o.affects_ready),
                          key=lambda o: severity(o.reason))
         ready = not failing
-        reason = failing[0].reason if failing else "Reconciled"
+        reason = failing[0].reason if failing else RECONCILED
         ready_message = "; ".join(f"{o.condition}: {scrub(o.message)}" for o in failing) or (
             "all targets match the spec")
-    conditions = set_condition(conditions, "Ready", "True" if ready else "False", reason,
+    conditions = set_condition(conditions, READY, "True" if ready else "False", reason,
                                ready_message, generation, now)
     if not ready and reason not in PROGRESS_REASONS and reason != PAUSED:
         events.warning(reason, ready_message)

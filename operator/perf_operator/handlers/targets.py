@@ -10,6 +10,7 @@ from typing import Any
 import kopf
 import pydantic
 
+from ..api.conditions import REJECTED
 from ..config import CONFIG
 from ..reconcile import EventRecorder, Outcome
 from ..targets import REGISTRY
@@ -61,7 +62,7 @@ async def target_status(*, body: kopf.Body, name: str, spec: kopf.Spec, status: 
     except pydantic.ValidationError as err:
         write_status(patch=patch, current=current, generation=generation, results=[],
                      events=events, extra=users,
-                     ready_override=("Rejected", describe_validation_error(err)))
+                     ready_override=(REJECTED, describe_validation_error(err)))
         return
     observed = await observe(name, parsed)
     _announce_recoveries(events, current, observed)

@@ -36,7 +36,8 @@ import aiohttp
 import yaml
 
 from ..api import DEFAULT_SIGNAL_QUERIES, signal_queries
-from ..api.conditions import ALERTS_READY
+from ..api.conditions import (ALERTS_DISABLED, ALERTS_READY, BURN_RATE_WINDOWS_INVALID,
+                              RULES_APPLIED, RULES_NOT_LOADED)
 from ..api.signals import for_profile
 from ..reconcile import Outcome, ProfileContext
 from .burnrate import BurnRate, burn_rules
@@ -273,7 +274,7 @@ async def reconcile_alerts(ctx: ProfileContext) -> Outcome | None:
         if not previous:
             return None
         await _remove(_KINDS.get(str(previous.get("kind"))), ctx)
-        return Outcome(condition=CONDITION, ready=True, reason="AlertsDisabled",
+        return Outcome(condition=CONDITION, ready=True, reason=ALERTS_DISABLED,
                        message="alerts.enabled is false: the operator's rules were removed",
                        status={"alerts": None})
     kind = (k8s.PROMETHEUS_RULE if await k8s.served(k8s.PROMETHEUS_RULE.api_version,
@@ -283,7 +284,7 @@ async def reconcile_alerts(ctx: ProfileContext) -> Outcome | None:
         await _remove(_KINDS[previous["kind"]], ctx)
     burn = BurnRate.of_spec(ctx.spec)
     if burn is not None and burn.errors():
-        return Outcome(condition=CONDITION, ready=False, reason="BurnRateWindowsInvalid",
+        return Outcome(condition=CONDITION, ready=False, reason=BURN_RATE_WINDOWS_INVALID,
                        message="; ".join(burn.errors()))
     group = profile_rule_group(ctx.spec, RuleTarget.of_profile(ctx.name, ctx.namespace,
                                                                ctx.spec))
@@ -306,9 +307,9 @@ async def reconcile_alerts(ctx: ProfileContext) -> Outcome | None:
         if loaded is not None:
             missing = rules_not_loaded(group, loaded, ctx.spec.prometheus.url, desired)
             if missing:
-                return Outcome(condition=CONDITION, ready=False, reason="RulesNotLoaded",
+                return Outcome(condition=CONDITION, ready=False, reason=RULES_NOT_LOADED,
                                message=missing, status=status, affects_ready=False)
-    return Outcome(condition=CONDITION, ready=True, reason="RulesApplied",
+    return Outcome(condition=CONDITION, ready=True, reason=RULES_APPLIED,
                    message=f"{alerting} alerting rules for {len(group['rules']) - alerting} "
                            f"signals in {where}",
                    status=status)

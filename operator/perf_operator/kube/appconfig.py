@@ -24,7 +24,7 @@ from typing import Any
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from .. import FIELD_MANAGER
-from ..api.conditions import APP_CONFIG_READY
+from ..api.conditions import APP_CONFIG_READY, CONFIG_APPLIED, NO_APP_CONFIG, STAMP_FAILED
 from ..api.optimization import Adjustments, adjustments
 from ..reconcile import Outcome, ProfileContext
 from . import apply as k8s
@@ -156,7 +156,7 @@ async def reconcile_app_config(ctx: ProfileContext) -> Outcome | None:
     if wanted is None:
         if not previous:
             return None
-        return Outcome(condition=CONDITION, ready=True, reason="NoAppConfig",
+        return Outcome(condition=CONDITION, ready=True, reason=NO_APP_CONFIG,
                        message="spec.appConfig is not set", status={"appConfig": None})
     name = wanted.config_map_name
     data = config_data(ctx.spec, adjustments(ctx.status))
@@ -175,7 +175,7 @@ async def reconcile_app_config(ctx: ProfileContext) -> Outcome | None:
     missing, unstamped = await _stamp(ctx, names, config_hash)
     message = f"{where} (sha256 {config_hash[:12]})"
     if unstamped:
-        return Outcome(condition=CONDITION, ready=False, reason="StampFailed",
+        return Outcome(condition=CONDITION, ready=False, reason=STAMP_FAILED,
                        message=f"{message} applied; " + "; ".join(unstamped), status=status)
     if len(missing) < len(names):
         message += f", stamped on {len(names) - len(missing)} Deployment(s)"
@@ -184,7 +184,7 @@ async def reconcile_app_config(ctx: ProfileContext) -> Outcome | None:
         # sync wave); it is stamped on the resync after it appears. Said, not held against Ready.
         message += (f"; Deployment(s) {', '.join(missing)} not found: stamped once they "
                     f"exist")
-    return Outcome(condition=CONDITION, ready=True, reason="ConfigApplied", message=message,
+    return Outcome(condition=CONDITION, ready=True, reason=CONFIG_APPLIED, message=message,
                    status=status)
 
 

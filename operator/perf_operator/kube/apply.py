@@ -23,7 +23,7 @@ from typing import Any
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from .. import FIELD_MANAGER
-from ..api.conditions import condition_reason
+from ..api.conditions import APPLY_FAILED, RESOURCE_CONFLICT, condition_reason
 from ..reconcile import EventRecorder, Outcome
 from .client import api_client
 
@@ -347,13 +347,13 @@ async def carry_out(step: ApplyStep, *, status: dict[str, Any], events: EventRec
     if step.action == "conflict":
         if condition_reason(status, condition) != "ResourceConflict":
             announce(events, step, where)
-        return Outcome(condition=condition, ready=False, reason="ResourceConflict",
+        return Outcome(condition=condition, ready=False, reason=RESOURCE_CONFLICT,
                        message=f"{where} {step.detail}; {conflict_hint}")
     if step.writes:
         try:
             await apply(step.body, force=step.force)
         except ApiException as err:
-            return Outcome(condition=condition, ready=False, reason="ApplyFailed",
+            return Outcome(condition=condition, ready=False, reason=APPLY_FAILED,
                            message=f"{where}: {api_error_message(err)}")
         announce(events, step, where)
     return None

@@ -22,7 +22,7 @@ from typing import Any
 
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from ..api.conditions import SCALING_READY
+from ..api.conditions import APPLY_FAILED, HPAS_APPLIED, NO_RULES, RESOURCE_CONFLICT, SCALING_READY
 from ..api.optimization import adjustments
 from ..reconcile import Outcome, ProfileContext
 from . import apply as k8s
@@ -186,7 +186,7 @@ async def reconcile_scaling(ctx: ProfileContext) -> Outcome | None:
             continue
         statuses.append(await _execute(ctx, step, previous.get(step.rule) or {}))
     if not rules:
-        return Outcome(condition=CONDITION, ready=True, reason="NoRules",
+        return Outcome(condition=CONDITION, ready=True, reason=NO_RULES,
                        message="no scaling rules", status={"scaling": None})
     return _outcome(statuses)
 
@@ -227,10 +227,10 @@ def _outcome(statuses: list[dict[str, Any]]) -> Outcome:
     status = {"scaling": {"rules": statuses}}
     failing = [s for s in statuses if s["state"] != "Applied"]
     if not failing:
-        return Outcome(condition=CONDITION, ready=True, reason="HPAsApplied",
+        return Outcome(condition=CONDITION, ready=True, reason=HPAS_APPLIED,
                        message=f"{len(statuses)} HPA(s) match the scaling rules", status=status)
-    reason = ("ResourceConflict" if any(s["state"] == "Conflict" for s in failing)
-              else "ApplyFailed")
+    reason = (RESOURCE_CONFLICT if any(s["state"] == "Conflict" for s in failing)
+              else APPLY_FAILED)
     return Outcome(condition=CONDITION, ready=False, reason=reason,
                    message="; ".join(f"rule {s['name']}: {s['message']}" for s in failing),
                    status=status)

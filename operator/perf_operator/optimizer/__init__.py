@@ -20,7 +20,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .. import config, metrics
-from ..api.conditions import METRICS_STALE, OPTIMIZING
+from ..api.conditions import (ACTION_FAILED, METRICS_STALE, OPTIMIZING, SIGNALS_FRESH,
+                              SIGNALS_STALE, TURNED_OFF)
 from ..postgres.connect import target_for_profile
 from ..reconcile import Outcome, ProfileContext
 from ..scrub import scrub
@@ -119,8 +120,8 @@ async def reconcile_metrics(ctx: ProfileContext) -> Outcome | None:
     watched = watched_signals(_policy(ctx.spec))
     stale = [f"{name} ({readings[name].reason})" for name in watched if readings[name].stale]
     if not stale:
-        return _metrics(True, "SignalsFresh", "the signals the optimizer acts on are fresh")
-    return _metrics(False, "SignalsStale",
+        return _metrics(True, SIGNALS_FRESH, "the signals the optimizer acts on are fresh")
+    return _metrics(False, SIGNALS_STALE,
                     "stale: " + "; ".join(stale) + ". Actions driven by them are frozen: no "
                     "load shedding, cache cleanup, connection pruning or scaling on missing "
                     "data, and no adjustment is undone.")
@@ -285,9 +286,9 @@ def _outcome(state: OptimizerState) -> Outcome:
     failures = [f"{h.action}: {h.result}" for h in state.history
                 if h.failed and h.at == state.last_evaluated_at]
     if failures:
-        return Outcome(OPTIMIZING, False, "ActionFailed", "; ".join(failures), status)
+        return Outcome(OPTIMIZING, False, ACTION_FAILED, "; ".join(failures), status)
     if state.mode == "Off":
-        return Outcome(OPTIMIZING, True, "TurnedOff",
+        return Outcome(OPTIMIZING, True, TURNED_OFF,
                        "optimization is off: no adjustment in force", status)
     shadow = state.mode == "Recommend"
     track = state.shadow if shadow and state.shadow else state.enforced

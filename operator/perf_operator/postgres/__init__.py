@@ -16,7 +16,10 @@ from typing import Any
 import psycopg
 import pydantic
 
-from ..api.conditions import DATABASE_READY
+from ..api.conditions import (DATABASE_ERROR, DATABASE_IN_SYNC, DATABASE_READY,
+                              DATABASE_UNAVAILABLE, INDEX_BUILDING, INDEX_CONFLICT, INDEX_FAILED,
+                              INDEX_INVALID, INDEX_PENDING, SETTING_CONFLICT, SETTING_OVERRIDDEN,
+                              SETTING_REJECTED)
 from ..api.optimization import adjustments
 from ..api.profile import DatabaseSpec, Index
 from ..reconcile import Outcome, ProfileContext
@@ -64,7 +67,7 @@ async def reconcile_profile(ctx: ProfileContext) -> Outcome | None:
     except SecretError as err:
         return Outcome(CONDITION, False, err.reason, str(err), status=_NO_LOGIN)
     except DatabaseUnavailable as err:
-        return Outcome(CONDITION, False, "DatabaseUnavailable", str(err), status=_NO_LOGIN)
+        return Outcome(CONDITION, False, DATABASE_UNAVAILABLE, str(err), status=_NO_LOGIN)
     previous = ctx.status.get("database") or {}
     declared = desired_indexes(ctx, database)
     withdrawn = ({entry.get("name") for entry in previous.get("indexes") or []}
@@ -84,9 +87,9 @@ async def reconcile_profile(ctx: ProfileContext) -> Outcome | None:
         if unreachable(err):
             # A fresh pool at the next resync: this one may be backing off its reconnects.
             await forget_target(target)
-            return Outcome(CONDITION, False, "DatabaseUnavailable",
+            return Outcome(CONDITION, False, DATABASE_UNAVAILABLE,
                            describe_unreachable(target.key))
-        return Outcome(CONDITION, False, "DatabaseError", scrub(err).strip())
+        return Outcome(CONDITION, False, DATABASE_ERROR, scrub(err).strip())
     reports = indexes.plan.reports
     _announce_conflicts(reports, previous.get("indexes") or [], ctx.events)
     judged = database.index_health
@@ -207,16 +210,16 @@ def summarise(indexes: Sequence[IndexReport], settings: Sequence[SettingReport],
                     else report.message
                 problems.append((reason, f"index {report.name} {phase.value}: {detail}"))
 
-    index_problems((Phase.CONFLICT, "IndexConflict"), (Phase.FAILED, "IndexFailed"),
-                   (Phase.INVALID, "IndexInvalid"))
+    index_problems((Phase.CONFLICT, INDEX_CONFLICT), (Phase.FAILED, INDEX_FAILED),
+                   (Phase.INVALID, INDEX_INVALID))
     for setting in settings:
         if setting.state is State.REJECTED:
-            problems.append(("SettingRejected", f"{setting.name}: {setting.message}"))
+            problems.append((SETTING_REJECTED, f"{setting.name}: {setting.message}"))
         elif setting.state is State.CONFLICT:
-            problems.append(("SettingConflict", f"{setting.name}: {setting.message}"))
+            problems.append((SETTING_CONFLICT, f"{setting.name}: {setting.message}"))
         elif setting.overridden:
-            problems.append(("SettingOverridden", f"{setting.name}: {setting.message}"))
-    index_problems((Phase.BUILDING, "IndexBuilding"), (Phase.PENDING, "IndexPending"))
+            problems.append((SETTING_OVERRIDDEN, f"{setting.name}: {setting.message}"))
+    index_problems((Phase.BUILDING, INDEX_BUILDING), (Phase.PENDING, INDEX_PENDING))
     notes = [f"{len(by_phase.get(Phase.READY, ()))}/{len(indexes)} indexes ready",
              f"{sum(1 for s in settings if s.state is not State.REJECTED)}/{len(settings)} "
              f"parameters set"]
@@ -228,7 +231,7 @@ def summarise(indexes: Sequence[IndexReport], settings: Sequence[SettingReport],
     summary = "; ".join(notes)
     if problems:
         return False, problems[0][0], "; ".join([m for _, m in problems] + [summary])
-    return True, "DatabaseInSync", summary
+    return True, DATABASE_IN_SYNC, summary
 
 
 def _announce_conflicts(reports: Sequence[IndexReport],

@@ -15,7 +15,9 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from ..api import PerformanceProfileSpec
-from ..api.conditions import REDIS_READY, condition_reason
+from ..api.conditions import (CONFIG_REWRITE_FAILED, REDIS_READY, REDIS_UNAVAILABLE,
+                              SETTINGS_APPLIED, SETTINGS_CONFLICT, SETTINGS_DRIFTED,
+                              SETTINGS_PERSISTED, SETTINGS_REJECTED, condition_reason)
 from ..api.profile import REDIS_ALLOWED_SETTINGS
 from ..reconcile import Outcome, ProfileContext
 from ..scrub import scrub
@@ -25,9 +27,6 @@ from .connect import RedisTarget, with_client
 from .settings import (CONFLICT, DRIFTED, REJECTED, SERVER_LOGINS, RedisPeer, SettingsResult,
                        apply_settings, contested_settings, server_id)
 
-#: The RedisReady reason once the settings are in Redis's config file too: a profile whose
-#: last pass ended otherwise gets one CONFIG REWRITE even when no value changed.
-SETTINGS_PERSISTED = "SettingsPersisted"
 
 
 def redis_peer(namespace: str, name: str, meta: Mapping[str, Any], spec: Mapping[str, Any]
@@ -81,24 +80,24 @@ async def reconcile_profile(ctx: ProfileContext) -> Outcome | None:
         return Outcome(REDIS_READY, False, err.reason, str(err))
     except RedisError as err:
         SERVER_LOGINS[me.owner] = None
-        return Outcome(REDIS_READY, False, "RedisUnavailable", scrub(err))
+        return Outcome(REDIS_READY, False, REDIS_UNAVAILABLE, scrub(err))
     status = {"redis": {"settings": result.statuses}}
     if result.rewrite_error:
-        return Outcome(REDIS_READY, False, "ConfigRewriteFailed", result.rewrite_error, status)
+        return Outcome(REDIS_READY, False, CONFIG_REWRITE_FAILED, result.rewrite_error, status)
     rejected = [s["message"] for s in result.statuses if s["state"] == REJECTED]
     if rejected:
-        return Outcome(REDIS_READY, False, "SettingsRejected", "; ".join(rejected), status)
+        return Outcome(REDIS_READY, False, SETTINGS_REJECTED, "; ".join(rejected), status)
     conflicts = [s["message"] for s in result.statuses if s["state"] == CONFLICT]
     if conflicts:
-        return Outcome(REDIS_READY, False, "SettingsConflict", "; ".join(conflicts), status)
+        return Outcome(REDIS_READY, False, SETTINGS_CONFLICT, "; ".join(conflicts), status)
     drifted = [s["message"] for s in result.statuses if s["state"] == DRIFTED]
     if drifted:
-        return Outcome(REDIS_READY, False, "SettingsDrifted", "; ".join(drifted), status)
+        return Outcome(REDIS_READY, False, SETTINGS_DRIFTED, "; ".join(drifted), status)
     if spec.persist_settings:
         return Outcome(REDIS_READY, True, SETTINGS_PERSISTED,
                        f"{len(result.statuses)} Redis settings applied and persisted with "
                        f"CONFIG REWRITE", status)
-    return Outcome(REDIS_READY, True, "SettingsApplied",
+    return Outcome(REDIS_READY, True, SETTINGS_APPLIED,
                    f"{len(result.statuses)} Redis settings applied", status)
 
 

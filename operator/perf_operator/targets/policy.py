@@ -29,6 +29,9 @@ import urllib.parse
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from ..api.conditions import (ADDRESS_REFUSED, HOST_NOT_ALLOWED, HOST_NOT_FOUND,
+                              INLINE_CONNECTIONS_REFUSED, URL_REFUSED)
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -173,24 +176,24 @@ def choose_address(host: str, port: int, addresses: Sequence[IPAddress], *,
     :class:`ConnectionRefused` when the policy allows none. Any always-refused address refuses
     the host outright (a name that also points at a metadata address is not trusted)."""
     if _normal(host) in ALWAYS_REFUSED_NAMES:
-        raise ConnectionRefused("AddressRefused", f"{host} is a cloud metadata host name")
+        raise ConnectionRefused(ADDRESS_REFUSED, f"{host} is a cloud metadata host name")
     if not addresses:
-        raise ConnectionRefused("AddressRefused", f"{host} resolves to no address")
+        raise ConnectionRefused(ADDRESS_REFUSED, f"{host} resolves to no address")
     for address in addresses:
         if (why := refused_address(address)) is not None:
-            raise ConnectionRefused("AddressRefused", f"{host}:{port} refused: {why}")
+            raise ConnectionRefused(ADDRESS_REFUSED, f"{host}:{port} refused: {why}")
     if granted_by is not None:
         return addresses[0]
     if not policy.allow_inline:
         raise ConnectionRefused(
-            "InlineConnectionsRefused",
+            INLINE_CONNECTIONS_REFUSED,
             f"{host}:{port} is an inline connection, and this operator accepts only servers "
             f"of a PerformanceTarget (spec.targetRef)")
     for address in addresses:
         if any(rule.allows(host, port, address) for rule in policy.inline_hosts):
             return address
     raise ConnectionRefused(
-        "HostNotAllowed", f"{host}:{port} ({', '.join(map(str, addresses))}) is not on the "
+        HOST_NOT_ALLOWED, f"{host}:{port} ({', '.join(map(str, addresses))}) is not on the "
                           f"operator's allow-list of inline hosts")
 
 
@@ -200,14 +203,14 @@ def check_url(url: str) -> tuple[str, int]:
         parts = urllib.parse.urlsplit(url)
         port = parts.port
     except ValueError as err:
-        raise ConnectionRefused("URLRefused", f"not a valid URL: {err}") from None
+        raise ConnectionRefused(URL_REFUSED, f"not a valid URL: {err}") from None
     if parts.scheme not in ("http", "https"):
-        raise ConnectionRefused("URLRefused", "only http and https URLs are allowed")
+        raise ConnectionRefused(URL_REFUSED, "only http and https URLs are allowed")
     if "@" in parts.netloc:
-        raise ConnectionRefused("URLRefused",
+        raise ConnectionRefused(URL_REFUSED,
                                 "the URL carries credentials (user:password@); use secretRef")
     if not parts.hostname:
-        raise ConnectionRefused("URLRefused", "the URL has no host")
+        raise ConnectionRefused(URL_REFUSED, "the URL has no host")
     return parts.hostname, port or (443 if parts.scheme == "https" else 80)
 
 
@@ -261,7 +264,7 @@ async def _resolve(host: str, port: int) -> list[IPAddress]:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port,
                                                              type=socket.SOCK_STREAM)
     except socket.gaierror as err:
-        raise ConnectionRefused("HostNotFound", f"cannot resolve {host}: {err.strerror}") from None
+        raise ConnectionRefused(HOST_NOT_FOUND, f"cannot resolve {host}: {err.strerror}") from None
     seen: list[IPAddress] = []
     for *_, sockaddr in infos:
         address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])

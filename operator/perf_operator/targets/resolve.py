@@ -15,6 +15,9 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from ..api.conditions import (INLINE_CONNECTIONS_REFUSED, NAMESPACE_NOT_SELECTED,
+                              PARAMETER_NOT_ALLOWED, REJECTED, TARGET_LACKS_SERVER,
+                              TARGET_NOT_FOUND)
 from ..api.profile import (PerformanceProfileSpec, PostgresConnection, PrometheusSpec,
                            RedisConnection)
 from ..api.target import NAMESPACE_PLACEHOLDER, LabelSelector, PerformanceTargetSpec
@@ -77,9 +80,9 @@ def resolve(namespace: str, name: str, spec: PerformanceProfileSpec, *,
         return _inline(spec, allow_inline)
     target_name = spec.target_ref.name
     if target is None:
-        raise TargetRefused("TargetNotFound", f"PerformanceTarget {target_name} does not exist")
+        raise TargetRefused(TARGET_NOT_FOUND, f"PerformanceTarget {target_name} does not exist")
     if namespace_labels is None or not selects(target.namespace_selector, namespace_labels):
-        raise TargetRefused("NamespaceNotSelected",
+        raise TargetRefused(NAMESPACE_NOT_SELECTED,
                             f"PerformanceTarget {target_name} does not select namespace "
                             f"{namespace}; nothing is connected")
     owner = (target.server_settings_owner is not None
@@ -98,7 +101,7 @@ def resolve(namespace: str, name: str, spec: PerformanceProfileSpec, *,
     if target.prometheus is not None:
         updates["prometheus"] = _copy(target.prometheus, PrometheusSpec).granted(target_name)
     elif spec.optimization.mode == "Auto":
-        raise TargetRefused("TargetLacksServer",
+        raise TargetRefused(TARGET_LACKS_SERVER,
                             f"optimization.mode is Auto, but PerformanceTarget {target_name} "
                             f"declares no prometheus")
     return Resolution(spec.model_copy(update=updates), target_name, tuple(left_out))
@@ -114,7 +117,7 @@ def check_inline(spec: PerformanceProfileSpec, allow_inline: bool) -> None:
         ("redis.connection", spec.redis is not None),
         ("prometheus", spec.prometheus is not None)) if present]
     if written:
-        raise TargetRefused("InlineConnectionsRefused",
+        raise TargetRefused(INLINE_CONNECTIONS_REFUSED,
                             f"{', '.join(written)}: this operator accepts no inline "
                             f"connections; name a PerformanceTarget in spec.targetRef")
 
@@ -125,14 +128,14 @@ def _inline(spec: PerformanceProfileSpec, allow_inline: bool) -> Resolution:
         ("database", spec.database), ("redis", spec.redis))
         if value is not None and value.connection is None]
     if missing:
-        raise TargetRefused("Rejected", f"{', '.join(missing)} is required without targetRef")
+        raise TargetRefused(REJECTED, f"{', '.join(missing)} is required without targetRef")
     return Resolution(spec)
 
 
 def _declared(server: Any, section: str, target_name: str) -> Any:
     """The target's server for the profile's ``section``; refused when it declares none."""
     if server is None:
-        raise TargetRefused("TargetLacksServer",
+        raise TargetRefused(TARGET_LACKS_SERVER,
                             f"spec.{section} is set, but PerformanceTarget {target_name} "
                             f"declares no {'postgres' if section == 'database' else section}")
     return server
@@ -142,7 +145,7 @@ def _database(namespace: str, database: Any, postgres: Any, target_name: str, ow
               left_out: list[str]) -> Any:
     dbname = postgres.database.replace(NAMESPACE_PLACEHOLDER, namespace)
     if len(dbname.encode()) > 63:
-        raise TargetRefused("TargetLacksServer", f"database name {dbname!r} of PerformanceTarget "
+        raise TargetRefused(TARGET_LACKS_SERVER, f"database name {dbname!r} of PerformanceTarget "
                                                  f"{target_name} is longer than 63 bytes")
     connection = _copy(postgres, PostgresConnection).model_copy(
         update={"database": dbname}).granted(target_name)
@@ -158,7 +161,7 @@ def _database(namespace: str, database: Any, postgres: Any, target_name: str, ow
     if allowed is not None:
         refused = sorted(set(settings.parameters) - set(allowed))
         if refused:
-            raise TargetRefused("ParameterNotAllowed",
+            raise TargetRefused(PARAMETER_NOT_ALLOWED,
                                 f"PerformanceTarget {target_name} does not allow "
                                 f"{', '.join(refused)} in database.settings")
     return database.model_copy(update={"connection": connection, "settings": settings})

@@ -7,6 +7,8 @@ import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ..api.conditions import (POSTGRES_REACHABLE, PROMETHEUS_REACHABLE, REACHABLE, REDIS_REACHABLE,
+                              UNREACHABLE, URL_REFUSED)
 from ..api.target import PerformanceTargetSpec
 from ..reconcile import Outcome
 from .policy import ConnectionRefused, admit, check_url
@@ -34,16 +36,16 @@ class Server:
 def declared_servers(spec: PerformanceTargetSpec) -> list[Server]:
     servers = []
     if spec.postgres is not None:
-        servers.append(Server("postgres", "PostgresReachable", spec.postgres.host,
+        servers.append(Server("postgres", POSTGRES_REACHABLE, spec.postgres.host,
                               spec.postgres.port))
     if spec.redis is not None:
-        servers.append(Server("redis", "RedisReachable", spec.redis.host, spec.redis.port))
+        servers.append(Server("redis", REDIS_REACHABLE, spec.redis.host, spec.redis.port))
     if spec.prometheus is not None:
         try:
             host, port = check_url(spec.prometheus.url)
         except ConnectionRefused:
             host, port = spec.prometheus.url, 0
-        servers.append(Server("prometheus", "PrometheusReachable", host, port))
+        servers.append(Server("prometheus", PROMETHEUS_REACHABLE, host, port))
     return servers
 
 
@@ -51,7 +53,7 @@ async def probe(target: str, server: Server) -> Outcome:
     """A TCP handshake with ``server`` (no login: the profiles' reconciles report that)."""
     try:
         if server.port == 0:
-            raise ConnectionRefused("URLRefused", "prometheus.url is not an http(s) URL "
+            raise ConnectionRefused(URL_REFUSED, "prometheus.url is not an http(s) URL "
                                                   "without credentials")
         address = await admit(server.host, server.port, granted_by=target)
         _, writer = await asyncio.wait_for(asyncio.open_connection(address, server.port),
@@ -60,10 +62,10 @@ async def probe(target: str, server: Server) -> Outcome:
     except ConnectionRefused as err:
         return Outcome(server.condition, False, err.reason, str(err))
     except (OSError, asyncio.TimeoutError) as err:
-        return Outcome(server.condition, False, "Unreachable",
-                       f"no TCP connection to {server.address}: "
-                       f"{err.strerror if isinstance(err, OSError) and err.strerror else 'timed out'}")
-    return Outcome(server.condition, True, "Reachable", f"{server.address} accepts connections")
+        why = err.strerror if isinstance(err, OSError) and err.strerror else "timed out"
+        return Outcome(server.condition, False, UNREACHABLE,
+                       f"no TCP connection to {server.address}: {why}")
+    return Outcome(server.condition, True, REACHABLE, f"{server.address} accepts connections")
 
 
 async def observe(target: str, spec: PerformanceTargetSpec

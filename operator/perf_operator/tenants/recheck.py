@@ -25,7 +25,7 @@ import pydantic
 from kubernetes_asyncio.client.exceptions import ApiException
 from redis.asyncio import Redis
 
-from ..api.conditions import TABLES_READY, condition_of, condition_reason
+from ..api.conditions import PAUSED, READY, TABLES_READY, condition_of, condition_reason
 from ..handlers.profile_registry import ProfileLookup
 from ..handlers.resources import TENANTS
 from ..kube.objects import patch_status
@@ -162,13 +162,13 @@ async def resync_tenants(namespace: str, name: str, profiles: ProfileLookup) -> 
     if refusal is not None:
         # The profile may not use its target (any more): the tenants say so.
         stale = [entry.name for entry in entries.values()
-                 if not _reports(entry, "Ready", refusal.reason)]
+                 if not _reports(entry, READY, refusal.reason)]
     elif profile is None:
         return  # missing or invalid: its tenants report that from their own reconcile
     elif profile.paused or profile.redis is None:
         # Nothing to look at in Redis: only statuses that do not say so yet need a reconcile.
         stale = [entry.name for entry, _ in checks
-                 if _reports(entry, "Ready", "Paused") != profile.paused
+                 if _reports(entry, READY, PAUSED) != profile.paused
                  or (profile.redis is None and condition_of(entry.status, TABLES_READY) is not None)]
     else:
         try:
@@ -223,7 +223,7 @@ def _check(entry: TenantEntry, ctx: TenantContext, key_prefix: str) -> TenantChe
     """What the re-check compares for one tenant (see :func:`needs_reconcile`)."""
     settled = (entry.status.get("observedGeneration") == entry.generation
                and all((condition_of(entry.status, type_) or {}).get("status") == "True"
-                       for type_ in ("Ready", TABLES_READY)))
+                       for type_ in (READY, TABLES_READY)))
     desired = desired_record(key_prefix, ctx.limits,
                              record_owner(ctx.namespace, entry.name), ctx.created)
     table = entry.status.get("table")

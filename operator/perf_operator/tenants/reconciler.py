@@ -26,14 +26,15 @@ import pydantic
 
 from .. import API_GROUP, API_VERSION
 from ..api import PerformanceProfileSpec, TenantQuotaSpec, effective_limits
-from ..api.conditions import PROFILE_RESOLVED, TABLES_READY, TARGET_RESOLVED
+from ..api.conditions import (PAUSED, PROFILE_FOUND, PROFILE_NOT_FOUND, PROFILE_RESOLVED, REJECTED,
+                              RULE_SHADOWED, TABLES_READY, TARGET_RESOLVED)
 from ..api.optimization import Adjustments
 from ..handlers.profile_registry import ProfileLookup
 from ..handlers.reconciliation import Cleanup, Part, run_cleanups, run_parts, write_status
 from ..ratelimit.layout import record_key
 from ..reconcile import EventRecorder, Outcome, TenantContext
 from ..targets import TargetRefused, resolve_profile
-from ..validation import RULE_SHADOWED, describe_validation_error, tenant_rule_errors
+from ..validation import describe_validation_error, tenant_rule_errors
 from .cleanup import remove_tenant
 from .places import RecordPlace
 from .records import record_owner, seniority
@@ -133,7 +134,7 @@ async def reconcile_quota(namespace: str, tenant: TenantEntry, profiles: Profile
         ctx = tenant_context(namespace, tenant, profiles, logger)
     except pydantic.ValidationError as err:
         write_status(patch=patch, current=current, generation=generation, results=[],
-                     events=events, ready_override=("Rejected", describe_validation_error(err)))
+                     events=events, ready_override=(REJECTED, describe_validation_error(err)))
         return
     except TargetRefused as err:
         refused = Outcome(TARGET_RESOLVED, False, err.reason, f"its profile: {err}")
@@ -142,7 +143,7 @@ async def reconcile_quota(namespace: str, tenant: TenantEntry, profiles: Profile
         return
     if ctx is None:
         profile = (tenant.spec.get("profileRef") or {}).get("name")
-        missing = Outcome(condition=PROFILE_RESOLVED, ready=False, reason="ProfileNotFound",
+        missing = Outcome(condition=PROFILE_RESOLVED, ready=False, reason=PROFILE_NOT_FOUND,
                           message=f"PerformanceProfile {profile!r} does not exist in namespace "
                                   f"{namespace}")
         write_status(patch=patch, current=current, generation=generation,
@@ -153,12 +154,12 @@ async def reconcile_quota(namespace: str, tenant: TenantEntry, profiles: Profile
         write_status(patch=patch, current=current, generation=generation, results=[],
                      events=events, ready_override=(RULE_SHADOWED, "; ".join(shadowed)))
         return
-    resolved = Outcome(condition=PROFILE_RESOLVED, ready=True, reason="ProfileFound",
+    resolved = Outcome(condition=PROFILE_RESOLVED, ready=True, reason=PROFILE_FOUND,
                        message=f"limits merged with PerformanceProfile {ctx.profile_name}")
     if ctx.profile.paused:
         write_status(patch=patch, current=current, generation=generation,
                      results=[(PROFILE_RESOLVED, resolved)], events=events,
-                     ready_override=("Paused", f"profile {ctx.profile_name} is paused"))
+                     ready_override=(PAUSED, f"profile {ctx.profile_name} is paused"))
         return
     results = await run_parts("TenantQuota", TENANT_PARTS, ctx)
     results.append((PROFILE_RESOLVED, resolved))

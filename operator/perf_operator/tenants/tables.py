@@ -14,7 +14,8 @@ import psycopg
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from ..api.conditions import TABLES_READY
+from ..api.conditions import (MIRROR_CONFLICT, MIRROR_FAILED, MIRROR_SCHEMA_NOT_OWNED, NO_TABLES,
+                              REDIS_UNAVAILABLE, TABLES_READY, TABLES_WRITTEN, TABLE_CONFLICT)
 from ..postgres.connect import DatabaseUnavailable, target_for_profile
 from ..reconcile import Outcome, TenantContext
 from ..redis.connect import RedisTarget, with_client
@@ -65,7 +66,7 @@ async def reconcile_tenant(ctx: TenantContext) -> Outcome | None:
     except SecretError as err:
         return Outcome(TABLES_READY, False, err.reason, str(err))
     except RedisError as err:
-        return Outcome(TABLES_READY, False, "RedisUnavailable", scrub(err))
+        return Outcome(TABLES_READY, False, REDIS_UNAVAILABLE, scrub(err))
     cache = {"cache": {**cache_use, "quotaBytes": ctx.limits.cache.quota_bytes}}
     if record.owner != desired.owner:
         return _conflict(ctx, desired, record.owner, cache)
@@ -94,7 +95,7 @@ async def reconcile_tenant(ctx: TenantContext) -> Outcome | None:
     message += "".join(f"; {stale_note(entry)}" for entry in stale)
     if problem:
         return Outcome(TABLES_READY, False, problem[0], f"{message}; {problem[1]}", status)
-    return Outcome(TABLES_READY, True, "TablesWritten", message, status)
+    return Outcome(TABLES_READY, True, TABLES_WRITTEN, message, status)
 
 
 
@@ -108,17 +109,17 @@ async def _leave_tables(ctx: TenantContext, table: Mapping[str, Any]) -> Outcome
     if moved:
         ctx.events.normal("TableMoved", f"{note}; " + "; ".join(moved))
     if not stale:
-        return Outcome(TABLES_READY, True, "NoTables", note, {"table": None})
+        return Outcome(TABLES_READY, True, NO_TABLES, note, {"table": None})
     status = {"table": {**table, "profile": None, "key": None, "redis": None, "mirror": None,
                         "staleRecords": stale}}
-    return Outcome(TABLES_READY, True, "NoTables",
+    return Outcome(TABLES_READY, True, NO_TABLES,
                    note + "".join(f"; {stale_note(entry)}" for entry in stale), status)
 
 
 def _conflict(ctx: TenantContext, desired: DesiredRecord, owner: str | None,
               status: dict[str, Any]) -> Outcome:
     """This TenantQuota is not the oldest claiming the record: it writes nothing."""
-    return Outcome(TABLES_READY, False, "TableConflict",
+    return Outcome(TABLES_READY, False, TABLE_CONFLICT,
                    f"{desired.key} belongs to TenantQuota {owner}, the oldest TenantQuota "
                    f"giving tenantId {ctx.limits.tenant_id!r} under this key prefix on this "
                    f"Redis; this one writes nothing", status)
@@ -143,12 +144,12 @@ async def _mirror(ctx: TenantContext, row: RowPlace, desired: DesiredRecord,
     except SecretError as err:
         return err.reason, str(err)
     except MirrorSchemaRefused as err:
-        return "MirrorSchemaNotOwned", f"mirror in {MIRROR_TABLE} not written: {err}"
+        return MIRROR_SCHEMA_NOT_OWNED, f"mirror in {MIRROR_TABLE} not written: {err}"
     except (DatabaseUnavailable, psycopg.Error) as err:
-        return "MirrorFailed", f"mirror in {MIRROR_TABLE} not written: {scrub(err)}"
+        return MIRROR_FAILED, f"mirror in {MIRROR_TABLE} not written: {scrub(err)}"
     if other_owner:
-        return "MirrorConflict", (f"the row of tenant {ctx.limits.tenant_id!r} in {MIRROR_TABLE} "
-                                  f"belongs to TenantQuota {other_owner}")
+        return MIRROR_CONFLICT, (f"the row of tenant {ctx.limits.tenant_id!r} in {MIRROR_TABLE} "
+                                 f"belongs to TenantQuota {other_owner}")
     return None
 
 
