@@ -38,7 +38,6 @@ Takeover after a leader dies without releasing: at most ``lease_duration + 2 * r
 from __future__ import annotations
 
 import asyncio
-import datetime
 import logging
 import os
 import secrets
@@ -53,6 +52,7 @@ from typing import Any
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from .clock import micro_timestamp
 from . import metrics
 from .config import CONFIG, operator_namespace
 from .kube.client import new_api_client
@@ -410,7 +410,7 @@ class LeaderGate:
 
     def _body(self, *, holder: str | None, transitions: int, acquired: bool = False
               ) -> dict[str, Any]:
-        now = _micro_time()
+        now = micro_timestamp()
         if acquired:
             self._acquired_at = now
         spec: dict[str, Any] = {"holderIdentity": holder,
@@ -424,7 +424,3 @@ class LeaderGate:
             metadata["resourceVersion"] = self._record.resource_version
         return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                 "metadata": metadata, "spec": spec}
-
-
-def _micro_time() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

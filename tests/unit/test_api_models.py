@@ -404,3 +404,15 @@ def test_seed_example_spells_out_every_section():
     assert parsed.alerts.thresholds == PerformanceProfileSpec().alerts.thresholds
     assert parsed.database.settings.parameters == SEED_POSTGRES_PARAMETERS
     assert parsed.targets == PerformanceProfileSpec().targets
+
+
+def test_a_tenants_websocket_connections_are_its_own_or_the_default_capped_at_the_pool():
+    """One rule for effective_limits and the profile's tenant summary."""
+    from perf_operator.api.profile import WebsocketSpec
+    from perf_operator.api.tenant import websocket_connections
+
+    pool = WebsocketSpec.model_validate({"maxConnections": 500, "perTenantDefault": 100})
+    assert websocket_connections(pool, None) == 100
+    assert websocket_connections(pool, 300) == 300
+    assert websocket_connections(pool, 900) == 500
+    assert websocket_connections(pool, 0) == 0

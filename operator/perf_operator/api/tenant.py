@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import ConfigDict, Field, StringConstraints
 
 from .limits import CacheQuota, EndpointRateLimit, EndpointRules, Limit, WebsocketQuota
-from .profile import PerformanceProfileSpec
+from .profile import PerformanceProfileSpec, WebsocketSpec
 from .schema import CamelModel, ObjectName, Rule, SpecModel, overlay, partial
 
 Tier = Literal["Free", "Standard", "Premium", "Enterprise"]
@@ -85,6 +85,13 @@ def _overlaps(a: EndpointRateLimit, b: EndpointRateLimit) -> bool:
                                        or bool(set(a.methods) & set(b.methods)))
 
 
+def websocket_connections(profile: WebsocketSpec, own: int | None) -> int:
+    """The WebSocket connections a tenant may hold: its own ``maxConnections`` or, without one,
+    the profile's ``perTenantDefault``, capped at the profile's pool (no tenant can hold more
+    than the whole pool, whatever its quota says)."""
+    return min(profile.per_tenant_default if own is None else own, profile.max_connections)
+
+
 def effective_limits(profile: PerformanceProfileSpec,
                      tenant: TenantQuotaSpec) -> EffectiveTenantLimits:
     """Merge a tenant's quota over its profile's defaults.
@@ -99,8 +106,8 @@ def effective_limits(profile: PerformanceProfileSpec,
     websocket = overlay(WebsocketQuota(max_connections=profile.websocket.per_tenant_default,
                                        message_rate_per_minute=profile.websocket
                                        .message_rate_per_minute), tenant.websocket)
-    websocket = websocket.model_copy(update={"max_connections": min(
-        websocket.max_connections, profile.websocket.max_connections)})
+    websocket = websocket.model_copy(update={"max_connections": websocket_connections(
+        profile.websocket, websocket.max_connections)})
     cache = overlay(CacheQuota(quota_bytes=profile.cache.default_quota_bytes,
                                max_keys=profile.cache.default_max_keys,
                                ttl_seconds=profile.cache.ttl_seconds), tenant.cache)

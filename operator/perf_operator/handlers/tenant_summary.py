@@ -21,6 +21,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from ..api import PerformanceProfileSpec
 from ..api.profile import WebsocketSpec
+from ..api.tenant import websocket_connections
 from ..kube.objects import patch_status
 from ..scrub import scrub
 from ..tenants.registry import TENANTS_BY_PROFILE
@@ -42,15 +43,13 @@ def tenant_summary(namespace: str, profile: str, websocket: WebsocketSpec | None
                    ) -> dict[str, int]:
     """How many tenants use the profile, and the WebSocket connections they commit: a tenant's
     own ``maxConnections`` or, without one, the profile's ``perTenantDefault``, each capped at
-    the pool as ``effective_limits`` caps it. Without a valid profile (``websocket`` None) only
+    the pool (``api.tenant.websocket_connections``, as ``effective_limits`` counts it). Without a valid profile (``websocket`` None) only
     the tenants' own limits are known."""
     members = TENANTS_BY_PROFILE.of_profile(namespace, profile)
     if websocket is None:
         committed = sum(m.websocket_limit or 0 for m in members)
     else:
-        committed = sum(min(websocket.per_tenant_default if m.websocket_limit is None
-                            else m.websocket_limit, websocket.max_connections)
-                        for m in members)
+        committed = sum(websocket_connections(websocket, m.websocket_limit) for m in members)
     return {"count": len(members), "websocketCommitted": committed}
 
 

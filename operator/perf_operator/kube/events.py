@@ -10,7 +10,6 @@ reconciler never waits on the API server for an Event.
 from __future__ import annotations
 
 import asyncio
-import datetime
 import logging
 import os
 import socket
@@ -23,6 +22,7 @@ from typing import Any
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from ..clock import timestamp
 from .client import api_client
 
 #: ``source.component`` and ``reportingComponent`` of every Event the operator posts.
@@ -121,10 +121,6 @@ class EventCorrelator:
         self._seen.pop(key, None)
 
 
-def _timestamp() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _instance() -> str:
     return os.environ.get("POD_NAME") or socket.gethostname()
 
@@ -166,7 +162,7 @@ class EventPoster:
         (a terminating namespace: 403)."""
         api = client.CoreV1Api(await api_client())
         now = time.monotonic()
-        stamp = _timestamp()
+        stamp = timestamp()
         repeat = self.correlator.repeat_of(key, now)
         if repeat is not None:
             try:

@@ -16,9 +16,10 @@ reconcilers' next pass (they read the status as last written), i.e. within one r
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
+from ..clock import utc_now
 from .. import config, metrics
 from ..api.conditions import (ACTION_FAILED, METRICS_STALE, OPTIMIZING, SIGNALS_FRESH,
                               SIGNALS_STALE, TURNED_OFF)
@@ -200,7 +201,7 @@ async def _turn_off(ctx: ProfileContext, state: OptimizerState) -> Outcome | Non
             and state.shadow is None:
         return None
     policy = replace(Policy.from_spec(ctx.spec, connection_pruning=False), mode="Off")
-    now = _now()
+    now = utc_now().replace(microsecond=0)
     evaluation = evaluate({}, policy, state, now)
     return _outcome(await _execute(ctx, evaluation.decisions, evaluation.state, now))
 
@@ -307,7 +308,3 @@ def _describe(adj: Adjustments, shadow: bool) -> str:
     parts.extend(f"index {i.name}" for i in adj.indexes)
     where = "would be in force" if shadow else "in force"
     return f"{where}: " + ", ".join(parts) if parts else f"no adjustment {where}"
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc).replace(microsecond=0)

@@ -30,13 +30,14 @@ import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 import aiohttp
 import aiohttp.abc
 from aiohttp.abc import ResolveResult
 
+from ..clock import utc_now
 from ..api import signal_queries
 from ..api.signals import GROUP_LABELS, SIGNAL_BY_NAME, SIGNALS, SignalDefinition
 from ..scrub import scrub
@@ -220,7 +221,7 @@ class PrometheusPoller:
         self._registrations[(namespace, profile)] = _Registration(
             needed, time.monotonic() + max(3 * max_age, MIN_REGISTRATION_SECONDS))
         snapshot = self._snapshot
-        age = (_now() - snapshot.at).total_seconds() if snapshot else math.inf
+        age = (utc_now() - snapshot.at).total_seconds() if snapshot else math.inf
         if snapshot is None or age > max_age or not needed <= snapshot.results.keys():
             snapshot = await self._refresh(needed)
         return snapshot, {name: snapshot.reading(query, namespace, profile)
@@ -254,7 +255,7 @@ class PrometheusPoller:
     async def _run_cycle(self) -> Snapshot:
         self.expire()
         queries = sorted(set().union(*(reg.queries for reg in self._registrations.values())))
-        at = _now().replace(microsecond=0)
+        at = utc_now().replace(microsecond=0)
         started = time.perf_counter()
         results = await asyncio.gather(*(self._query(query, at) for query in queries))
         snapshot = Snapshot(at=at, results=dict(zip(queries, results, strict=True)),
@@ -359,10 +360,6 @@ def _short_error(err: Exception) -> str:
     (whatever the server at the URL chose to send must not reach status)."""
     text = scrub(f"{type(err).__name__}: {err}")
     return text if len(text) <= 300 else text[:297] + "..."
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 _pollers: dict[PrometheusEndpoint, PrometheusPoller] = {}

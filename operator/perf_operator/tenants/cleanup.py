@@ -4,7 +4,6 @@ TenantQuota owns (the record's and the row's ``owner``) is deleted; another's is
 """
 from __future__ import annotations
 
-import datetime
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,6 +11,7 @@ import psycopg
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from ..clock import timestamp, utc_now
 from ..postgres.connect import (DatabaseGone, DatabaseTarget, DatabaseUnavailable,
                                target_for_profile)
 from ..ratelimit.layout import OWNER_FIELD, record_key
@@ -40,7 +40,7 @@ async def remove_tenant(ctx: TenantContext) -> None:
         if ctx.profile.database is not None:
             places.append(RowPlace(ctx.profile_name, ctx.profile.database.resolved_connection))
     leftovers, abandoned = plan_leftovers(table, None, None, row_settled=True,
-                                          now=datetime.datetime.now(datetime.UTC))
+                                          now=utc_now())
     places += [item.place for item in leftovers + abandoned
                if item.place.spot not in {p.spot for p in places}]
     errors = []
@@ -54,10 +54,6 @@ async def remove_tenant(ctx: TenantContext) -> None:
     if errors:
         raise RuntimeError("not deleted: " + "; ".join(errors))
 
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 _UNREACHABLE = (SecretError, RedisError, DatabaseUnavailable, psycopg.Error, OSError)
@@ -82,7 +78,7 @@ async def delete_leftovers(ctx: TenantContext, table: Mapping[str, Any],
                             row_settled: bool) -> tuple[list[str], list[dict[str, Any]]]:
     """Delete what the tenant left at former locations. Returns what was done (for the
     ``TableMoved`` Event) and the stale records to keep reporting (``status.table``)."""
-    now = datetime.datetime.now(datetime.UTC)
+    now = utc_now()
     todo, abandoned = plan_leftovers(table, record, row, row_settled=row_settled, now=now)
     for item in abandoned:
         ctx.events.warning("StaleTableAbandoned",
@@ -96,7 +92,7 @@ async def delete_leftovers(ctx: TenantContext, table: Mapping[str, Any],
         except _UNREACHABLE as err:
             entry = {**(item.place.status() if isinstance(item.place, RecordPlace)
                         else {"mirror": item.place.status()}),
-                     "since": item.since or _now(), "message": _error_text(err)}
+                     "since": item.since or timestamp(), "message": _error_text(err)}
             if item.since is None:
                 ctx.events.warning("TableMoveIncomplete", f"the tenant's tables moved, but the "
                                                           f"old {item.place.describe()} could "

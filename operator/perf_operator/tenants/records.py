@@ -12,7 +12,6 @@ that lost its data gets a higher version than any reader may have cached.
 """
 from __future__ import annotations
 
-import datetime
 import hashlib
 import importlib.resources
 import json
@@ -22,6 +21,7 @@ from typing import Any, Literal
 
 from redis.asyncio import Redis
 
+from ..clock import timestamp
 from ..ratelimit.layout import (DIGEST_FIELD, OWNER_FIELD, OWNER_SINCE_FIELD, RECORD_SCHEMA,
                                 VERSION_FIELD, WRITTEN_AT_FIELD, cache_prefix, record_key)
 
@@ -139,7 +139,7 @@ async def write_record(redis: Redis, desired: DesiredRecord, step: WriteRecord
                        ) -> ObservedRecord:
     """Execute ``step``; the record as it is afterwards (the script re-checks owner and digest,
     so a concurrent writer cannot be overwritten by a stale plan)."""
-    written_at = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    written_at = timestamp()
     reply = await redis.register_script(_REPLACE)(
         keys=[desired.key], args=[desired.owner, desired.digest, desired.document, written_at,
                                   step.floor, desired.since or ""])
