@@ -1,10 +1,13 @@
 """Merging the parts' outcomes into conditions and Ready, without kopf."""
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from types import SimpleNamespace
 
 import pytest
 
+from perf_operator.handlers import reconciliation
 from perf_operator.handlers.reconciliation import write_status
 from perf_operator.reconcile import Outcome
 from tests.support.events import RecordedEvents
@@ -113,3 +116,60 @@ def test_every_secret_error_reason_is_persistent():
     assert raised == {"SecretNotFound", "SecretForbidden", "SecretKeyMissing",
                       "SecretValueInvalid"}
     assert raised <= PERSISTENT_REASONS
+
+
+class _GoneTenant:
+    """What run_cleanups needs of kopf's context for an object already gone: its Events."""
+
+    def __init__(self) -> None:
+        self.events = RecordedEvents()
+
+
+def _fail_then_succeed(failures: int, lock: asyncio.Lock, held: list[bool]):
+    attempts: list[int] = []
+
+    async def clean_or_defer(cleanups, ctx, entry):
+        held.append(lock.locked())
+        attempts.append(1)
+        return "API server unreachable" if len(attempts) <= failures else None
+    return clean_or_defer, attempts
+
+
+@pytest.fixture
+def fast_backoff(monkeypatch):
+    monkeypatch.setattr(reconciliation, "CONFIG",
+                        dataclasses.replace(reconciliation.CONFIG, retry_backoff_seconds=0.01))
+
+
+async def test_the_cleanup_of_a_gone_object_is_retried_until_the_api_server_is_back(
+        monkeypatch, fast_backoff):
+    lock, held = asyncio.Lock(), []
+    clean_or_defer, attempts = _fail_then_succeed(3, lock, held)
+    monkeypatch.setattr(reconciliation, "_clean_or_defer", clean_or_defer)
+    ctx = _GoneTenant()
+    await reconciliation.run_cleanups([], ctx, None, {}, lock)
+    assert len(attempts) == 4
+    assert ctx.events.events == []
+    assert held == [True] * 4 and not lock.locked()
+
+
+async def test_the_lock_is_free_between_attempts(monkeypatch, fast_backoff):
+    lock, held = asyncio.Lock(), []
+    clean_or_defer, _ = _fail_then_succeed(1, lock, held)
+    monkeypatch.setattr(reconciliation, "_clean_or_defer", clean_or_defer)
+    cleanup = asyncio.create_task(reconciliation.run_cleanups([], _GoneTenant(), None, {}, lock))
+    await asyncio.sleep(0.005)  # inside the first wait
+    async with lock:  # a TenantQuota created again under the same name is not held up
+        assert not cleanup.done()
+    await cleanup
+
+
+async def test_a_gone_object_whose_cleanup_never_runs_is_released_with_a_warning(
+        monkeypatch, fast_backoff):
+    monkeypatch.setattr(reconciliation, "GONE_RETRY_SECONDS", 0.1)
+    clean_or_defer, attempts = _fail_then_succeed(10**6, asyncio.Lock(), [])
+    monkeypatch.setattr(reconciliation, "_clean_or_defer", clean_or_defer)
+    ctx = _GoneTenant()
+    await reconciliation.run_cleanups([], ctx, None, {})
+    assert 2 <= len(attempts) < 10
+    assert ctx.events.reasons() == ["CleanupAbandoned"]

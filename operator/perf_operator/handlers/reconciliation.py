@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -23,8 +25,15 @@ Part = Callable[[Any], Awaitable[Outcome | None]]
 Cleanup = Callable[[Any], Awaitable[None]]
 
 
+#: How long the cleanup of an object already gone (a TenantQuota) keeps being tried when neither
+#: it nor its deferral can reach the API server (a restart of it, seen in the chaos run), and
+#: the longest wait between two attempts (the first waits ``CONFIG.retry_backoff_seconds``).
+GONE_RETRY_SECONDS = 300.0
+GONE_RETRY_MAX_WAIT = 30.0
+
+
 async def run_cleanups(cleanups: Sequence[Cleanup], ctx: Any, retry: int | None,
-                       entry: dict[str, Any]) -> None:
+                       entry: dict[str, Any], lock: asyncio.Lock | None = None) -> None:
     """Undo what an object configured, before its finalizer is removed (``retry``: kopf's
     retry count) or once it is gone (``retry`` None: a TenantQuota, which has no finalizer).
     When that fails (a server down), the work is written to the operator's cleanup ledger with
@@ -33,31 +42,53 @@ async def run_cleanups(cleanups: Sequence[Cleanup], ctx: Any, retry: int | None,
     depends on the Secrets its teardown deletes. What would log in with a Secret the operator
     never used has nothing to undo (``deferred.clean``). Only when the ledger itself cannot be
     written is the deletion retried, and after a bounded number of retries released with a
-    warning Event; an object already gone gets that Event at once (a tenant's record and mirror
-    row at its profile's location are still removed by the profile's orphan sweep)."""
+    warning Event. An object already gone has nothing that would retry it (its profile may be
+    gone too, and with it the orphan sweep of its location), so it is retried here, for up to
+    ``GONE_RETRY_SECONDS``, before that Event; ``lock`` is held by each attempt, not between
+    them (a TenantQuota created again under the same name waits for one attempt at most)."""
+    if retry is not None:
+        error = await _clean_or_defer(cleanups, ctx, entry)
+        if error is None:
+            return
+        if retry + 1 < CONFIG.finalizer_retries:
+            raise kopf.TemporaryError(error, delay=CONFIG.retry_backoff_seconds)
+        ctx.events.warning("CleanupAbandoned", f"cleanup not finished after {retry + 1} "
+                                               f"attempts, releasing: {error}")
+        return
+    deadline = time.monotonic() + GONE_RETRY_SECONDS
+    wait = CONFIG.retry_backoff_seconds
+    while True:
+        async with lock or contextlib.nullcontext():
+            error = await _clean_or_defer(cleanups, ctx, entry)
+        if error is None:
+            return
+        if time.monotonic() + wait > deadline:
+            ctx.events.warning("CleanupAbandoned", f"cleanup not finished: {error}")
+            return
+        await asyncio.sleep(wait)
+        wait = min(wait * 2, GONE_RETRY_MAX_WAIT)
+
+
+async def _clean_or_defer(cleanups: Sequence[Cleanup], ctx: Any, entry: dict[str, Any]
+                          ) -> str | None:
+    """Clean up now, else write the work to the ledger; None when either was done, else why
+    neither could be (the API server, for the ledger or the Secrets, is out of reach)."""
     error = ""
     try:
         copies, never_read = await deferred.gather_copies(entry)
         try:
             with serving_copies(deferred.never_used(never_read)):
                 await deferred.clean(cleanups, ctx)
-            return
+            return None
         except Exception as err:  # noqa: BLE001 - deferred, else retried, then released
             error = scrub(err)
         await deferred.defer({**entry, "neverRead": never_read}, error, copies)
         ctx.logger.warning("cleanup deferred to the operator's ledger: %s", error,
                            extra={"reason": "CleanupDeferred"})
-        return
+        return None
     except Exception as err:  # noqa: BLE001 - the API server (ledger, Secrets) is out of reach
-        error = f"{error}; not deferred either: {scrub(err)}" if error else (
+        return f"{error}; not deferred either: {scrub(err)}" if error else (
             f"cleanup not run: {scrub(err)}")
-    if retry is None:
-        ctx.events.warning("CleanupAbandoned", f"cleanup not finished: {error}")
-        return
-    if retry + 1 < CONFIG.finalizer_retries:
-        raise kopf.TemporaryError(error, delay=CONFIG.retry_backoff_seconds)
-    ctx.events.warning("CleanupAbandoned",
-                       f"cleanup not finished after {retry + 1} attempts, releasing: {error}")
 
 
 async def run_parts(kind: str, parts: Sequence[tuple[str, Part]], ctx: Any

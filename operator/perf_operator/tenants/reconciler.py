@@ -184,8 +184,7 @@ async def delete_quota(namespace: str, tenant: TenantEntry, profiles: ProfileLoo
              "uid": ctx.uid, "spec": dict(tenant.spec), "status": ctx.status,
              "profile": {"spec": profile.spec,
                          "adjustments": profile.adjustments.model_dump(mode="json")}}
-    async with tenant_lock(ctx.namespace, ctx.name):
-        await run_cleanups(TENANT_CLEANUPS, ctx, None, entry)
+    await run_cleanups(TENANT_CLEANUPS, ctx, None, entry, tenant_lock(ctx.namespace, ctx.name))
 
 
 async def replay_deletion(entry: dict[str, Any], events: EventRecorder, logger: Logger
