@@ -12,7 +12,8 @@ their profile's Secret, and an API request per tenant per resync would cost more
 of their reconcile. Values are served for up to ``CREDENTIALS_MAX_AGE``; ``refresh`` reads again
 (unless another caller just did). A profile's reconcile refreshes, so a rotated password is
 picked up at the profile's next reconcile by everything sharing the Secret, and a refused login
-refreshes too. Concurrent askers share one read.
+refreshes too (Redis: ``redis.connect.with_client``; PostgreSQL: ``postgres.connect.
+target_for_profile``, which retries once when the login changed). Concurrent askers share one read.
 """
 from __future__ import annotations
 

@@ -167,13 +167,37 @@ async def target_for_profile(namespace: str, profile: str, connection: PostgresC
     """The pool for a profile's ``spec.database.connection``, with the login read from the
     Secret it references (in the profile's own namespace, or in the operator's for a server a
     PerformanceTarget granted: ``targets.secret_namespace``), through the Secret cache:
-    ``refresh`` reads it again (the profile's own reconcile, so a rotation is picked up)."""
+    ``refresh`` reads it again (the profile's own reconcile, so a rotation is picked up). A
+    connection that fails with a cached login reads the Secret again and, when the login
+    changed (a password rotated since it was cached), tries once more with the new one."""
+    login = await _login(namespace, connection, refresh=refresh)
+    try:
+        return await _open_for_login(namespace, profile, connection, login)
+    except DatabaseGone:
+        raise
+    except DatabaseUnavailable:
+        if refresh:
+            raise
+        fresh = await _login(namespace, connection, refresh=True)
+        if fresh == login:
+            raise
+        return await _open_for_login(namespace, profile, connection, fresh)
+
+
+async def _login(namespace: str, connection: PostgresConnection, *, refresh: bool
+                 ) -> tuple[str, str]:
     ref = connection.secret_ref
     username, password = await read_secret_keys(secret_namespace(connection, namespace),
                                                 ref.name, ref.username_key, ref.password_key,
                                                 identity_keys=(ref.username_key,),
                                                 refresh=refresh)
     assert username is not None and password is not None  # both keys are required
+    return username, password
+
+
+async def _open_for_login(namespace: str, profile: str, connection: PostgresConnection,
+                          login: tuple[str, str]) -> DatabaseTarget:
+    username, password = login
     key = TargetKey(namespace=namespace, profile=profile, host=connection.host,
                     port=connection.port, dbname=connection.database, user=username)
     return await open_target(key, password, sslmode=connection.ssl_mode,
