@@ -16,6 +16,7 @@ import time
 import pytest
 import yaml
 
+from perf_operator.leadership import LEASE_NAME
 from tests.conftest import ISOLATED_PREFIX
 from tests.e2e.postgres_support import database_section
 from tests.e2e.test_tenants_tables import profile_spec
@@ -24,6 +25,8 @@ from tests.support.rbac import (OPERATOR_NAMESPACE, operator_kubeconfig,
                                 operator_namespace_roles_in, start_operator_as_deployed)
 
 INDEX = "orders_tenant_idx"
+#: The test operators' resync (PERF_OPERATOR_TEST_MODE), which is also their ledger pass.
+TEST_RESYNC_SECONDS = 2.0
 
 
 def ready(kubectl, kind: str, name: str, namespace: str) -> bool:
@@ -143,6 +146,91 @@ def escrows(kubectl, home: str, namespace: str) -> list[str]:
     return sorted(source for source in sources if source.startswith(f"{namespace}/"))
 
 
+class Team:
+    """A team's namespace with its Secrets, watched by operator processes started as deployed
+    (electing in ``home``, where the ledger and escrows are); on exit the processes stop and the
+    namespace goes, and an assertion error carries their log tails."""
+
+    def __init__(self, stack, kubectl, home: str, tmp_path) -> None:
+        self.kubectl, self.home, self.tmp_path = kubectl, home, tmp_path
+        self.name = f"{ISOLATED_PREFIX}{secrets.token_hex(4)}"
+        kubectl.run("create", "namespace", self.name)
+        kubectl.run("create", "secret", "generic", "pg-credentials",
+                    "--from-literal=username=" + stack.postgres.operator_user,
+                    "--from-literal=password=" + stack.postgres.operator_password,
+                    namespace=self.name)
+        kubectl.run("create", "secret", "generic", "redis-credentials",
+                    "--from-literal=password=" + stack.redis.password, namespace=self.name)
+        self.credentials = {"postgres": "pg-credentials", "redis": "redis-credentials"}
+        self.kubeconfig = operator_kubeconfig(stack, kubectl, tmp_path / "kubeconfig")
+        operator_namespace_roles_in(kubectl, home)
+        self.processes: list = []
+
+    def start(self, name: str):
+        proc = start_operator_as_deployed(self.kubeconfig, self.tmp_path / name, name=name,
+                                          namespace=self.home,
+                                          extra_args=(f"--namespace={self.name}",))
+        self.processes.append(proc)
+        return proc
+
+    def platform_run_by(self, name: str, stack, pg_database: dict, redis_prefix: str):
+        """Start operator ``name``, apply profile "platform" with its tenant "acme", wait for
+        both Ready and for both Secrets escrowed; returns the operator process."""
+        proc = self.start(name)
+        self.kubectl.apply(profile_and_tenants(stack, self.credentials, redis_prefix,
+                                               pg_database, ("acme",)), self.name)
+        eventually(lambda: ready(self.kubectl, "pp", "platform", self.name)
+                   and ready(self.kubectl, "tq", "acme", self.name),
+                   timeout=90, what="the profile and its tenant Ready")
+        self.assert_escrowed()
+        return proc
+
+    def assert_escrowed(self) -> None:
+        assert escrows(self.kubectl, self.home, self.name) == [
+            f"{self.name}/pg-credentials", f"{self.name}/redis-credentials"]
+
+    def delete_while_postgres_is_down(self, stack, before_gone=lambda: None) -> None:
+        """Delete the namespace with PostgreSQL stopped; ``before_gone`` runs once its Secrets
+        are deleted. PostgreSQL is started again when the namespace is gone."""
+        stack.postgres.stop()
+        try:
+            self.kubectl.run("delete", "namespace", self.name, "--wait=false")
+            eventually(lambda: not self.kubectl.run("get", "secrets", "-o", "name",
+                                                    namespace=self.name).stdout.strip(),
+                       timeout=60, what="the namespace's Secrets deleted")
+            before_gone()
+            eventually(lambda: self.kubectl.run("get", "namespace", self.name, check=False
+                                                ).returncode != 0, timeout=60,
+                       what="the namespace gone")
+            entries = ledger_entries(self.kubectl, self.home, self.name)
+            assert entries, "nothing written into the ledger"
+            assert all(not entry["neverRead"] for entry in entries.values()), entries
+        finally:
+            stack.postgres.launch()
+
+    def __enter__(self) -> Team:
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        try:
+            if isinstance(error, AssertionError):
+                logs = "\n".join(proc.log_tail(60) for proc in self.processes)
+                raise AssertionError(f"{error}\n{logs}") from None
+        finally:
+            for proc in self.processes:
+                proc.stop()
+            self.kubectl.run("delete", "namespace", self.name, "--wait=false", check=False)
+
+
+def cleaned_up_after_postgres_is_back(kubectl, psql, db: str, home: str, team: str) -> None:
+    eventually(lambda: leftovers(psql, db, team) == (0, 0), timeout=90,
+               what="the index and the mirror rows removed")
+    eventually(lambda: not ledger_entries(kubectl, home, team), timeout=30,
+               what="the ledger entries removed")
+    eventually(lambda: not escrows(kubectl, home, team), timeout=30,
+               what="the escrows deleted once nothing needs them")
+
+
 @pytest.mark.isolated
 def test_a_leader_that_never_read_the_secrets_finishes_the_cleanup(
         stack, kubectl, crds, namespace, pg_database, psql, redis_prefix, tmp_path):
@@ -152,68 +240,43 @@ def test_a_leader_that_never_read_the_secrets_finishes_the_cleanup(
     their credentials from the escrow A wrote before it logged in, so once PostgreSQL is back
     the index and the mirror row are removed, with a CleanupFinished Event, and the escrows go
     when nothing needs them any more."""
-    home = namespace  # the operators' own namespace: Lease, ledger, escrows
-    team = f"{ISOLATED_PREFIX}{secrets.token_hex(4)}"
-    kubectl.run("create", "namespace", team)
-    kubectl.run("create", "secret", "generic", "pg-credentials",
-                "--from-literal=username=" + stack.postgres.operator_user,
-                "--from-literal=password=" + stack.postgres.operator_password, namespace=team)
-    kubectl.run("create", "secret", "generic", "redis-credentials",
-                "--from-literal=password=" + stack.redis.password, namespace=team)
-    credentials = {"postgres": "pg-credentials", "redis": "redis-credentials"}
-    kubeconfig = operator_kubeconfig(stack, kubectl, tmp_path / "kubeconfig")
-    operator_namespace_roles_in(kubectl, home)
-
-    def start(name: str):
-        return start_operator_as_deployed(kubeconfig, tmp_path / name, name=name,
-                                          namespace=home, extra_args=(f"--namespace={team}",))
-
     db = pg_database["database"]
     create_orders(psql, db)
-    first = start("operator-a")
-    second = None
-    try:
-        kubectl.apply(profile_and_tenants(stack, credentials, redis_prefix, pg_database,
-                                          ("acme",)), team)
-        eventually(lambda: ready(kubectl, "pp", "platform", team)
-                   and ready(kubectl, "tq", "acme", team), timeout=90,
-                   what="the profile and its tenant Ready")
-        assert leftovers(psql, db, team) == (1, 1)
-        assert escrows(kubectl, home, team) == [f"{team}/pg-credentials",
-                                                f"{team}/redis-credentials"]
+    with Team(stack, kubectl, namespace, tmp_path) as team:
+        first = team.platform_run_by("operator-a", stack, pg_database, redis_prefix)
+        assert leftovers(psql, db, team.name) == (1, 1)
         first.stop()
-        stack.postgres.stop()
-        try:
-            kubectl.run("delete", "namespace", team, "--wait=false")
-            # Teardown deletes the Secrets; the profile and tenant wait for their finalizers.
-            eventually(lambda: not kubectl.run("get", "secrets", "-o", "name",
-                                               namespace=team).stdout.strip(),
-                       timeout=60, what="the namespace's Secrets deleted")
-            second = start("operator-b")
-            eventually(lambda: kubectl.run("get", "namespace", team, check=False
-                                           ).returncode != 0, timeout=60,
-                       what="the namespace gone")
-            entries = ledger_entries(kubectl, home, team)
-            assert {entry["kind"] for entry in entries.values()} >= {"PerformanceProfile"}
-            assert all(not entry["neverRead"] for entry in entries.values()), entries
-        finally:
-            stack.postgres.launch()
-        eventually(lambda: leftovers(psql, db, team) == (0, 0), timeout=90,
-                   what="the index and the mirror row removed")
-        eventually(lambda: finished_events(kubectl, home, team), timeout=30,
-                   what="a CleanupFinished Event")
-        eventually(lambda: not ledger_entries(kubectl, home, team), timeout=30,
-                   what="the ledger entries removed")
-        eventually(lambda: not escrows(kubectl, home, team), timeout=30,
-                   what="the escrows deleted once nothing needs them")
-    except AssertionError as err:
-        logs = "\n".join(proc.log_tail(60) for proc in (first, second) if proc is not None)
-        raise AssertionError(f"{err}\n{logs}") from None
-    finally:
-        for proc in (first, second):
-            if proc is not None:
-                proc.stop()
-        kubectl.run("delete", "namespace", team, "--wait=false", check=False)
+        # Teardown deletes the Secrets; the profile and tenant wait for their finalizers.
+        team.delete_while_postgres_is_down(stack, lambda: team.start("operator-b"))
+        assert {entry["kind"] for entry in ledger_entries(
+            kubectl, namespace, team.name).values()} >= {"PerformanceProfile"}
+        cleaned_up_after_postgres_is_back(kubectl, psql, db, namespace, team.name)
+        assert finished_events(kubectl, namespace, team.name)
+
+
+@pytest.mark.isolated
+def test_a_tenant_outliving_its_profile_keeps_the_escrow_its_cleanup_needs(
+        stack, kubectl, crds, namespace, pg_database, psql, redis_prefix, tmp_path):
+    """Found analysing the chaos run's last orphan: a profile deleted first takes away the
+    profile that named its Secrets, but its TenantQuota stays, its status saying where its
+    tables are (the Secrets to log in there). The escrows of those Secrets stay while it does:
+    a leader that never read them (B) deletes the namespace's tenant while PostgreSQL is down
+    and still removes its mirror row once PostgreSQL is back."""
+    db = pg_database["database"]
+    create_orders(psql, db)
+    with Team(stack, kubectl, namespace, tmp_path) as team:
+        first = team.platform_run_by("operator-a", stack, pg_database, redis_prefix)
+        kubectl.run("delete", "pp", "platform", "--timeout=60s", namespace=team.name)
+        assert leftovers(psql, db, team.name) == (0, 1)  # the index went with its profile
+        time.sleep(4 * TEST_RESYNC_SECONDS)  # a few ledger passes, each collecting escrows
+        team.assert_escrowed()
+        first.stop()
+        team.start("operator-b")
+        eventually(lambda: ((kubectl.get("lease", LEASE_NAME, namespace) or {}).get("spec") or {}
+                            ).get("holderIdentity", "").startswith("operator-b"),
+                   timeout=60, what="operator-b leading")
+        team.delete_while_postgres_is_down(stack)
+        cleaned_up_after_postgres_is_back(kubectl, psql, db, namespace, team.name)
 
 
 def test_a_profile_that_never_logged_in_is_released_with_nothing_to_do(

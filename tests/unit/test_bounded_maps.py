@@ -100,6 +100,11 @@ def test_build_failures_go_with_the_declaration():
         index_builds._failures.clear()
 
 
+#: A monotonic clock reading for the idle rules: integral, so ``now + idle - now == idle``
+#: exactly (time.monotonic() made these tests fail on rounding, now and then).
+EXACT_NOW = 100_000.0
+
+
 def _unopened_target(profile: str, dbname: str) -> pg_connect.DatabaseTarget:
     key = pg_connect.TargetKey(namespace="ns", profile=profile, host="127.0.0.1", port=5432,
                                dbname=dbname, user="app")
@@ -124,6 +129,7 @@ async def test_a_profiles_pools_close_with_it_and_only_its_own():
 async def test_a_pool_nobody_asks_for_is_closed():
     """A deleted profile's pool reopened once more (its tenant's mirror row removed later)."""
     used, forgotten = _unopened_target("p", "app"), _unopened_target("gone", "app")
+    used.used_at = EXACT_NOW  # a clock reading whose differences are exact (no rounding)
     forgotten.used_at = used.used_at - pg_connect.POOL_IDLE_SECONDS
     for target in (used, forgotten):
         pg_connect._targets[target.key] = target
@@ -143,7 +149,7 @@ def _redis_target(namespace: str) -> redis_connect.RedisTarget:
 
 
 async def test_redis_clients_close_when_no_recent_target_uses_them():
-    now = time.monotonic()
+    now = EXACT_NOW
     shared: redis_connect.ClientKey = ("127.0.0.1", 6379, 0, False, (None, None))
     rotated: redis_connect.ClientKey = ("127.0.0.1", 6379, 0, False, ("u", "old"))
     redis_connect._clients.update({shared: Redis(), rotated: Redis()})

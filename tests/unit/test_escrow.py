@@ -9,6 +9,7 @@ import pytest
 from perf_operator.handlers import deferred, escrow
 from perf_operator.handlers.profile_registry import forget_profile, put_profile
 from perf_operator.kube.namespaces import exact_names
+from perf_operator.tenants.registry import TENANTS_BY_PROFILE
 from perf_operator.secrets import SecretError, SecretNeverUsed, read_secret_keys, serving_copies
 
 PROFILE = {"metadata": {"namespace": "team-a", "name": "platform"},
@@ -28,6 +29,32 @@ def test_an_escrow_stays_while_a_profile_or_a_ledger_entry_names_its_secret():
     assert escrow.unneeded(("team-a", "pg"), [])
     assert not escrow.unneeded(("team-b", "redis-cred"), [ENTRY])
     assert escrow.unneeded(("team-a", "redis-cred"), [ENTRY])
+
+
+def test_an_escrow_stays_while_a_tenant_status_names_its_secret_after_the_profile_is_gone():
+    """A TenantQuota outliving its profile cleans up where its status says its tables are,
+    logging in with the Secret named there."""
+    tenant = {"metadata": {"name": "acme", "uid": "u1"},
+              "spec": {"tenantId": "acme", "profileRef": {"name": "gone"}},
+              "status": {"table": {"redis": {"host": "redis", "secretRef": {"name": "rcred"}},
+                                   "mirror": {"connection": {"secretRef": {"name": "pg"}}}}}}
+    TENANTS_BY_PROFILE.put("team-a", tenant)
+    try:
+        assert not escrow.unneeded(("team-a", "rcred"), [])
+        assert not escrow.unneeded(("team-a", "pg"), [])
+        assert escrow.unneeded(("team-b", "pg"), [])
+    finally:
+        TENANTS_BY_PROFILE.forget("team-a", "acme")
+    assert escrow.unneeded(("team-a", "pg"), [])
+
+
+def test_a_cleanup_in_progress_holds_the_escrows_of_its_secrets_until_it_ends():
+    with escrow.held_for(ENTRY):
+        with escrow.held_for(ENTRY):
+            assert not escrow.unneeded(("team-b", "redis-cred"), [])
+        assert not escrow.unneeded(("team-b", "redis-cred"), [])
+        assert escrow.unneeded(("team-a", "redis-cred"), [])
+    assert escrow.unneeded(("team-b", "redis-cred"), [])
 
 
 def test_escrow_names_are_stable_per_secret_and_valid_object_names():

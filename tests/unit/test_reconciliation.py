@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from perf_operator.handlers import reconciliation
+from perf_operator.handlers import escrow, reconciliation
 from perf_operator.handlers.reconciliation import write_status
 from perf_operator.reconcile import Outcome
 from tests.support.events import RecordedEvents
@@ -125,11 +125,17 @@ class _GoneTenant:
         self.events = RecordedEvents()
 
 
+GONE_TENANT = {"kind": "TenantQuota", "namespace": "team-a", "name": "acme",
+               "status": {"table": {"redis": {"secretRef": {"name": "redis-cred"}}}}}
+
+
 def _fail_then_succeed(failures: int, lock: asyncio.Lock, held: list[bool]):
     attempts: list[int] = []
 
     async def clean_or_defer(cleanups, ctx, entry):
         held.append(lock.locked())
+        if entry:  # its credentials' escrow must outlive every attempt
+            assert not escrow.unneeded(("team-a", "redis-cred"), [])
         attempts.append(1)
         return "API server unreachable" if len(attempts) <= failures else None
     return clean_or_defer, attempts
@@ -147,8 +153,9 @@ async def test_the_cleanup_of_a_gone_object_is_retried_until_the_api_server_is_b
     clean_or_defer, attempts = _fail_then_succeed(3, lock, held)
     monkeypatch.setattr(reconciliation, "_clean_or_defer", clean_or_defer)
     ctx = _GoneTenant()
-    await reconciliation.run_cleanups([], ctx, None, {}, lock)
+    await reconciliation.run_cleanups([], ctx, None, GONE_TENANT, lock)
     assert len(attempts) == 4
+    assert escrow.unneeded(("team-a", "redis-cred"), [])
     assert ctx.events.events == []
     assert held == [True] * 4 and not lock.locked()
 

@@ -20,7 +20,10 @@ steady state writes nothing; a rotated Secret replaces it.
 A deferred cleanup takes its copies from the escrow when the Secret is gone and this process
 never read it (``deferred.gather_copies``). An escrow is deleted (:func:`collect`, on each
 ledger pass of the leader) once no profile the operator serves names its Secret and no ledger
-entry does. Because the escrow exists from before the first use of a credential until nothing
+entry does, no TenantQuota's status names it (a tenant outliving its profile: its status says
+where its tables are, and its cleanup logs in there with that Secret) and no cleanup in
+progress holds it (:func:`held_for`: the cleanup of a TenantQuota already gone is retried
+while the API server is out of reach, before it is in the ledger). Because the escrow exists from before the first use of a credential until nothing
 can need it any more, a Secret that is neither readable nor escrowed was never used, and a
 cleanup has nothing to undo with it (``secrets.SecretNeverUsed``).
 """
@@ -29,8 +32,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import contextlib
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from kubernetes_asyncio import client
@@ -39,6 +44,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from ..config import operator_namespace
 from ..kube.client import api_client
 from ..kube.namespaces import serves
+from ..tenants.registry import TENANTS_BY_PROFILE
 from .profile_registry import profile_index
 
 PREFIX = "perf-operator-escrow-"
@@ -50,6 +56,8 @@ SecretRef = tuple[str, str]
 
 #: Digest of the data this process knows to be escrowed, by Secret (evicted by collect).
 _escrowed: dict[SecretRef, str] = {}
+#: The Secrets cleanups in progress log in with, with how many hold each (see held_for).
+_held: Counter[SecretRef] = Counter()
 #: Set once the profile registry is seeded: before, every escrow would look unneeded.
 REGISTRY_SEEDED = asyncio.Event()
 
@@ -138,12 +146,33 @@ async def copy_of(namespace: str, name: str) -> dict[str, str] | None:
     return dict(escrow.data or {})
 
 
-def unneeded(source: SecretRef, entries: Iterable[dict[str, Any]]) -> bool:
-    """Whether an escrow can go: no profile names its Secret and no ledger entry does."""
-    if secret_users.get(source):
+def _names(entry: Mapping[str, Any], source: SecretRef) -> bool:
+    return entry.get("namespace") == source[0] and source[1] in secret_names(dict(entry))
+
+
+@contextlib.contextmanager
+def held_for(entry: Mapping[str, Any]) -> Iterator[None]:
+    """Keep the escrows of the Secrets a cleanup ``entry`` names while it runs (and retries)."""
+    refs = [(entry.get("namespace", ""), name) for name in set(secret_names(dict(entry)))]
+    _held.update(refs)
+    try:
+        yield
+    finally:
+        _held.subtract(refs)
+        for ref in refs:
+            if _held[ref] <= 0:
+                del _held[ref]
+
+
+def unneeded(source: SecretRef, entries: Iterable[Mapping[str, Any]]) -> bool:
+    """Whether an escrow can go: no profile names its Secret, no ledger entry, no TenantQuota's
+    status (where its tables are) and no cleanup in progress."""
+    if secret_users.get(source) or _held.get(source):
         return False
-    return not any(entry.get("namespace") == source[0] and source[1] in secret_names(entry)
-                   for entry in entries)
+    if any(_names(entry, source) for entry in entries):
+        return False
+    return not any(source[1] in secret_names(tenant.status)
+                   for tenant in TENANTS_BY_PROFILE.in_namespace(source[0]))
 
 
 async def collect(entries: Sequence[dict[str, Any]], patterns: Sequence[str]) -> int:

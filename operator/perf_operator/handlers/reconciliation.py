@@ -17,7 +17,7 @@ from ..api import PAUSED, PROGRESS_REASONS, Condition, set_condition, severity
 from ..reconcile import EventRecorder, Outcome
 from ..scrub import scrub
 from ..secrets import serving_copies
-from . import deferred
+from . import deferred, escrow
 from ..status import apply_to_kopf_patch
 from ..targets.policy import ConnectionRefused
 
@@ -45,7 +45,8 @@ async def run_cleanups(cleanups: Sequence[Cleanup], ctx: Any, retry: int | None,
     warning Event. An object already gone has nothing that would retry it (its profile may be
     gone too, and with it the orphan sweep of its location), so it is retried here, for up to
     ``GONE_RETRY_SECONDS``, before that Event; ``lock`` is held by each attempt, not between
-    them (a TenantQuota created again under the same name waits for one attempt at most)."""
+    them (a TenantQuota created again under the same name waits for one attempt at most), and
+    the escrows of the Secrets it names are kept throughout (``escrow.held_for``)."""
     if retry is not None:
         error = await _clean_or_defer(cleanups, ctx, entry)
         if error is None:
@@ -57,16 +58,17 @@ async def run_cleanups(cleanups: Sequence[Cleanup], ctx: Any, retry: int | None,
         return
     deadline = time.monotonic() + GONE_RETRY_SECONDS
     wait = CONFIG.retry_backoff_seconds
-    while True:
-        async with lock or contextlib.nullcontext():
-            error = await _clean_or_defer(cleanups, ctx, entry)
-        if error is None:
-            return
-        if time.monotonic() + wait > deadline:
-            ctx.events.warning("CleanupAbandoned", f"cleanup not finished: {error}")
-            return
-        await asyncio.sleep(wait)
-        wait = min(wait * 2, GONE_RETRY_MAX_WAIT)
+    with escrow.held_for(entry):  # its credentials' escrows stay until it is done or deferred
+        while True:
+            async with lock or contextlib.nullcontext():
+                error = await _clean_or_defer(cleanups, ctx, entry)
+            if error is None:
+                return
+            if time.monotonic() + wait > deadline:
+                ctx.events.warning("CleanupAbandoned", f"cleanup not finished: {error}")
+                return
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, GONE_RETRY_MAX_WAIT)
 
 
 async def _clean_or_defer(cleanups: Sequence[Cleanup], ctx: Any, entry: dict[str, Any]

@@ -13,7 +13,7 @@ runs, so a profile never counts its tenants from a half-seen list.
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple
 
 
@@ -123,6 +123,12 @@ class TenantRegistry:
 
     def of_profile(self, namespace: str, profile: str) -> list[TenantEntry]:
         return list(self._by_profile.get((namespace, profile), {}).values())
+
+    def in_namespace(self, namespace: str) -> Iterator[TenantEntry]:
+        """Every TenantQuota of the namespace, whatever profile it references."""
+        for (where, _), members in list(self._by_profile.items()):
+            if where == namespace:
+                yield from list(members.values())
 
     def claimants(self, tenant_id: str) -> list[tuple[str, str | None, TenantEntry]]:
         """(namespace, profile, entry) of every TenantQuota giving ``tenant_id``."""
