@@ -21,34 +21,48 @@ pytestmark = pytest.mark.e2e
 OLD_FINALIZER = "perf.idp.io/finalizer"
 
 
+class Tables:
+    """The tables of profile "platform"'s tenants acme and initech, written by an operator
+    that is stopped once they are ready: the Redis client and the tenants' mirror rows."""
+
+    def __init__(self, stack, kubectl, namespace, credentials, pg_database, psql, redis_prefix,
+                 tmp_path) -> None:
+        self.kubectl, self.namespace, self.tmp_path = kubectl, namespace, tmp_path
+        self.psql, self.db = psql, pg_database["database"]
+        self.kubeconfig = operator_kubeconfig(stack, kubectl, tmp_path / "kubeconfig")
+        lease_election_in(kubectl, namespace)
+        self.client = sync_redis.Redis(port=stack.redis.port, password=stack.redis.password,
+                                       decode_responses=True)
+        first = self.start("first")
+        try:
+            kubectl.apply(manifests(stack, credentials, redis_prefix, {"acme": 3, "initech": 4},
+                                    pg_database), namespace)
+            for tenant in ("acme", "initech"):
+                eventually(lambda: tables_ready(kubectl, namespace, tenant), timeout=60,
+                           what=f"{tenant} TablesReady")
+            for tenant in ("acme", "initech"):
+                assert not kubectl.get("tq", tenant, namespace)["metadata"].get("finalizers")
+        except AssertionError as err:
+            raise AssertionError(f"{err}\n{first.log_tail(40)}") from None
+        finally:
+            first.stop()
+
+    def start(self, name: str):
+        return start_operator_as_deployed(self.kubeconfig, self.tmp_path / name, name=name,
+                                          namespace=self.namespace)
+
+    def rows(self) -> list[str]:
+        return self.psql(self.db, "SELECT tenant_id FROM perf_operator.tenant_limits WHERE "
+                                  f"profile_namespace = '{self.namespace}' ORDER BY 1").split()
+
+
 @pytest.mark.isolated
 def test_a_tenant_deleted_while_the_operator_is_stopped_is_swept_after_it_starts(
         stack, kubectl, crds, namespace, credentials, pg_database, psql, redis_prefix,
         tmp_path):
-    kubeconfig = operator_kubeconfig(stack, kubectl, tmp_path / "kubeconfig")
-    lease_election_in(kubectl, namespace)
-    client = sync_redis.Redis(port=stack.redis.port, password=stack.redis.password,
-                              decode_responses=True)
-    db = pg_database["database"]
-
-    def rows() -> list[str]:
-        return psql(db, "SELECT tenant_id FROM perf_operator.tenant_limits WHERE "
-                        f"profile_namespace = '{namespace}' ORDER BY 1").split()
-
-    first = start_operator_as_deployed(kubeconfig, tmp_path / "first", name="first",
-                                       namespace=namespace)
-    try:
-        kubectl.apply(manifests(stack, credentials, redis_prefix, {"acme": 3, "initech": 4},
-                                pg_database), namespace)
-        for tenant in ("acme", "initech"):
-            eventually(lambda: tables_ready(kubectl, namespace, tenant), timeout=60,
-                       what=f"{tenant} TablesReady")
-        for tenant in ("acme", "initech"):
-            assert not kubectl.get("tq", tenant, namespace)["metadata"].get("finalizers")
-    except AssertionError as err:
-        raise AssertionError(f"{err}\n{first.log_tail(40)}") from None
-    finally:
-        first.stop()
+    tables = Tables(stack, kubectl, namespace, credentials, pg_database, psql, redis_prefix,
+                    tmp_path)
+    client, rows = tables.client, tables.rows
 
     # Not the operator's, under the same prefix: left alone whatever happens.
     foreign = {record_key(redis_prefix, "foreign"): {"owner": "elsewhere/foreign",
@@ -65,8 +79,7 @@ def test_a_tenant_deleted_while_the_operator_is_stopped_is_swept_after_it_starts
         "spec": {"tenantId": "legacy", "profileRef": {"name": "platform"}}}), namespace)
     assert client.exists(record_key(redis_prefix, "acme")) and rows() == ["acme", "initech"]
 
-    second = start_operator_as_deployed(kubeconfig, tmp_path / "second", name="second",
-                                        namespace=namespace)
+    second = tables.start("second")
     started = time.monotonic()
     try:
         eventually(lambda: not client.exists(record_key(redis_prefix, "acme"))
@@ -98,3 +111,32 @@ def test_a_tenant_deleted_while_the_operator_is_stopped_is_swept_after_it_starts
     # startup (election, one LIST) plus one 2 s test-mode re-check; generous for a loaded
     # machine, and never reached by a tenant nothing sweeps
     assert swept < 20
+
+
+@pytest.mark.isolated
+def test_a_profile_deleted_after_a_tenant_deleted_while_no_operator_ran_sweeps_its_tables(
+        stack, kubectl, crds, namespace, credentials, pg_database, psql, redis_prefix,
+        tmp_path):
+    """The short chaos run's orphans: a tenant deleted while no leader ran, then its profile,
+    before the next leader's first re-check of the profile's location. The profile's deletion
+    sweeps its location: the deleted tenant's record and row go, the tenant that still exists
+    (it outlives its profile) keeps its own until it is deleted."""
+    tables = Tables(stack, kubectl, namespace, credentials, pg_database, psql, redis_prefix,
+                    tmp_path)
+    kubectl.run("delete", "tq", "acme", "--timeout=30s", namespace=namespace)
+    kubectl.run("delete", "pp", "platform", "--wait=false", namespace=namespace)
+    acme, initech = record_key(redis_prefix, "acme"), record_key(redis_prefix, "initech")
+    second = tables.start("second")
+    try:
+        eventually(lambda: kubectl.get("pp", "platform", namespace) is None, timeout=60,
+                   what="the profile deleted")
+        assert not tables.client.exists(acme) and tables.rows() == ["initech"]
+        assert tables.client.exists(initech)
+        kubectl.run("delete", "tq", "initech", "--timeout=30s", namespace=namespace)
+        eventually(lambda: not tables.client.exists(initech) and tables.rows() == [],
+                   timeout=30, what="initech's tables removed, from its status")
+    except AssertionError as err:
+        raise AssertionError(f"{err}\n{second.log_tail(60)}") from None
+    finally:
+        second.stop()
+        tables.client.close()

@@ -22,6 +22,7 @@ from ..postgres import reconcile_profile as postgres_database
 from ..reconcile import EventRecorder, Outcome, ProfileContext
 from ..redis import reconcile_profile as redis_settings
 from ..redis import forget_profile as redis_cleanup
+from ..tenants.orphans import sweep_deleted_profile
 from ..redis import redis_peer
 from ..targets import Resolution, TargetRefused, resolve_profile
 from ..validation import (describe_validation_error, off_loop,
@@ -45,8 +46,10 @@ PROFILE_PARTS: tuple[tuple[str, Part], ...] = (
 )
 
 #: What deleting a profile undoes outside Kubernetes (owned Kubernetes objects are garbage-
-#: collected through their ownerReferences): the database's indexes, by indexPrunePolicy.
-PROFILE_CLEANUPS: tuple[Cleanup, ...] = (postgres_cleanup, redis_cleanup)
+#: collected through their ownerReferences): the tables of its tenants that no longer exist,
+#: then the database's indexes, by indexPrunePolicy (which closes the profile's pools).
+PROFILE_CLEANUPS: tuple[Cleanup, ...] = (sweep_deleted_profile, postgres_cleanup,
+                                          redis_cleanup)
 
 
 @kopf.on.event(*PROFILES)  # type: ignore[arg-type]

@@ -16,9 +16,12 @@ atomically (``records.delete_record``, ``mirror.delete_owned_row``).
 
 The registry is complete before the first re-check (one LIST at startup, then the watch), so
 a tenant deleted while the operator was down is swept within one re-check after it starts.
+A profile being deleted sweeps its location one last time (:func:`sweep_deleted_profile`, one
+of its cleanups): a tenant deleted while no leader ran (a leader's SIGKILL, seen in the short
+chaos run) whose profile is deleted before the next leader's first re-check is not left behind.
 What the sweep cannot see: a tenant whose profile was deleted before it and that is then deleted
-while the operator is down (no profile, no re-check of its location); a deletion the operator
-sees removes it from the location its status names.
+while no operator leads (no profile, no re-check of its location); a deletion the operator sees
+removes it from the location its status names.
 """
 from __future__ import annotations
 
@@ -27,11 +30,16 @@ from collections.abc import Callable, Iterable, Sequence
 
 from redis.asyncio import Redis
 
-from ..postgres.connect import DatabaseTarget
+import psycopg
+
+from ..handlers.escrow import REGISTRY_SEEDED
+from ..postgres.connect import DatabaseGone, DatabaseTarget, target_for_profile
 from ..ratelimit.layout import OWNER_FIELD, OWNER_SINCE_FIELD, glob_escape, record_key
-from .mirror import MirrorRow, delete_owned_row
+from ..reconcile import ProfileContext
+from ..redis.connect import RedisTarget, with_client
+from .mirror import MirrorRow, delete_owned_row, observe_mirrors
 from .records import delete_record
-from .registry import TenantEntry
+from .registry import TENANTS_BY_PROFILE, TenantEntry
 from .usage import forget
 
 #: Keys a SCAN asks for per round trip.
@@ -110,3 +118,31 @@ async def sweep_rows(target: DatabaseTarget, namespace: str, rows: Iterable[Mirr
                         row.profile_name, row.owner, extra={"reason": "OrphanDeleted"})
             deleted.append(row)
     return deleted
+
+
+async def sweep_deleted_profile(ctx: ProfileContext) -> None:
+    """The profile is being deleted (or its deferred cleanup replayed): sweep its key prefix
+    and its mirror rows once more, since no re-check will. Its tenants that still exist keep
+    their tables (their own deletion removes them, from their status). Waits for the tenant
+    registry (a replay may start before it is seeded: every owner would look gone). Raises
+    when a server cannot be reached, so that the sweep is deferred with the other cleanups."""
+    await REGISTRY_SEEDED.wait()
+    redis_spec = ctx.spec.redis
+    if redis_spec is not None:
+        async def sweep(redis: Redis) -> None:
+            await sweep_records(redis, ctx.namespace, redis_spec.key_prefix, set(),
+                                TENANTS_BY_PROFILE.get)
+        await with_client(RedisTarget.from_spec(ctx.namespace,
+                                                redis_spec.resolved_connection), sweep)
+    database = ctx.spec.database
+    if database is None:
+        return
+    try:
+        target = await target_for_profile(ctx.namespace, ctx.name,
+                                          database.resolved_connection)
+        rows = await observe_mirrors(target, ctx.namespace, ctx.name)
+    except DatabaseGone:
+        return  # the rows went with the database
+    except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
+        return  # no tenant was ever mirrored there
+    await sweep_rows(target, ctx.namespace, rows.values(), TENANTS_BY_PROFILE.get)
