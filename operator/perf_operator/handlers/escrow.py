@@ -19,20 +19,21 @@ steady state writes nothing; a rotated Secret replaces it.
 
 A deferred cleanup takes its copies from the escrow when the Secret is gone and this process
 never read it (``deferred.gather_copies``). An escrow is deleted (:func:`collect`, on each
-ledger pass of the leader) once no profile the operator serves names its Secret and no ledger
+ledger pass of the leader) once no profile the operator serves names its Secret, no ledger
 entry does, no TenantQuota's status names it (a tenant outliving its profile: its status says
 where its tables are, and its cleanup logs in there with that Secret) and no cleanup in
 progress holds it (:func:`held_for`: the cleanup of a TenantQuota already gone is retried
-while the API server is out of reach, before it is in the ledger). Because the escrow exists from before the first use of a credential until nothing
-can need it any more, a Secret that is neither readable nor escrowed was never used, and a
-cleanup has nothing to undo with it (``secrets.SecretNeverUsed``).
+while the API server is out of reach, before it is in the ledger). Because the escrow exists
+from before the first use of a credential until nothing can need it any more, a Secret that
+is neither readable nor escrowed was never used, and a cleanup has nothing to undo with it
+(``secrets.SecretNeverUsed``).
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
-import contextlib
 import logging
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -58,7 +59,8 @@ SecretRef = tuple[str, str]
 _escrowed: dict[SecretRef, str] = {}
 #: The Secrets cleanups in progress log in with, with how many hold each (see held_for).
 _held: Counter[SecretRef] = Counter()
-#: Set once the profile registry is seeded: before, every escrow would look unneeded.
+#: Set once the registries of profiles and tenants are seeded: before, every escrow would look
+#: unneeded, and every tenant's tables orphaned (tenants.orphans.sweep_deleted_profile).
 REGISTRY_SEEDED = asyncio.Event()
 
 logger = logging.getLogger(__name__)
@@ -146,10 +148,6 @@ async def copy_of(namespace: str, name: str) -> dict[str, str] | None:
     return dict(escrow.data or {})
 
 
-def _names(entry: Mapping[str, Any], source: SecretRef) -> bool:
-    return entry.get("namespace") == source[0] and source[1] in secret_names(dict(entry))
-
-
 @contextlib.contextmanager
 def held_for(entry: Mapping[str, Any]) -> Iterator[None]:
     """Keep the escrows of the Secrets a cleanup ``entry`` names while it runs (and retries)."""
@@ -169,7 +167,8 @@ def unneeded(source: SecretRef, entries: Iterable[Mapping[str, Any]]) -> bool:
     status (where its tables are) and no cleanup in progress."""
     if secret_users.get(source) or _held.get(source):
         return False
-    if any(_names(entry, source) for entry in entries):
+    if any(entry.get("namespace") == source[0] and source[1] in secret_names(dict(entry))
+           for entry in entries):
         return False
     return not any(source[1] in secret_names(tenant.status)
                    for tenant in TENANTS_BY_PROFILE.in_namespace(source[0]))

@@ -22,9 +22,9 @@ from ..postgres import reconcile_profile as postgres_database
 from ..reconcile import EventRecorder, Outcome, ProfileContext
 from ..redis import reconcile_profile as redis_settings
 from ..redis import forget_profile as redis_cleanup
-from ..tenants.orphans import sweep_deleted_profile
 from ..redis import redis_peer
 from ..targets import Resolution, TargetRefused, resolve_profile
+from ..tenants.orphans import sweep_deleted_profile
 from ..validation import (describe_validation_error, off_loop,
                           profile_rule_errors, semantic_errors)
 from ..kube.objects import namespace_exists

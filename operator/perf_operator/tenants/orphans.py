@@ -28,9 +28,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Sequence
 
-from redis.asyncio import Redis
-
 import psycopg
+from redis.asyncio import Redis
 
 from ..handlers.escrow import REGISTRY_SEEDED
 from ..postgres.connect import DatabaseGone, DatabaseTarget, target_for_profile

@@ -125,10 +125,11 @@ class TenantRegistry:
         return list(self._by_profile.get((namespace, profile), {}).values())
 
     def in_namespace(self, namespace: str) -> Iterator[TenantEntry]:
-        """Every TenantQuota of the namespace, whatever profile it references."""
-        for (where, _), members in list(self._by_profile.items()):
+        """Every TenantQuota of the namespace, whatever profile it references (to be consumed
+        without awaiting in between: the registry changes on every watch event)."""
+        for (where, _), members in self._by_profile.items():
             if where == namespace:
-                yield from list(members.values())
+                yield from members.values()
 
     def claimants(self, tenant_id: str) -> list[tuple[str, str | None, TenantEntry]]:
         """(namespace, profile, entry) of every TenantQuota giving ``tenant_id``."""
