@@ -11,9 +11,10 @@ import pytest
 import redis as sync_redis
 
 from perf_operator.ratelimit.layout import record_key
+from tests.e2e.test_deferred_cleanup import ledger_entries
 from tests.e2e.test_tenants_tables import manifests, tables_ready
 from tests.support.kube import eventually
-from tests.support.rbac import (lease_election_in, operator_kubeconfig,
+from tests.support.rbac import (operator_kubeconfig, operator_namespace_roles_in,
                                 start_operator_as_deployed)
 
 pytestmark = pytest.mark.e2e
@@ -30,7 +31,7 @@ class Tables:
         self.kubectl, self.namespace, self.tmp_path = kubectl, namespace, tmp_path
         self.psql, self.db = psql, pg_database["database"]
         self.kubeconfig = operator_kubeconfig(stack, kubectl, tmp_path / "kubeconfig")
-        lease_election_in(kubectl, namespace)
+        operator_namespace_roles_in(kubectl, namespace)  # lease, ledger, escrows
         self.client = sync_redis.Redis(port=stack.redis.port, password=stack.redis.password,
                                        decode_responses=True)
         first = self.start("first")
@@ -139,4 +140,48 @@ def test_a_profile_deleted_after_a_tenant_deleted_while_no_operator_ran_sweeps_i
         raise AssertionError(f"{err}\n{second.log_tail(60)}") from None
     finally:
         second.stop()
+        tables.client.close()
+
+
+@pytest.mark.isolated
+def test_a_tenant_outliving_its_profile_and_deleted_while_no_operator_ran_is_swept(
+        stack, kubectl, crds, namespace, credentials, pg_database, psql, redis_prefix,
+        tmp_path):
+    """The short chaos run's last orphans: tenants outlive their deleted profile (they keep
+    their tables), then one is deleted while no operator leads. No DELETED event is seen and
+    no profile re-checks that location, so the profile's deletion has the location watched
+    from the cleanup ledger: the next leader sweeps it, the survivor keeps its tables, and the
+    entry goes once no tenant names the location."""
+    tables = Tables(stack, kubectl, namespace, credentials, pg_database, psql, redis_prefix,
+                    tmp_path)
+    acme, initech = record_key(redis_prefix, "acme"), record_key(redis_prefix, "initech")
+    uid = kubectl.get("pp", "platform", namespace)["metadata"]["uid"]
+    second = tables.start("second")
+    try:
+        kubectl.run("delete", "pp", "platform", "--timeout=60s", namespace=namespace)
+        eventually(lambda: list(ledger_entries(kubectl, namespace, namespace)) == [
+            f"TenantTables.{namespace}.platform.{uid[:8]}"], timeout=30,
+            what="the deleted profile's location watched from the ledger")
+        assert tables.client.exists(acme) and tables.client.exists(initech)
+        assert tables.rows() == ["acme", "initech"]
+    except AssertionError as err:
+        raise AssertionError(f"{err}\n{second.log_tail(60)}") from None
+    finally:
+        second.stop()
+
+    kubectl.run("delete", "tq", "acme", "--timeout=30s", namespace=namespace)  # no operator
+    third = tables.start("third")
+    try:
+        eventually(lambda: not tables.client.exists(acme) and tables.rows() == ["initech"],
+                   timeout=60, interval=0.2, what="acme's tables swept by the next leader")
+        assert tables.client.exists(initech)
+        assert ledger_entries(kubectl, namespace, namespace), "still watched for initech"
+        kubectl.run("delete", "tq", "initech", "--timeout=30s", namespace=namespace)
+        eventually(lambda: not tables.client.exists(initech) and tables.rows() == []
+                   and not ledger_entries(kubectl, namespace, namespace), timeout=60,
+                   what="initech's tables removed and the ledger entry finished")
+    except AssertionError as err:
+        raise AssertionError(f"{err}\n{third.log_tail(60)}") from None
+    finally:
+        third.stop()
         tables.client.close()

@@ -22,6 +22,10 @@ Secrets (``secrets.serving_copies``), running the same cleanup functions; when o
 entry and Secret are removed and a ``CleanupFinished`` Event is posted on the ConfigMap, in the
 operator's namespace (``CleanupDeferred`` when it was written down).
 
+An entry may also wait rather than fail: its replayer raises :class:`Waiting` while what it
+watches goes on (a deleted profile's location that its tenants still name, written by
+:func:`watch`: ``tenants.orphans``); it is tried on every pass and never counted as failing.
+
 Retries are bounded in rate, never in number: an entry is the only record of work on an object
 the operator owned, so it is never dropped by the operator (a person may delete its key, see
 docs/troubleshooting.md). Each failure is written into the entry (``attempts``, ``lastError``,
@@ -167,6 +171,34 @@ async def defer(entry: dict[str, Any], error: str, copies: dict[str, dict[str, s
     """Write the entry and the copies of its Secrets (:func:`gather_copies`) to the ledger,
     then say so in an Event in the operator's namespace. Raises when the ledger cannot be
     written (the caller keeps its finalizer and retries)."""
+    # ``error``: why it was deferred; the failure fields change with every later attempt.
+    entry = record_failure({**entry, "error": error}, error, datetime.now(timezone.utc))
+    ledger = await _write(entry, copies)
+    await _event(ledger, "CleanupDeferred",
+                 f"{entry['kind']} {entry['namespace']}/{entry['name']} was deleted before its "
+                 f"cleanup could finish ({error}); it is retried from ConfigMap {LEDGER} until "
+                 f"the server is back")
+
+
+class Waiting(Exception):
+    """Raised by a replayer whose entry is not finished but did not fail: it waits for
+    something else to happen first (a watched location, ``tenants.orphans``), is tried again
+    on the next pass and is never counted as failing."""
+
+
+async def watch(entry: dict[str, Any], why: str) -> None:
+    """Write an entry whose replays wait (raising :class:`Waiting`) until what it watches is
+    over, with copies of its Secrets, and say so in an Event. Raises when the ledger cannot be
+    written."""
+    copies, never_read = await gather_copies(entry)
+    ledger = await _write({**entry, "neverRead": never_read}, copies)
+    await _event(ledger, "CleanupWatching",
+                 f"{entry['kind']} {entry['namespace']}/{entry['name']} is watched from "
+                 f"ConfigMap {LEDGER}: {why}")
+
+
+async def _write(entry: dict[str, Any], copies: dict[str, dict[str, str]]) -> Any:
+    """Write the entry and a Secret with the copies to the ledger; returns the ledger."""
     namespace = operator_namespace()
     api = client.CoreV1Api(await api_client())
     key = entry_key(entry)
@@ -184,15 +216,10 @@ async def defer(entry: dict[str, Any], error: str, copies: dict[str, dict[str, s
         if err.status != 409:
             raise
         await api.replace_namespaced_secret(secret_name, namespace, secret)
-    # ``error``: why it was deferred; the failure fields change with every later attempt.
-    entry = record_failure({**entry, "secret": secret_name, "error": error}, error,
-                           datetime.now(timezone.utc))
-    await api.patch_namespaced_config_map(LEDGER, namespace, {"data": {key: json.dumps(entry)}},
-                                          _content_type="application/merge-patch+json")
-    await _event(ledger, "CleanupDeferred",
-                 f"{entry['kind']} {entry['namespace']}/{entry['name']} was deleted before its "
-                 f"cleanup could finish ({error}); it is retried from ConfigMap {LEDGER} until "
-                 f"the server is back")
+    await api.patch_namespaced_config_map(
+        LEDGER, namespace, {"data": {key: json.dumps({**entry, "secret": secret_name})}},
+        _content_type="application/merge-patch+json")
+    return ledger
 
 
 async def replay_forever(patterns: Sequence[str]) -> None:
@@ -229,6 +256,9 @@ async def replay_once(patterns: Sequence[str] = ()) -> int:
             continue
         try:
             await _replay(api, namespace, ledger, entry)
+        except Waiting:
+            left += 1
+            continue
         except Exception as err:  # noqa: BLE001 - retried when due again
             left += 1
             stuck += await _record_failure(api, namespace, ledger, key, entry, scrub(err))

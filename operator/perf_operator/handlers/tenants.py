@@ -7,6 +7,7 @@ import kopf
 
 from ..config import CONFIG
 from ..reconcile import EventRecorder
+from ..tenants.orphans import TENANT_TABLES, watch_location
 from ..tenants.recheck import reconcile_tenants, resync_tenants
 from ..tenants.reconciler import delete_quota, quota_event, replay_deletion, tenant_profile
 from ..tenants.registry import TENANTS_BY_PROFILE, TenantEntry
@@ -16,6 +17,12 @@ from .resources import PROFILES, TENANTS
 
 #: The profiles, so a tenant resolves its defaults without an API call.
 profile_specs = profile_index(tenant_profile)
+
+
+@profile_index
+def profile_uids(namespace: str, name: str, meta: dict, **_: Any) -> dict:
+    """The uid of each profile by (namespace, name): a new profile from a deleted one."""
+    return {(namespace, name): meta.get("uid")}
 
 
 @kopf.on.event(*TENANTS)  # type: ignore[arg-type]
@@ -61,3 +68,10 @@ async def tenants_lose_profile(*, event: dict, namespace: str, name: str, **_) -
 @deferred.replayer("TenantQuota")
 async def replay_tenant_cleanup(entry: dict[str, Any], events: EventRecorder) -> None:
     await replay_deletion(entry, events, deferred.logger)
+
+
+@deferred.replayer(TENANT_TABLES)
+async def watch_tenant_tables(entry: dict[str, Any], events: EventRecorder) -> None:
+    """A deleted profile's location that its tenants still name (see tenants.orphans)."""
+    found = profile_uids.get((entry["namespace"], entry["name"]))
+    await watch_location(entry, found[0] if found else None)

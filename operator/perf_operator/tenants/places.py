@@ -37,7 +37,7 @@ class RecordPlace:
         return f"record {self.key} on Redis {c.host}:{c.port}/{c.db}"
 
     def status(self) -> dict[str, Any]:
-        return {"key": self.key, "redis": _dump(self.connection)}
+        return {"key": self.key, "redis": dump(self.connection)}
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class RowPlace:
                 f"{c.host}:{c.port}")
 
     def status(self) -> dict[str, Any]:
-        return {"profile": self.profile, "connection": _dump(self.connection)}
+        return {"profile": self.profile, "connection": dump(self.connection)}
 
 
 @dataclass(frozen=True)
@@ -142,7 +142,7 @@ def row_place(entry: Mapping[str, Any] | None) -> RowPlace | None:
         return None
 
 
-def _dump(model: pydantic.BaseModel) -> dict[str, Any]:
+def dump(model: pydantic.BaseModel) -> dict[str, Any]:
     return model.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
