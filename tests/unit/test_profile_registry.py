@@ -1,5 +1,8 @@
 """The indexes of profiles that replace kopf indexes (see handlers/profile_registry)."""
-from perf_operator.handlers.profile_registry import ProfileIndex
+import perf_operator.entry  # noqa: F401 - registers every index
+from perf_operator.handlers.profile_registry import (INDEXES, ProfileIndex, clear_profiles,
+                                                     forget_absent_profiles, put_profile,
+                                                     seed_profile)
 
 
 def by_target(name, spec, **_):
@@ -29,3 +32,17 @@ def test_a_profile_filing_nothing_is_still_known():
     index = ProfileIndex(by_target)
     index.put(("a", "p"), {})
     assert index.knows(("a", "p")) and not index.knows(("a", "q"))
+
+
+def test_a_profile_known_from_the_startup_list_alone_and_gone_since_is_forgotten():
+    clear_profiles()
+    try:
+        for name in ("ghost", "kept", "told"):
+            seed_profile({"metadata": {"namespace": "a", "name": name}, "spec": {}})
+        put_profile({"metadata": {"namespace": "a", "name": "told"}, "spec": {"x": 1}})
+        assert forget_absent_profiles({("a", "kept")}) == [("a", "ghost")]
+        assert [index.knows(("a", "ghost")) for index in INDEXES] == [False] * len(INDEXES)
+        assert all(index.knows(("a", "told")) for index in INDEXES)
+        assert forget_absent_profiles(set()) == []
+    finally:
+        clear_profiles()

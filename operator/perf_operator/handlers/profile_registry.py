@@ -14,7 +14,7 @@ without status). With no kopf index there is no such gate.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterator, Mapping, Sequence
 from typing import Any
 
 #: A profile's identity in the registry: (namespace, name).
@@ -66,6 +66,8 @@ class ProfileIndex(Mapping[Hashable, list[Any]]):
 
 #: Every index of profiles, each filled from every profile event.
 INDEXES: list[ProfileIndex] = []
+#: Profiles known from the startup LIST only, no watch event about them yet.
+_seeded_only: set[ProfileRef] = set()
 
 
 def profile_index(indexer: Indexer) -> ProfileIndex:
@@ -83,20 +85,35 @@ def put_profile(body: Mapping[str, Any]) -> None:
               "spec": body.get("spec") or {}, "status": body.get("status") or {}}
     for index in INDEXES:
         index.put(ref, index.indexer(**fields))
+    _seeded_only.discard(ref)
 
 
 def seed_profile(body: Mapping[str, Any]) -> None:
     """``put_profile`` unless an event has already told about this profile (it is newer)."""
     meta = body["metadata"]
-    if not any(index.knows((meta["namespace"], meta["name"])) for index in INDEXES):
+    ref = (meta["namespace"], meta["name"])
+    if not any(index.knows(ref) for index in INDEXES):
         put_profile(body)
+        _seeded_only.add(ref)
+
+
+def forget_absent_profiles(present: Collection[ProfileRef]) -> list[ProfileRef]:
+    """Forget the profiles known only from the startup LIST that a later LIST (``present``)
+    no longer shows (see ``TenantRegistry.forget_absent``); returns them."""
+    gone = sorted(_seeded_only.difference(present))
+    for namespace, name in gone:
+        forget_profile(namespace, name)
+    _seeded_only.clear()
+    return gone
 
 
 def forget_profile(namespace: str, name: str) -> None:
+    _seeded_only.discard((namespace, name))
     for index in INDEXES:
         index.forget((namespace, name))
 
 
 def clear_profiles() -> None:
+    _seeded_only.clear()
     for index in INDEXES:
         index.clear()

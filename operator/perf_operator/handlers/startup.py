@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import asyncio
 
+import aiohttp
 import kopf
 import pydantic
+from kubernetes_asyncio.client.exceptions import ApiException
 
 from .. import metrics
 from ..admission.server import WebhookOptions, start_webhook
@@ -19,10 +21,11 @@ from ..postgres import connect as postgres_connect
 from ..redis import connect as redis_connect
 from ..targets import REGISTRY
 from ..tenants.registry import TENANTS_BY_PROFILE
+from ..scrub import scrub
 from ..secrets import set_read_hook
 from . import deferred, escrow
 from .resources import PROFILES, TARGETS, TENANTS
-from .profile_registry import clear_profiles, seed_profile
+from .profile_registry import clear_profiles, forget_absent_profiles, seed_profile
 
 
 #: Set by ``perf-operator run --webhook-listen ...`` before the operator starts.
@@ -85,11 +88,12 @@ async def elect_leader(memo: kopf.Memo, logger, **_) -> None:
 
 
 @kopf.on.startup()
-async def seed_registries(logger, **_) -> None:
+async def seed_registries(memo: kopf.Memo, logger, **_) -> None:
     """Fill the indexes of profiles (see profile_registry) and the registry of tenants by
     profile (see tenants.registry) from one LIST each before any handler runs: kopf starts no
     handler before every startup handler has returned. First wait until both resources are
-    served (see wait_until_served): kopf's watchers start next."""
+    served (see wait_until_served): kopf's watchers start next. What was deleted between
+    these LISTs and kopf's own is forgotten later (:func:`forget_ghosts`)."""
     for plural in (PROFILES[2], TENANTS[2]):
         await wait_until_served(plural, namespaces)
     clear_profiles()
@@ -105,6 +109,37 @@ async def seed_registries(logger, **_) -> None:
     escrow.REGISTRY_SEEDED.set()
     logger.info("%d PerformanceProfiles and %d TenantQuotas known before the watch starts",
                 profiles, tenants)
+    memo.ghost_check = asyncio.create_task(forget_ghosts(logger), name="forget-ghosts")
+
+
+#: How long after the startup LISTs the registries are checked against new ones: long after
+#: kopf's watchers listed (they start when the startup handlers return).
+GHOST_CHECK_DELAY = max(2 * CONFIG.resync_seconds, 10.0)
+
+
+async def forget_ghosts(logger) -> None:
+    """A profile or tenant deleted after the startup LIST but before kopf's own listing gets no
+    DELETED event: the registries would keep it for ever (a tenant's tables safe from the
+    orphan sweep, a profile its tenants still resolve). Once kopf has listed, LIST again and
+    forget what was known from the startup LIST only and is gone."""
+    while True:
+        await asyncio.sleep(GHOST_CHECK_DELAY)
+        try:
+            profiles = {(body["metadata"]["namespace"], body["metadata"]["name"])
+                        async for body in list_objects(PROFILES[2], namespaces)}
+            tenants = {(body["metadata"]["namespace"], body["metadata"]["name"])
+                       async for body in list_objects(TENANTS[2], namespaces)}
+            break
+        except (ApiException, aiohttp.ClientError, asyncio.TimeoutError) as err:
+            logger.warning("registries not checked for objects deleted during startup, "
+                           "retried: %s", scrub(err))
+    ghosts = [f"PerformanceProfile {namespace}/{name}"
+              for namespace, name in forget_absent_profiles(profiles)]
+    ghosts += [f"TenantQuota {namespace}/{name}"
+               for namespace, name in TENANTS_BY_PROFILE.forget_absent(tenants)]
+    if ghosts:
+        logger.info("deleted while the operator started, no watch event will tell: %s; "
+                    "forgotten (what they left is swept)", ", ".join(ghosts))
 
 
 @kopf.on.startup()
@@ -127,8 +162,9 @@ async def seed_target_registry(logger, **_) -> None:
 
 @kopf.on.cleanup()
 async def step_down(memo: kopf.Memo, **_) -> None:
-    if getattr(memo, "deferred_cleanups", None) is not None:
-        memo.deferred_cleanups.cancel()
+    for task in ("deferred_cleanups", "ghost_check"):
+        if getattr(memo, task, None) is not None:
+            getattr(memo, task).cancel()
     try:
         await asyncio.wait_for(POSTER.flush(), timeout=5)
     except asyncio.TimeoutError:

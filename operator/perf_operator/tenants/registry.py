@@ -13,7 +13,7 @@ runs, so a profile never counts its tenants from a half-seen list.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from typing import Any, NamedTuple
 
 
@@ -77,6 +77,8 @@ class TenantRegistry:
         self._by_tenant_id: dict[str | None, dict[tuple[str, str],
                                                   tuple[str | None, TenantEntry]]] = {}
         self._tenant_id_of: dict[tuple[str, str], str | None] = {}
+        #: Tenants known from the startup LIST only, no watch event about them yet.
+        self._seeded_only: set[tuple[str, str]] = set()
 
     def put(self, namespace: str, body: Mapping[str, Any]) -> TenantEntry:
         """Remember the TenantQuota as ``body`` shows it; returns its entry."""
@@ -90,6 +92,7 @@ class TenantRegistry:
         self._by_tenant_id.setdefault(entry.tenant_id, {})[(namespace, entry.name)] = (
             profile, entry)
         self._tenant_id_of[(namespace, entry.name)] = entry.tenant_id
+        self._seeded_only.discard((namespace, entry.name))
         return entry
 
     def _forget_claim(self, namespace: str, name: str) -> None:
@@ -102,10 +105,25 @@ class TenantRegistry:
 
     def seed(self, namespace: str, body: Mapping[str, Any]) -> None:
         """``put`` unless an event has already told about this tenant (it is newer)."""
-        if (namespace, body["metadata"]["name"]) not in self._profile_of:
+        ref = (namespace, body["metadata"]["name"])
+        if ref not in self._profile_of:
             self.put(namespace, body)
+            self._seeded_only.add(ref)
+
+    def forget_absent(self, present: Collection[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Forget the tenants known only from the startup LIST that a later LIST (``present``:
+        (namespace, name) of every TenantQuota, taken after kopf's watch started) no longer
+        shows: deleted between the two LISTs, before kopf's own listing, so no DELETED event
+        will ever tell (a ghost would keep its tables from the orphan sweep for ever).
+        Returns them."""
+        gone = sorted(self._seeded_only.difference(present))
+        for namespace, name in gone:
+            self.forget(namespace, name)
+        self._seeded_only.clear()  # every other one exists: its watch event will come
+        return gone
 
     def forget(self, namespace: str, name: str) -> None:
+        self._seeded_only.discard((namespace, name))
         self._forget_claim(namespace, name)
         profile = self._profile_of.pop((namespace, name), None)
         members = self._by_profile.get((namespace, profile))
@@ -137,6 +155,7 @@ class TenantRegistry:
                 in self._by_tenant_id.get(tenant_id, {}).items()]
 
     def clear(self) -> None:
+        self._seeded_only.clear()
         self._by_tenant_id.clear()
         self._tenant_id_of.clear()
         self._by_profile.clear()
