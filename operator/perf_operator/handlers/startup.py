@@ -14,7 +14,7 @@ from ..config import CONFIG
 from ..kube import client as kube_client
 from ..kube.events import POSTER
 from ..kube.namespaces import exact_names
-from ..kube.objects import (list_cluster_objects, list_objects, namespace_labels,
+from ..kube.objects import (PAGE_SIZE, list_cluster_objects, list_objects, namespace_labels,
                             wait_until_served)
 from ..leadership import LeaderGate
 from ..postgres import connect as postgres_connect
@@ -54,6 +54,10 @@ def configure(settings: kopf.OperatorSettings, **_) -> None:
     # event (default 5 s): 10,000 tenants created within a minute kept a few thousand idle
     # workers alive at once. A worker is cheap to start again when the next event comes.
     settings.queueing.idle_timeout = 0.5
+    # kopf lists what exists in pages (default: one LIST of everything), so the first objects
+    # are handled while the rest is still being fetched and decoded: an operator started over
+    # 10,000 TenantQuotas has its first one Ready sooner.
+    settings.watching.chunk_size = PAGE_SIZE
     # A deleted profile keeps its finalizer until its timers have exited; kopf looks again
     # only this often (default 60 s), which delayed every namespace deletion by up to a minute.
     settings.background.cancellation_polling = 1.0 if CONFIG.test_mode else 5.0
