@@ -39,7 +39,7 @@ def tenant_context(namespace: str, profile: dict[str, Any], tenant: dict[str, An
     profiles = {key: [entry] for key, entry in
                 tenant_profile(namespace, profile_name, profile, profile_status or {}).items()}
     spec = {"tenantId": "acme", **(tenant or {}), "profileRef": {"name": profile_name}}
-    entry = TenantEntry(name, f"uid-{name}", 1, spec, status if status is not None else {})
+    entry = TenantEntry.of(name, f"uid-{name}", 1, spec, status if status is not None else {})
     ctx = operator_tenant_context(namespace, entry, profiles, logging.getLogger("test"))
     assert ctx is not None  # the profile is given
     ctx.events = RecordedEvents()

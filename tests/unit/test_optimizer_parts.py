@@ -136,14 +136,15 @@ def test_adjustments_for_other_reconcilers():
         "default": {"requests": 100, "burst": 10},
         "endpoints": [{"pattern": "/health", "requests": 50, "critical": True},
                       {"pattern": "/api/search/**", "requests": 40, "burst": 4}]}}})
-    limits = effective_limits(profile, TenantQuotaSpec.model_validate(
-        {"tenantId": "acme", "profileRef": {"name": "p"}}))
-    shed = adj.shed_limits(limits)
+    tenant = TenantQuotaSpec.model_validate({"tenantId": "acme", "profileRef": {"name": "p"}})
+    shed = effective_limits(profile, tenant, adj.load_shedding)
     by_pattern = {rule.pattern: rule for rule in shed.endpoints}
     assert by_pattern["/health"].requests == 50
     assert (by_pattern["/api/search/**"].requests, by_pattern["/api/search/**"].burst) == (30, 3)
     assert (shed.default_limit.requests, shed.default_limit.burst) == (75, 7)
-    assert Adjustments().shed_limits(limits) is limits
+    assert effective_limits(profile, tenant, Adjustments().load_shedding) == effective_limits(
+        profile, tenant)
+    assert effective_limits(profile, tenant).default_limit.requests == 100
 
 
 def test_the_status_written_is_stable_once_the_api_server_dropped_its_nulls():

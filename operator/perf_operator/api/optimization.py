@@ -26,7 +26,6 @@ bounded for the CRD, and the optimizer never produces more than the bounds allow
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -34,6 +33,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, StringConstraints
 
 from .schema import StatusModel
+from .tenant import shed_requests
 
 #: Decisions kept in ``status.optimization.history``, newest last.
 HISTORY_LIMIT = 50
@@ -116,26 +116,8 @@ class Adjustments(StatusModel):
 
     def shed(self, requests: int, *, critical: bool) -> int:
         """A rate limit after load shedding: critical endpoints keep theirs, the others lose
-        ``load_shedding`` of it (at least one request stays allowed)."""
-        if critical or self.load_shedding <= 0:
-            return requests
-        return max(1, math.floor(requests * (1 - self.load_shedding)))
-
-    def shed_limits(self, limits: Any) -> Any:
-        """A tenant's effective limits (``api.EffectiveTenantLimits``) as its table should hold
-        them: non-critical endpoint rules and the default budget (requests no rule matches)
-        shed, critical rules and the per-IP limit untouched."""
-        if self.load_shedding <= 0:
-            return limits
-
-        def shed(limit: Any) -> Any:
-            return limit.model_copy(update={
-                "requests": self.shed(limit.requests, critical=False),
-                "burst": math.floor(limit.burst * (1 - self.load_shedding))})
-
-        return limits.model_copy(update={
-            "endpoints": [rule if rule.critical else shed(rule) for rule in limits.endpoints],
-            "default_limit": shed(limits.default_limit)})
+        ``load_shedding`` of it (``api.tenant.effective_limits`` sheds a tenant's limits)."""
+        return requests if critical else shed_requests(requests, self.load_shedding)
 
     @property
     def neutral(self) -> bool:
@@ -297,7 +279,7 @@ def adjustments(status: Mapping[str, Any] | None) -> Adjustments:
     """The optimizer's adjustments in force for a profile, from its status as last written.
 
     For the reconcilers that compute the desired HPAs (``min_replicas``), tenant tables
-    (``shed_limits``), application config (``circuit_breaker``, ``load_shedding``) and indexes
+    (``load_shedding``, see ``api.tenant.effective_limits``), application config (``circuit_breaker``, ``load_shedding``) and indexes
     (``indexes``). Recommend mode's shadow adjustments are never returned, and a status without
     optimization yields neutral adjustments."""
     optimization = (status or {}).get("optimization") or {}

@@ -3,7 +3,8 @@ PerformanceProfile it names, so a tenant only states how it differs; ``effective
 one place where the two are merged."""
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import math
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import ConfigDict, Field, StringConstraints
 
@@ -92,9 +93,28 @@ def websocket_connections(profile: WebsocketSpec, own: int | None) -> int:
     return min(profile.per_tenant_default if own is None else own, profile.max_connections)
 
 
-def effective_limits(profile: PerformanceProfileSpec,
-                     tenant: TenantQuotaSpec) -> EffectiveTenantLimits:
-    """Merge a tenant's quota over its profile's defaults.
+def shed_requests(requests: int, share: float) -> int:
+    """A rate limit after load shedding takes ``share`` of it (at least one request stays
+    allowed)."""
+    if share <= 0:
+        return requests
+    return max(1, math.floor(requests * (1 - share)))
+
+
+_Budget = TypeVar("_Budget", EndpointRateLimit, Limit)
+
+
+def _shed(limit: _Budget, share: float) -> _Budget:
+    return limit.model_copy(update={"requests": shed_requests(limit.requests, share),
+                                    "burst": math.floor(limit.burst * (1 - share))})
+
+
+def effective_limits(profile: PerformanceProfileSpec, tenant: TenantQuotaSpec,
+                     load_shedding: float = 0.0) -> EffectiveTenantLimits:
+    """Merge a tenant's quota over its profile's defaults, and shed the load the optimizer
+    sheds (``load_shedding``, its ``Adjustments.load_shedding`` in force): non-critical endpoint
+    rules and the default budget (requests no rule matches) lose that share, critical rules and
+    the per-IP limit keep theirs.
 
     A tenant's WebSocket connections are capped at the profile's pool size: no tenant can hold
     more than the whole pool, whatever its quota says.
@@ -103,6 +123,11 @@ def effective_limits(profile: PerformanceProfileSpec,
     tenant_rules = tenant.rate_limits or []
     inherited = [rule for rule in rate.endpoints
                  if not any(_overlaps(rule, own) for own in tenant_rules)]
+    endpoints = [*tenant_rules, *inherited]
+    default_limit = rate.default
+    if load_shedding > 0:
+        endpoints = [rule if rule.critical else _shed(rule, load_shedding) for rule in endpoints]
+        default_limit = _shed(default_limit, load_shedding)
     websocket = overlay(WebsocketQuota(max_connections=profile.websocket.per_tenant_default,
                                        message_rate_per_minute=profile.websocket
                                        .message_rate_per_minute), tenant.websocket)
@@ -113,5 +138,5 @@ def effective_limits(profile: PerformanceProfileSpec,
                                ttl_seconds=profile.cache.ttl_seconds), tenant.cache)
     return EffectiveTenantLimits(
         tenant_id=tenant.tenant_id, tier=tenant.tier, rate_limits_enabled=rate.enabled,
-        endpoints=[*tenant_rules, *inherited], default_limit=rate.default, per_ip=rate.per_ip,
+        endpoints=endpoints, default_limit=default_limit, per_ip=rate.per_ip,
         websocket=websocket, cache=cache, plugins=tenant.plugins)

@@ -93,26 +93,27 @@ async def _clean_or_defer(cleanups: Sequence[Cleanup], ctx: Any, entry: dict[str
             f"cleanup not run: {scrub(err)}")
 
 
+async def run_part(kind: str, condition: str, part: Part, ctx: Any) -> Outcome | None:
+    """Run one part, timed in the reconciliation metrics (None: the spec has no section for
+    it). A part that raises reports its condition as failed (the exception scrubbed, logged
+    with its traceback)."""
+    try:
+        with metrics.reconciliation(kind, condition) as observed:
+            observed.outcome = await part(ctx)
+        return observed.outcome
+    except ConnectionRefused as err:  # the connection policy: nothing was connected
+        return Outcome(condition=condition, ready=False, reason=err.reason, message=str(err))
+    except Exception as err:  # noqa: BLE001 - reported in status, logged with traceback
+        ctx.logger.exception("%s failed", condition)
+        return Outcome(condition=condition, ready=False, reason=RECONCILE_ERROR,
+                       message=scrub(err))
+
+
 async def run_parts(kind: str, parts: Sequence[tuple[str, Part]], ctx: Any
                     ) -> list[tuple[str, Outcome | None]]:
-    """Run every part concurrently, pairing each condition type with its outcome (None: the
-    spec has no section for it). A part that raises reports its condition as failed instead of
-    hiding the other parts' results."""
-
-    async def guarded(condition: str, part: Part) -> Outcome | None:
-        try:
-            with metrics.reconciliation(kind, condition) as observed:
-                observed.outcome = await part(ctx)
-            return observed.outcome
-        except ConnectionRefused as err:  # the connection policy: nothing was connected
-            return Outcome(condition=condition, ready=False, reason=err.reason,
-                           message=str(err))
-        except Exception as err:  # noqa: BLE001 - reported in status, logged with traceback
-            ctx.logger.exception("%s failed", condition)
-            return Outcome(condition=condition, ready=False, reason=RECONCILE_ERROR,
-                           message=scrub(err))
-
-    results = await asyncio.gather(*(guarded(cond, part) for cond, part in parts))
+    """Run every part concurrently (:func:`run_part`), pairing each condition type with its
+    outcome: one part that fails does not hide the other parts' results."""
+    results = await asyncio.gather(*(run_part(kind, cond, part, ctx) for cond, part in parts))
     return [(cond, result) for (cond, _), result in zip(parts, results)]
 
 

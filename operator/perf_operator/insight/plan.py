@@ -231,7 +231,7 @@ async def _tenants(ctx: ProfileContext, tenants: Sequence[dict[str, Any]]
     wanted = []
     for tenant in tenants:
         model = TenantQuotaSpec.model_validate(tenant["spec"])
-        limits = shed.shed_limits(effective_limits(ctx.spec, model))
+        limits = effective_limits(ctx.spec, model, shed.load_shedding)
         wanted.append((tenant, desired_record(spec.key_prefix, limits, record_owner(
             tenant["metadata"]["namespace"], tenant["metadata"]["name"]))))
 

@@ -30,8 +30,8 @@ async def describe_tenant(tenant: Mapping[str, Any], profile: Mapping[str, Any]
     as read from Redis (version, digest, owner, written at, whether it matches), cache use."""
     namespace, name = tenant["metadata"]["namespace"], tenant["metadata"]["name"]
     profile_spec = PerformanceProfileSpec.model_validate(profile.get("spec") or {})
-    limits = adjustments(profile.get("status")).shed_limits(
-        effective_limits(profile_spec, TenantQuotaSpec.model_validate(tenant["spec"])))
+    limits = effective_limits(profile_spec, TenantQuotaSpec.model_validate(tenant["spec"]),
+                              adjustments(profile.get("status")).load_shedding)
     view: dict[str, Any] = {
         "tenant": f"{namespace}/{name}", "tenantId": limits.tenant_id,
         "profile": profile["metadata"]["name"],

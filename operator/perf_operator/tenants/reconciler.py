@@ -30,7 +30,7 @@ from ..api.conditions import (PAUSED, PROFILE_FOUND, PROFILE_NOT_FOUND, PROFILE_
                               RULE_SHADOWED, TABLES_READY, TARGET_RESOLVED)
 from ..api.optimization import Adjustments
 from ..handlers.profile_registry import ProfileLookup
-from ..handlers.reconciliation import Cleanup, Part, run_cleanups, run_parts, write_status
+from ..handlers.reconciliation import Cleanup, run_cleanups, run_part, write_status
 from ..ratelimit.layout import record_key
 from ..reconcile import EventRecorder, Outcome, TenantContext
 from ..targets import TargetRefused, resolve_profile
@@ -42,11 +42,6 @@ from .registry import TENANTS_BY_PROFILE, TenantEntry
 from .tables import reconcile_tenant as reconcile_tables
 
 Logger = logging.Logger | logging.LoggerAdapter
-
-#: The target systems a tenant configures, each with the condition type it reports.
-TENANT_PARTS: tuple[tuple[str, Part], ...] = (
-    (TABLES_READY, reconcile_tables),
-)
 
 #: What deleting a tenant removes (its tables), each ``async fn(ctx) -> None``.
 TENANT_CLEANUPS: tuple[Cleanup, ...] = (
@@ -117,7 +112,7 @@ async def quota_event(namespace: str, body: Mapping[str, Any], profiles: Profile
     if LEGACY_FINALIZER in finalizers:
         finalizers.remove(LEGACY_FINALIZER)
         patch.setdefault("metadata", {})["finalizers"] = finalizers
-    if tenant.deleting or tenant.status.get("observedGeneration") == tenant.generation:
+    if tenant.deleting or tenant.observed_generation == tenant.generation:
         return
     async with tenant_lock(namespace, tenant.name):
         await reconcile_quota(namespace, tenant, profiles, patch, logger)
@@ -128,7 +123,7 @@ async def reconcile_quota(namespace: str, tenant: TenantEntry, profiles: Profile
     """Make one TenantQuota true and put what its status should say (and does not yet) into
     ``patch``: its watch event hands kopf's patch, the re-check writes it itself."""
     generation = tenant.generation
-    current = dict(tenant.status)
+    current = tenant.status
     events = EventRecorder(_event_body(namespace, tenant), logger)
     try:
         ctx = tenant_context(namespace, tenant, profiles, logger)
@@ -161,9 +156,10 @@ async def reconcile_quota(namespace: str, tenant: TenantEntry, profiles: Profile
                      results=[(PROFILE_RESOLVED, resolved)], events=events,
                      ready_override=(PAUSED, f"profile {ctx.profile_name} is paused"))
         return
-    results = await run_parts("TenantQuota", TENANT_PARTS, ctx)
-    results.append((PROFILE_RESOLVED, resolved))
-    write_status(patch=patch, current=current, generation=generation, results=results,
+    # A tenant configures one target system: its tables (the Redis record and the mirror row).
+    tables = await run_part("TenantQuota", TABLES_READY, reconcile_tables, ctx)
+    write_status(patch=patch, current=current, generation=generation,
+                 results=[(TABLES_READY, tables), (PROFILE_RESOLVED, resolved)],
                  events=ctx.events)
 
 
@@ -195,7 +191,7 @@ async def replay_deletion(entry: dict[str, Any], events: EventRecorder, logger: 
     profile_name = TenantQuotaSpec.model_validate(entry["spec"]).profile_ref.name
     profile = ProfileEntry(entry["profile"]["spec"], None,
                            Adjustments.model_validate(entry["profile"]["adjustments"]))
-    tenant = TenantEntry(entry["name"], entry["uid"], 0, entry["spec"], entry["status"])
+    tenant = TenantEntry.of(entry["name"], entry["uid"], 0, entry["spec"], entry["status"])
     ctx = tenant_context(namespace, tenant, {(namespace, profile_name): [profile]}, logger)
     assert ctx is not None  # the profile is given
     ctx.events = events
@@ -218,7 +214,7 @@ def tenant_context(namespace: str, tenant: TenantEntry, profiles: ProfileLookup,
     profile = resolve_profile(
         namespace, profile_name,
         entry.profile or PerformanceProfileSpec.model_validate(entry.spec)).spec
-    limits = entry.adjustments.shed_limits(effective_limits(profile, spec))
+    limits = effective_limits(profile, spec, entry.adjustments.load_shedding)
     return TenantContext(
         name=tenant.name, namespace=namespace, uid=tenant.uid, generation=tenant.generation,
         spec=spec, profile_name=profile_name, profile=profile,
