@@ -20,7 +20,7 @@ async def test_a_burst_is_written_at_the_cap_and_a_lone_event_after_the_delay(mo
 
     started = loop.time()
     while loop.time() - started < 0.35:  # an event every 5 ms for 350 ms
-        await tenant_summary.tenant_summary_follows(body=body, namespace="ns")
+        tenant_summary.summary_follows("ns", body)
         await asyncio.sleep(0.005)
     await asyncio.sleep(0.05)
     # about one write per 100 ms cap (plus the tail), not one per 20 ms delay (17)
@@ -28,7 +28,7 @@ async def test_a_burst_is_written_at_the_cap_and_a_lone_event_after_the_delay(mo
 
     writes.clear()
     lone = loop.time()
-    await tenant_summary.tenant_summary_follows(body=body, namespace="ns")
+    tenant_summary.summary_follows("ns", body)
     await asyncio.sleep(0.2)
     assert len(writes) == 1 and writes[0] - lone < 0.1  # the delay, not the cap
     assert not tenant_summary._pending and not tenant_summary._more

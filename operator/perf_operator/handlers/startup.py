@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
+from typing import Any
 
 import aiohttp
 import kopf
@@ -10,6 +12,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from .. import metrics
 from ..admission.server import WebhookOptions, start_webhook
+from ..api.kinds import TENANT_QUOTA
 from ..config import CONFIG
 from ..kube import client as kube_client
 from ..kube.events import POSTER
@@ -34,13 +37,33 @@ webhook: WebhookOptions | None = None
 namespaces: tuple[str, ...] = ()
 
 
+class ProfilesDiffBase(kopf.StatusDiffBaseStorage):
+    """kopf's diff-base in ``status.kopf``, kept for the kinds with change handlers only.
+
+    kopf builds the diff-base of every event of every watched kind (a deep copy of the body,
+    and the decoded stored one) whether or not a handler of the kind looks at changes; a
+    TenantQuota has only a low-level event handler, and the copies were about 7 % of the
+    operator's CPU while 10,000 tenants were created. A TenantQuota gets an empty diff-base."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None
+              ) -> kopf.BodyEssence:
+        if body.get("kind") == TENANT_QUOTA.kind:
+            return kopf.BodyEssence()
+        return super().build(body=body, extra_fields=extra_fields)
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        if body.get("kind") == TENANT_QUOTA.kind:
+            return None
+        return super().fetch(body=body)
+
+
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_) -> None:
     # kopf's progress and diff-base live in status.kopf, never in annotations: Argo CD and
     # every other GitOps tool would show annotations written by the operator as drift.
     settings.persistence.progress_storage = kopf.StatusProgressStorage(
         field="status.kopf.progress", touch_field="status.kopf.dummy")
-    settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(
+    settings.persistence.diffbase_storage = ProfilesDiffBase(
         field="status.kopf.lastHandledConfiguration")
     settings.persistence.finalizer = "perf.idp.io/finalizer"
     # Events are posted by kube.events (as perf-operator, repeats counted), not from log lines.

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
+from typing import Any
 
-import kopf
 import pydantic
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -26,7 +27,7 @@ from ..kube.objects import patch_status
 from ..scrub import scrub
 from ..tenants.registry import TENANTS_BY_PROFILE
 from .profile_registry import ProfileRef, profile_index
-from .resources import PROFILES, TENANTS
+from .resources import PROFILES
 
 #: A refresh waits this long after its profile's first tenant event, and again as long as
 #: more events of that profile came meanwhile, up to ``REFRESH_MAX_SECONDS``: a lone change
@@ -75,10 +76,10 @@ _pending: dict[ProfileRef, asyncio.Task] = {}
 _more: set[ProfileRef] = set()
 
 
-@kopf.on.event(*TENANTS)  # type: ignore[arg-type]
-async def tenant_summary_follows(*, body: kopf.Body, namespace: str, **_) -> None:
-    """A tenant was created, changed or deleted: its profile's summary is refreshed shortly
-    (a task, so that this tenant's own handlers do not wait for it)."""
+def summary_follows(namespace: str, body: Mapping[str, Any]) -> None:
+    """A tenant was created, changed or deleted (called on each of its watch events): its
+    profile's summary is refreshed shortly, by a task, so that the tenant's event waits for
+    nothing."""
     profile = ((body.get("spec") or {}).get("profileRef") or {}).get("name")
     if profile is None:
         return

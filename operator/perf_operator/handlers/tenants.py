@@ -14,6 +14,7 @@ from ..tenants.registry import TENANTS_BY_PROFILE, TenantEntry
 from . import deferred
 from .profile_registry import forget_profile, profile_index
 from .resources import PROFILES, TENANTS
+from .tenant_summary import summary_follows
 
 #: The profiles, so a tenant resolves its defaults without an API call.
 profile_specs = profile_index(tenant_profile)
@@ -31,7 +32,9 @@ async def tenant_event(*, event: dict, body: kopf.Body, patch: kopf.Patch, names
     """Every TenantQuota event: kopf's low-level handler is all tenants use (see
     tenants.reconciler.quota_event), and a deleted tenant's tables are removed when it is gone:
     TenantQuotas have no finalizer, what a missed DELETED event leaves behind is the profiles'
-    orphan sweep's (tenants.orphans)."""
+    orphan sweep's (tenants.orphans). The tenant's profile's summary follows (one handler per
+    event: kopf's invocation of each handler costs as much as a tenant's own work)."""
+    summary_follows(namespace, body)
     if event.get("type") == "DELETED":
         TENANTS_BY_PROFILE.forget(namespace, name)
         await delete_quota(namespace, TenantEntry.from_body(body)[1], profile_specs, logger)

@@ -2,8 +2,9 @@
 
 Counting a tenant's keys exactly would mean walking the whole keyspace for every tenant on every
 resync: 10,000 tenants times millions of keys. Instead one measurement costs at most
-``SCAN_CALLS`` SCAN calls of ``SCAN_COUNT`` slots each (MATCH ``<prefix>{<tenant>}:cache:*``) and
-``MEMORY_SAMPLES`` MEMORY USAGE calls (pipelined):
+``SCAN_CALLS`` SCAN calls of ``SCAN_COUNT`` slots each (MATCH ``<prefix>{<tenant>}:cache:*``; one
+call of 4,000 by default, a round trip each) and ``MEMORY_SAMPLES`` MEMORY USAGE calls
+(pipelined):
 
 * If the SCAN finishes within the budget, the key count is exact; otherwise it is extrapolated
   from the share of the keyspace visited (matches x DBSIZE / slots visited).
@@ -27,8 +28,8 @@ from redis.asyncio import Redis
 from ..config import CONFIG
 from ..ratelimit.layout import cache_prefix, glob_escape
 
-SCAN_COUNT = 1000
-SCAN_CALLS = 4
+SCAN_COUNT = 4000
+SCAN_CALLS = 1
 MEMORY_SAMPLES = 16
 MEASURE_INTERVAL_SECONDS = 0.0 if CONFIG.test_mode else 300.0
 
@@ -80,15 +81,17 @@ def forget(prefix: str, tenant: str) -> None:
 
 async def measure_cache(redis: Redis, prefix: str, tenant: str) -> CacheUsage:
     match = glob_escape(cache_prefix(prefix, tenant)) + "*"
-    found: list[str] = []
-    cursor, calls = 0, 0
-    while True:
+    # DBSIZE rides along with the first SCAN: one round trip for most measurements (a new
+    # tenant's among them), where a DBSIZE after an unfinished SCAN was one more.
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.dbsize()
+        pipe.scan(0, match=match, count=SCAN_COUNT)
+        total, (cursor, found) = await pipe.execute()
+    calls = 1
+    while cursor != 0 and calls < SCAN_CALLS:
         cursor, batch = await redis.scan(cursor, match=match, count=SCAN_COUNT)
         found.extend(batch)
         calls += 1
-        if cursor == 0 or calls >= SCAN_CALLS:
-            break
-    total = await redis.dbsize() if cursor != 0 else len(found)
     keys = estimate_keys(len(found), calls * SCAN_COUNT, total, cursor == 0)
     sample = spread_sample(found, MEMORY_SAMPLES)
     sizes: list[int] = []
