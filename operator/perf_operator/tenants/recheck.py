@@ -49,7 +49,7 @@ from .usage import measurement_due
 RESYNC_CONCURRENCY = 16
 #: Tenants compared in one pipelined round trip, and how many such chunks all profiles'
 #: re-checks hold at once (see :func:`tenants_to_reconcile`).
-RECHECK_CHUNK = 250
+RECHECK_CHUNK = 50
 CHUNKS_AT_ONCE = 4
 _chunks = asyncio.Semaphore(CHUNKS_AT_ONCE)
 
