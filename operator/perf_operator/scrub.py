@@ -42,20 +42,24 @@ _MASK = "***"
 _KEY_WORDS = (r"password|passwd|pwd|token|secret|requirepass|masterauth|api[-_]?key|"
               r"credentials?")
 
-#: (pattern, its replacement, only applied when this matches too)
-_PATTERNS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str],
+#: (pattern, its replacement, only applied when this matches too). The replacements are
+#: functions, not templates: ``re`` expands a template through a Python helper it imports at
+#: that moment, which fails once the interpreter is shutting down, when aiohttp still logs the
+#: sessions left unclosed.
+_PATTERNS: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str],
                       re.Pattern[str] | None]] = [
     # a Secret's body (JSON text or the client's repr of it): its data values are credentials
     (re.compile(r"""(["']?(?:data|string_?[dD]ata)["']?\s*[:=]\s*\{)[^{}]*(\})"""),
-     r"\1" + _MASK + r"\2", re.compile(r"""["']?kind["']?\s*[:=]\s*["']?Secret\b""")),
+     lambda m: f"{m[1]}{_MASK}{m[2]}",
+     re.compile(r"""["']?kind["']?\s*[:=]\s*["']?Secret\b""")),
     # key=value, key: value, "key": "value" (JSON), 'key': 'value' (repr)
     (re.compile(rf"""((?:{_KEY_WORDS})["']?\s*[=:]\s*)(?:(["'])(?:(?!\2)[^\\]|\\.)*\2|"""
                 r"""[^\s,;&}\]"']+)""", re.I),
      lambda m: f"{m[1]}{m[2] or ''}{_MASK}{m[2] or ''}", None),
     (re.compile(r"(authorization[\"']?\s*[=:]\s*[\"']?(?:basic|bearer)\s+)[-A-Za-z0-9._~+/=]+",
-                re.I), r"\1" + _MASK, None),
+                re.I), lambda m: f"{m[1]}{_MASK}", None),
     # scheme://user:password@host: the user name stays readable
-    (re.compile(r"(\w+://[^:/@\s]*:)[^@\s/]+@"), r"\1" + _MASK + "@", None),
+    (re.compile(r"(\w+://[^:/@\s]*:)[^@\s/]+@"), lambda m: f"{m[1]}{_MASK}@", None),
 ]
 
 _current: dict[Hashable, str] = {}

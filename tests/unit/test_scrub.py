@@ -4,6 +4,9 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import subprocess
+import sys
+import textwrap
 import urllib.parse
 
 import pytest
@@ -145,3 +148,22 @@ async def test_a_secret_value_that_is_not_text_is_named_not_quoted():
     assert caught.value.reason == "SecretValueInvalid"
     assert str(caught.value) == "Secret team-a/pg key 'password' is not UTF-8 text"
     assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
+def test_a_record_made_while_the_interpreter_shuts_down_is_still_scrubbed():
+    """aiohttp logs the sessions left unclosed from ``__del__`` at interpreter exit, when
+    nothing can be imported any more: the scrubbing record factory must not fail then."""
+    script = textwrap.dedent("""
+        import logging, sys
+        from perf_operator.scrub import install_log_scrubbing
+        logging.basicConfig()
+        install_log_scrubbing()
+        class Late:
+            def __del__(self):
+                logging.getLogger("late").error("Unclosed client session https://u:pw@host/")
+        sys.modules["late_holder"] = Late()
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60)
+    assert "ImportError" not in done.stderr
+    assert "Unclosed client session https://u:***@host/" in done.stderr
